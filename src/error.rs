@@ -1,0 +1,68 @@
+//! Error codes: the `code` of every `OutboxError` a caller can see.
+
+/// Each variant is a stable string code in JS (`OutboxError.code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The transaction is malformed (keys, priority, handler name, http request...).
+    InvalidTransaction,
+    /// `Outbox.open` got an option it does not know, or a value out of range.
+    InvalidOptions,
+    /// No handler of that name is registered (and it is not the built-in `http`).
+    UnknownHandler,
+    /// `mutations` or `metadata` cannot be structured-cloned (functions, symbols...).
+    NotSerializable,
+    QuotaExceeded,
+    /// IndexedDB is missing, blocked or failed.
+    StorageUnavailable,
+    /// The outbox was closed.
+    Closed,
+    /// The transaction is in the dead letters.
+    Dead,
+    /// No transaction with that id (where one is required, e.g. `retryDead`).
+    NotFound,
+    /// The transaction is being sent and cannot be removed now.
+    InFlight,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidTransaction => "InvalidTransaction",
+            Self::InvalidOptions => "InvalidOptions",
+            Self::UnknownHandler => "UnknownHandler",
+            Self::NotSerializable => "NotSerializable",
+            Self::QuotaExceeded => "QuotaExceeded",
+            Self::StorageUnavailable => "StorageUnavailable",
+            Self::Closed => "Closed",
+            Self::Dead => "Dead",
+            Self::NotFound => "NotFound",
+            Self::InFlight => "InFlight",
+        }
+    }
+}
+
+/// An error with its code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

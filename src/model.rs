@@ -1,0 +1,167 @@
+//! The transaction model: what the outbox stores about each transaction besides its payload,
+//! and the options that shape scheduling. Plain data, no web types.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, as `Date.now()` gives them.
+pub type Millis = u64;
+
+/// Position in the global order. Allocated by IndexedDB inside the enqueue write, so it is
+/// consistent across every context that shares the database.
+pub type Seq = u64;
+
+/// Among runnable transactions the higher priority goes first. `Ord` sorts `High` first.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "high" => Some(Self::High),
+            "normal" => Some(Self::Normal),
+            "low" => Some(Self::Low),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+}
+
+/// How transactions are ordered against each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ordering {
+    /// A transaction waits only for earlier transactions that share one of its keys.
+    #[default]
+    PerKey,
+    /// Strict global order: one transaction at a time, in `seq` order.
+    Fifo,
+}
+
+impl Ordering {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "per-key" => Some(Self::PerKey),
+            "fifo" => Some(Self::Fifo),
+            _ => None,
+        }
+    }
+}
+
+/// Where a transaction is in its life. `Acknowledged` is never stored: an acknowledged
+/// record leaves the outbox; the status only appears in what `settled` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    InFlight,
+    Dead,
+    Acknowledged,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in-flight",
+            Self::Dead => "dead",
+            Self::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+/// Why a transaction is in the dead letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadReason {
+    /// The handler threw `NonRetriableError`.
+    HandlerRejected,
+    /// Attempts reached `maxAttempts`.
+    MaxAttempts,
+    /// The stored record could not be decoded.
+    Corrupt,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    pub name: String,
+    pub message: String,
+}
+
+/// The scheduling metadata of one transaction: everything but `mutations` and `metadata`,
+/// which live in a separate store and are read only when the transaction is dispatched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TxMeta {
+    /// Absent until IndexedDB allocates it on the first write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<Seq>,
+    pub id: String,
+    pub handler: String,
+    pub keys: Vec<String>,
+    pub idempotency_key: String,
+    pub priority: Priority,
+    pub attempts: u32,
+    pub created_at: Millis,
+    pub next_attempt_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// Set only on records in the dead letters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_reason: Option<DeadReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_at: Option<Millis>,
+}
+
+impl TxMeta {
+    /// Keys in first-seen order without repeats: a transaction listing a key twice still
+    /// holds one place in that key's queue.
+    pub fn dedup_keys(keys: Vec<String>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(keys.len());
+        for k in keys {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_round_trips_and_sorts_high_first() {
+        for p in [Priority::High, Priority::Normal, Priority::Low] {
+            assert_eq!(Priority::parse(p.as_str()), Some(p));
+        }
+        assert!(Priority::High < Priority::Normal && Priority::Normal < Priority::Low);
+        assert_eq!(Priority::parse("urgent"), None);
+    }
+
+    #[test]
+    fn ordering_parses_only_known_names() {
+        assert_eq!(Ordering::parse("per-key"), Some(Ordering::PerKey));
+        assert_eq!(Ordering::parse("fifo"), Some(Ordering::Fifo));
+        assert_eq!(Ordering::parse("FIFO"), None);
+    }
+
+    #[test]
+    fn dedup_keeps_first_occurrence_order() {
+        let keys = ["b", "a", "b", "c", "a"].map(String::from).to_vec();
+        assert_eq!(TxMeta::dedup_keys(keys), ["b", "a", "c"]);
+    }
+}
