@@ -22,6 +22,8 @@ pub enum ErrorCode {
     NotFound,
     /// The transaction is being sent and cannot be removed now.
     InFlight,
+    /// `settled` of a transaction that `remove` cancelled.
+    Removed,
 }
 
 impl ErrorCode {
@@ -37,6 +39,7 @@ impl ErrorCode {
             Self::Dead => "Dead",
             Self::NotFound => "NotFound",
             Self::InFlight => "InFlight",
+            Self::Removed => "Removed",
         }
     }
 }

@@ -9,3 +9,21 @@ pub mod error;
 pub mod model;
 pub mod retry;
 pub mod scheduler;
+
+#[cfg(target_arch = "wasm32")]
+mod engine;
+#[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+mod js;
+#[cfg(target_arch = "wasm32")]
+mod options;
+#[cfg(target_arch = "wasm32")]
+mod outbox;
+#[cfg(target_arch = "wasm32")]
+mod store;
+#[cfg(target_arch = "wasm32")]
+mod triggers;
+
+#[cfg(target_arch = "wasm32")]
+pub use outbox::Outbox;

@@ -100,6 +100,19 @@ pub struct LastError {
     pub message: String,
 }
 
+/// How one attempt ended, as the executor acts on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Acknowledged,
+    /// Try again; `after` is a delay the failure asked for (it replaces the backoff).
+    Retry {
+        error: LastError,
+        after: Option<Millis>,
+    },
+    /// Never retry: to the dead letters.
+    Reject(LastError),
+}
+
 /// The scheduling metadata of one transaction: everything but `mutations` and `metadata`,
 /// which live in a separate store and are read only when the transaction is dispatched.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

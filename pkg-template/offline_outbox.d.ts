@@ -1,0 +1,202 @@
+/* Hand-written types for offline-outbox (they replace wasm-bindgen's generated ones). */
+
+export type InitInput =
+  | RequestInfo
+  | URL
+  | Response
+  | BufferSource
+  | WebAssembly.Module;
+
+/** Loads the WebAssembly module. Call once before `Outbox.open`. */
+export default function init(
+  input?: InitInput | Promise<InitInput> | { module_or_path: InitInput | Promise<InitInput> },
+): Promise<unknown>;
+
+export function initSync(module: BufferSource | WebAssembly.Module | { module: BufferSource | WebAssembly.Module }): unknown;
+
+export type Priority = 'high' | 'normal' | 'low';
+export type Status = 'pending' | 'in-flight' | 'dead';
+export type DeadReason = 'handler-rejected' | 'max-attempts' | 'corrupt';
+
+export type ErrorCode =
+  | 'InvalidTransaction'
+  | 'InvalidOptions'
+  | 'UnknownHandler'
+  | 'NotSerializable'
+  | 'QuotaExceeded'
+  | 'StorageUnavailable'
+  | 'Closed'
+  | 'Dead'
+  | 'NotFound'
+  | 'InFlight'
+  | 'Removed';
+
+export interface HandlerContext<M = unknown, D = unknown> {
+  id: string;
+  /** The same on every attempt, from every context. */
+  idempotencyKey: string;
+  keys: string[];
+  mutations: M;
+  metadata: D;
+  /** 1 on the first attempt. */
+  attempt: number;
+  /** Aborted when the outbox closes. */
+  signal: AbortSignal;
+}
+
+/** Resolve to acknowledge. Throw `NonRetriableError` to dead-letter; anything else retries
+ *  (an error with a numeric `retryAfterMs` sets the next delay). */
+export type Handler<M = any, D = any> = (ctx: HandlerContext<M, D>) => Promise<unknown> | unknown;
+
+export interface RetryOptions {
+  /** Default 1000. */
+  baseDelayMs?: number;
+  /** Default 60000. */
+  maxDelayMs?: number;
+  /** Default unlimited. Past it the transaction goes to the dead letters. */
+  maxAttempts?: number;
+  /** Default 'full'. */
+  jitter?: 'full' | 'equal' | 'none';
+}
+
+export interface OutboxOptions {
+  /** Namespaces the database (`offline-outbox:<name>`), lock and channel. */
+  name: string;
+  handlers: Record<string, Handler>;
+  /** Default 4. */
+  maxConcurrency?: number;
+  /** Default 'per-key'. */
+  ordering?: 'per-key' | 'fifo';
+  retry?: RetryOptions;
+  /** Default 'auto'. */
+  leaderElection?: 'auto' | 'web-locks' | 'broadcast-channel' | 'none';
+}
+
+/** The built-in `http` handler's mutations. */
+export interface HttpMutation {
+  method: string;
+  url: string;
+  headers?: Record<string, string>;
+  body?: string | ArrayBuffer | ArrayBufferView | null;
+}
+
+export interface NewTransaction {
+  /** A registered handler's name, or the built-in 'http'. */
+  handler: string;
+  /** Transactions sharing a key run in enqueue order; an empty list waits for all earlier
+   *  transactions and holds back all later ones. */
+  keys: string[];
+  /** Anything structured-clone can store: Date, Map, Set, ArrayBuffer, typed arrays... */
+  mutations: unknown;
+  priority?: Priority;
+  /** Defaults to the transaction id. */
+  idempotencyKey?: string;
+  metadata?: unknown;
+}
+
+export interface TransactionError {
+  name: string;
+  message: string;
+}
+
+export interface TransactionInfo {
+  id: string;
+  handler: string;
+  keys: string[];
+  mutations: unknown;
+  metadata: unknown;
+  idempotencyKey: string;
+  seq: number;
+  priority: Priority;
+  status: Status;
+  attempts: number;
+  createdAt: number;
+  nextAttemptAt: number;
+  lastError?: TransactionError;
+  /** Only on dead letters. */
+  deadReason?: DeadReason;
+}
+
+/** What `settled` resolves with. For a transaction this context saw acknowledged it is the
+ *  full info with status 'acknowledged'; for one acknowledged earlier (this context holds
+ *  no record of it) only `id` and `status` are set. */
+export type SettledInfo =
+  | (Omit<TransactionInfo, 'status'> & { status: 'acknowledged' })
+  | { id: string; status: 'acknowledged' };
+
+export interface OutboxStats {
+  /** Waiting (not in flight, not dead). */
+  pending: number;
+  inFlight: number;
+  dead: number;
+  oldestCreatedAt: number | null;
+  /** When the earliest waiting transaction becomes due, if any. */
+  nextAttemptAt: number | null;
+  /** Counters since this context opened the outbox. */
+  sent: number;
+  retried: number;
+  deadLettered: number;
+  isLeader: boolean;
+}
+
+export interface DrainReport {
+  sent: number;
+  retried: number;
+  dead: number;
+  /** Transactions still in the outbox (waiting for a retry time, or blocked). */
+  remaining: number;
+  /** false when the budget ran out (or the outbox closed) first. */
+  complete: boolean;
+  durationMs: number;
+}
+
+export type OutboxEvent =
+  | { type: 'enqueued'; id: string; seq: number }
+  | { type: 'sending'; id: string; attempt: number }
+  | { type: 'sent'; id: string }
+  | { type: 'retry'; id: string; attempt: number; nextAttemptAt: number; error: TransactionError }
+  | { type: 'dead'; id: string; reason: DeadReason; error: TransactionError }
+  | { type: 'removed'; id: string }
+  | { type: 'leader'; isLeader: boolean }
+  | { type: 'drained'; remaining: number }
+  | { type: 'error'; id?: string; error: OutboxError };
+
+export class Outbox {
+  private constructor();
+  static open(options: OutboxOptions): Promise<Outbox>;
+  readonly name: string;
+  /** This context currently sends. */
+  readonly isLeader: boolean;
+  /** Resolves once the transaction is durable in IndexedDB. */
+  enqueue(tx: NewTransaction): Promise<TransactionInfo>;
+  /** Resolves when a handler acknowledged it (at once if it already was); rejects with
+   *  `OutboxError{code:'Dead'}` if it is or becomes dead, `'Removed'` if removed. */
+  settled(id: string): Promise<SettledInfo>;
+  /** Not yet acknowledged, not dead, in seq order. */
+  peek(): Promise<TransactionInfo[]>;
+  deadLetters(): Promise<TransactionInfo[]>;
+  /** Back into the outbox at its original position in key order, attempts reset. */
+  retryDead(id: string): Promise<void>;
+  discardDead(id: string): Promise<void>;
+  /** Cancels a pending transaction; `InFlight` if it is being sent, `NotFound` if unknown. */
+  remove(id: string): Promise<void>;
+  stats(): Promise<OutboxStats>;
+  /** Resets backoff delays and drains now. */
+  notifyOnline(): void;
+  /** Runs until nothing is runnable now, or until `budgetMs` passes. */
+  drain(opts?: { budgetMs?: number }): Promise<DrainReport>;
+  subscribe(listener: (e: OutboxEvent) => void): () => void;
+  /** Stops sending, finishes every write under way, closes the database. */
+  close(): Promise<void>;
+  free(): void;
+  [Symbol.dispose](): void;
+}
+
+export class NonRetriableError extends Error {
+  constructor(message?: string, options?: ErrorOptions);
+}
+
+export class OutboxError extends Error {
+  constructor(code: ErrorCode, message?: string, options?: ErrorOptions);
+  readonly code: ErrorCode;
+}

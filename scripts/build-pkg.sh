@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the npm package into pkg/: release wasm, wasm-bindgen --target web glue,
+# size optimization with binaryen's wasm-opt, then pkg-template/ on top.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --target wasm32-unknown-unknown --lib
+rm -rf pkg
+wasm-bindgen --target web --out-dir pkg --out-name offline_outbox \
+  target/wasm32-unknown-unknown/release/offline_outbox.wasm
+
+# The error classes are JS (a Rust type cannot extend Error); wasm-bindgen places them in
+# a snippet, and the package entry re-exports them.
+snippet=$(cd pkg && ls snippets/*/src/js/errors.js)
+echo "export { OutboxError, NonRetriableError } from './${snippet}';" >> pkg/offline_outbox.js
+
+node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+  pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
+
+cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts pkg/
+rm -f pkg/.gitignore pkg/offline_outbox_bg.wasm.d.ts
+
+wasm=$(gzip -9c pkg/offline_outbox_bg.wasm | wc -c)
+js=$(gzip -9c pkg/offline_outbox.js | wc -c)
+echo "pkg/: wasm $(stat -c %s pkg/offline_outbox_bg.wasm) B ($wasm B gzipped), JS glue $(stat -c %s pkg/offline_outbox.js) B ($js B gzipped), total $(( (wasm + js) / 1024 )) KiB gzipped"

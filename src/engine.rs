@@ -1,0 +1,1217 @@
+//! The executor: drives the scheduler with IndexedDB writes, handler calls and timers.
+//!
+//! Owns the in-memory view of the outbox (the metadata of every pending transaction) and
+//! every background task: the enqueue group commit, the batched removal of acknowledged
+//! records, payload prefetch, the retry timer. State sits in one `RefCell`; no borrow is
+//! held across an `.await` or across a call into JS that could re-enter the outbox
+//! (listeners, handlers), so no borrow can fail.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use js_sys::{Array, Function, Object, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::AbortController;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::http;
+use crate::js::{self, Deferred};
+use crate::model::{DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
+use crate::options::{Handler, NewTransaction, Options};
+use crate::retry::{Decision, RetryPolicy, Rng};
+use crate::scheduler::Scheduler;
+use crate::store::{NewRecord, Store};
+use crate::triggers::Triggers;
+
+/// How many upcoming payloads one read fetches ahead of dispatch.
+const PREFETCH: usize = 64;
+/// Payloads of transactions enqueued here, kept (as snapshots) for their first dispatch.
+const CACHE_LIMIT: usize = 64;
+/// Acknowledged transactions remembered for `settled` after they leave the store.
+const RECENT_LIMIT: usize = 1_000;
+/// setTimeout fires at once past 2^31-1 ms; longer waits re-arm on wake-up.
+const MAX_TIMER_MS: Millis = i32::MAX as Millis;
+
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    sent: u64,
+    retried: u64,
+    dead: u64,
+}
+
+struct Enqueue {
+    meta: TxMeta,
+    payload: JsValue,
+    snapshot: Option<JsValue>,
+    deferred: Deferred,
+}
+
+struct DrainWait {
+    id: u32,
+    deferred: Deferred,
+    start: Totals,
+    started_at: f64,
+    _budget: Option<Timeout>,
+}
+
+struct State {
+    closed: bool,
+    sched: Scheduler,
+    pending: HashMap<Seq, TxMeta>,
+    ids: HashMap<String, Seq>,
+    rng: Rng,
+    listeners: Vec<(u32, Function)>,
+    next_id: u32,
+    waiters: HashMap<String, Vec<Deferred>>,
+    recent: VecDeque<TxMeta>,
+    enqueues: Vec<Enqueue>,
+    enqueue_busy: bool,
+    acks: Vec<TxMeta>,
+    ack_busy: bool,
+    /// Metadata rewrites and dead-letter moves under way.
+    writes: u32,
+    cache: HashMap<Seq, JsValue>,
+    prefetch_busy: bool,
+    timer: Option<(Millis, Timeout)>,
+    drains: Vec<DrainWait>,
+    quiet: Vec<Deferred>,
+    totals: Totals,
+    /// Something ran since the last `drained` event.
+    active: bool,
+    triggers: Option<Triggers>,
+}
+
+pub struct Engine {
+    name: String,
+    store: Store,
+    handlers: HashMap<String, Handler>,
+    retry: RetryPolicy,
+    abort: AbortController,
+    st: RefCell<State>,
+}
+
+/// A `TransactionInfo` object for JS.
+pub fn info(meta: &TxMeta, status: Status, payload: Option<&JsValue>) -> JsValue {
+    let o = Object::new();
+    js::set(&o, "id", &JsValue::from_str(&meta.id));
+    js::set(&o, "handler", &JsValue::from_str(&meta.handler));
+    let keys: Array = meta.keys.iter().map(|k| JsValue::from_str(k)).collect();
+    js::set(&o, "keys", &keys);
+    let field = |k| payload.map(|p| js::get(p, k)).unwrap_or(JsValue::UNDEFINED);
+    js::set(&o, "mutations", &field("mutations"));
+    js::set(&o, "metadata", &field("metadata"));
+    js::set(
+        &o,
+        "idempotencyKey",
+        &JsValue::from_str(&meta.idempotency_key),
+    );
+    if let Some(seq) = meta.seq {
+        js::set(&o, "seq", &JsValue::from_f64(seq as f64));
+    }
+    js::set(&o, "priority", &JsValue::from_str(meta.priority.as_str()));
+    js::set(&o, "status", &JsValue::from_str(status.as_str()));
+    js::set(&o, "attempts", &JsValue::from(meta.attempts));
+    js::set(&o, "createdAt", &JsValue::from_f64(meta.created_at as f64));
+    js::set(
+        &o,
+        "nextAttemptAt",
+        &JsValue::from_f64(meta.next_attempt_at as f64),
+    );
+    if let Some(e) = &meta.last_error {
+        js::set(&o, "lastError", &error_object(e));
+    }
+    if let Some(r) = meta.dead_reason {
+        let reason = serde_wasm_bindgen::to_value(&r).unwrap_or(JsValue::UNDEFINED);
+        js::set(&o, "deadReason", &reason);
+    }
+    o.into()
+}
+
+fn error_object(e: &LastError) -> JsValue {
+    let o = Object::new();
+    js::set(&o, "name", &JsValue::from_str(&e.name));
+    js::set(&o, "message", &JsValue::from_str(&e.message));
+    o.into()
+}
+
+fn event(kind: &str, id: Option<&str>) -> Object {
+    let o = Object::new();
+    js::set(&o, "type", &JsValue::from_str(kind));
+    if let Some(id) = id {
+        js::set(&o, "id", &JsValue::from_str(id));
+    }
+    o
+}
+
+fn payload_record(mutations: &JsValue, metadata: &JsValue) -> JsValue {
+    let o = Object::new();
+    js::set(&o, "mutations", mutations);
+    js::set(&o, "metadata", metadata);
+    o.into()
+}
+
+impl Engine {
+    pub async fn open(opts: Options) -> Result<Rc<Engine>> {
+        let store = Store::open(&opts.name).await?;
+        let now = js::now();
+        let loaded = store.load().await?;
+        if !loaded.corrupt.is_empty() {
+            store.quarantine(loaded.corrupt, now).await?;
+        }
+        let mut sched = Scheduler::new(opts.ordering, opts.max_concurrency);
+        let mut pending = HashMap::with_capacity(loaded.metas.len());
+        let mut ids = HashMap::with_capacity(loaded.metas.len());
+        for m in loaded.metas {
+            let Some(seq) = m.seq else { continue };
+            if sched
+                .insert(seq, &m.keys, m.priority, m.next_attempt_at)
+                .is_ok()
+            {
+                ids.insert(m.id.clone(), seq);
+                pending.insert(seq, m);
+            }
+        }
+        let abort = AbortController::new().map_err(|_| {
+            Error::new(
+                ErrorCode::StorageUnavailable,
+                "AbortController is not available",
+            )
+        })?;
+        let engine = Rc::new(Engine {
+            name: opts.name,
+            store,
+            handlers: opts.handlers,
+            retry: opts.retry,
+            abort,
+            st: RefCell::new(State {
+                closed: false,
+                sched,
+                pending,
+                ids,
+                rng: Rng::new(js::random_u64()),
+                listeners: Vec::new(),
+                next_id: 0,
+                waiters: HashMap::new(),
+                recent: VecDeque::new(),
+                enqueues: Vec::new(),
+                enqueue_busy: false,
+                acks: Vec::new(),
+                ack_busy: false,
+                writes: 0,
+                cache: HashMap::new(),
+                prefetch_busy: false,
+                timer: None,
+                drains: Vec::new(),
+                quiet: Vec::new(),
+                totals: Totals::default(),
+                active: false,
+                triggers: None,
+            }),
+        });
+        let (on_online, on_visible) = (Rc::downgrade(&engine), Rc::downgrade(&engine));
+        let triggers = Triggers::install(
+            move || {
+                if let Some(e) = on_online.upgrade() {
+                    e.notify_online();
+                }
+            },
+            move || {
+                if let Some(e) = on_visible.upgrade() {
+                    e.pump();
+                }
+            },
+        );
+        engine.st.borrow_mut().triggers = Some(triggers);
+        engine.pump();
+        Ok(engine)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This context runs handlers. Single-context until leader election lands.
+    pub fn is_leader(&self) -> bool {
+        !self.st.borrow().closed
+    }
+
+    fn closed_error() -> Error {
+        Error::new(ErrorCode::Closed, "the outbox is closed")
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.st.borrow().closed {
+            Err(Self::closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn emit(&self, ev: &Object) {
+        let listeners: Vec<Function> = self
+            .st
+            .borrow()
+            .listeners
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect();
+        for f in listeners {
+            // A listener that throws must not stop the outbox or the other listeners.
+            let _ = f.call1(&JsValue::UNDEFINED, ev);
+        }
+    }
+
+    pub fn subscribe(&self, listener: Function) -> u32 {
+        let mut st = self.st.borrow_mut();
+        st.next_id += 1;
+        let id = st.next_id;
+        st.listeners.push((id, listener));
+        id
+    }
+
+    pub fn unsubscribe(&self, id: u32) {
+        self.st.borrow_mut().listeners.retain(|(i, _)| *i != id);
+    }
+
+    // ---- enqueue: validate now, write in the next group commit -------------------------
+
+    pub fn enqueue(self: &Rc<Self>, tx: &JsValue) -> Promise {
+        match self.prepare(tx) {
+            Ok(item) => {
+                let promise = item.deferred.promise.clone();
+                let start = {
+                    let mut st = self.st.borrow_mut();
+                    st.enqueues.push(item);
+                    !std::mem::replace(&mut st.enqueue_busy, true)
+                };
+                if start {
+                    spawn_local(self.clone().commit_enqueues());
+                }
+                promise
+            }
+            Err(e) => Promise::reject(&js::to_js(&e)),
+        }
+    }
+
+    fn prepare(&self, tx: &JsValue) -> Result<Enqueue> {
+        self.check_open()?;
+        let NewTransaction {
+            handler,
+            keys,
+            mutations,
+            metadata,
+            priority,
+            idempotency_key,
+        } = crate::options::parse_transaction(tx, &self.handlers)?;
+        let payload = payload_record(&mutations, &metadata);
+        // The snapshot is what IndexedDB will hold: later changes by the caller to the
+        // objects it passed do not reach the handler.
+        let snapshot = js::clone_for_storage(&payload)?;
+        let id = js::uuid_v4();
+        let now = js::now();
+        let meta = TxMeta {
+            seq: None,
+            idempotency_key: idempotency_key.unwrap_or_else(|| id.clone()),
+            id,
+            handler,
+            keys: TxMeta::dedup_keys(keys),
+            priority,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            last_error: None,
+            dead_reason: None,
+            dead_at: None,
+        };
+        Ok(Enqueue {
+            meta,
+            payload,
+            snapshot,
+            deferred: Deferred::new(),
+        })
+    }
+
+    /// The group commit: everything queued while the previous write ran goes out in one
+    /// IndexedDB transaction. Each `enqueue` resolves only after its write commits.
+    async fn commit_enqueues(self: Rc<Self>) {
+        loop {
+            let batch = {
+                let mut st = self.st.borrow_mut();
+                if st.enqueues.is_empty() {
+                    st.enqueue_busy = false;
+                    break;
+                }
+                std::mem::take(&mut st.enqueues)
+            };
+            let records: Vec<NewRecord> = batch
+                .iter()
+                .map(|e| NewRecord {
+                    meta: &e.meta,
+                    payload: e.snapshot.as_ref().unwrap_or(&e.payload),
+                })
+                .collect();
+            let result = self.store.append(&records).await;
+            drop(records);
+            match result {
+                Ok(seqs) => {
+                    let mut done = Vec::with_capacity(batch.len());
+                    {
+                        let mut st = self.st.borrow_mut();
+                        for (mut item, seq) in batch.into_iter().zip(seqs) {
+                            item.meta.seq = Some(seq);
+                            let m = &item.meta;
+                            if st.sched.insert(seq, &m.keys, m.priority, 0).is_ok() {
+                                st.ids.insert(m.id.clone(), seq);
+                                st.pending.insert(seq, m.clone());
+                                if let Some(snap) = item.snapshot.take() {
+                                    if st.cache.len() < CACHE_LIMIT {
+                                        st.cache.insert(seq, snap);
+                                    }
+                                }
+                            }
+                            done.push(item);
+                        }
+                    }
+                    for item in done {
+                        item.deferred.resolve(&info(
+                            &item.meta,
+                            Status::Pending,
+                            Some(&item.payload),
+                        ));
+                        let ev = event("enqueued", Some(&item.meta.id));
+                        js::set(
+                            &ev,
+                            "seq",
+                            &JsValue::from_f64(item.meta.seq.unwrap_or(0) as f64),
+                        );
+                        self.emit(&ev);
+                    }
+                }
+                Err(e) => {
+                    let err = js::to_js(&e);
+                    for item in batch {
+                        item.deferred.reject(&err);
+                    }
+                }
+            }
+            self.pump();
+        }
+        self.settle_quiet();
+        self.check_idle();
+    }
+
+    // ---- dispatch ------------------------------------------------------------------------
+
+    /// Starts every transaction that may run now, up to the concurrency limit, and sets
+    /// the timer for the next one that will become due.
+    pub fn pump(self: &Rc<Self>) {
+        let now = js::now();
+        let mut ready = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return;
+            }
+            while let Some(seq) = st.sched.start_next(now) {
+                st.active = true;
+                match st.cache.remove(&seq) {
+                    Some(p) => ready.push((seq, p)),
+                    None => missing.push(seq),
+                }
+            }
+        }
+        for (seq, payload) in ready {
+            spawn_local(self.clone().attempt(seq, Some(payload)));
+        }
+        if !missing.is_empty() {
+            spawn_local(self.clone().fetch_and_attempt(missing));
+        }
+        self.arm_timer(now);
+        self.check_idle();
+    }
+
+    fn arm_timer(self: &Rc<Self>, now: Millis) {
+        let mut st = self.st.borrow_mut();
+        let due = match st.sched.next_due() {
+            Some(t) if t > now && t != Millis::MAX => t,
+            _ => {
+                st.timer = None;
+                return;
+            }
+        };
+        if st.timer.as_ref().is_some_and(|(at, _)| *at == due) {
+            return;
+        }
+        let weak: Weak<Engine> = Rc::downgrade(self);
+        let delay = (due - now).min(MAX_TIMER_MS) as u32;
+        let timeout = Timeout::new(delay, move || {
+            if let Some(e) = weak.upgrade() {
+                // Run outside the callback: re-arming drops this very Timeout.
+                spawn_local(async move {
+                    e.st.borrow_mut().timer = None;
+                    e.pump();
+                });
+            }
+        });
+        st.timer = Some((due, timeout));
+    }
+
+    /// Reads the payloads of `seqs` (and of the next few runnable ones, ahead of time) in
+    /// one IndexedDB read, then attempts `seqs`.
+    async fn fetch_and_attempt(self: Rc<Self>, seqs: Vec<Seq>) {
+        let (ids, extra, prefetching) = {
+            let mut st = self.st.borrow_mut();
+            let ids: Vec<String> = seqs
+                .iter()
+                .filter_map(|s| st.pending.get(s).map(|m| m.id.clone()))
+                .collect();
+            let prefetching = !st.prefetch_busy;
+            let mut extra = Vec::new();
+            if prefetching {
+                st.prefetch_busy = true;
+                let upcoming = st.sched.upcoming(js::now(), PREFETCH);
+                for s in upcoming {
+                    if !st.cache.contains_key(&s) && !seqs.contains(&s) {
+                        if let Some(m) = st.pending.get(&s) {
+                            extra.push((s, m.id.clone()));
+                        }
+                    }
+                }
+            }
+            (ids, extra, prefetching)
+        };
+        let mut all = ids.clone();
+        all.extend(extra.iter().map(|(_, id)| id.clone()));
+        let result = self.store.payloads(&all).await;
+        let mut payloads = match result {
+            Ok(p) => p.into_iter(),
+            Err(e) => {
+                if prefetching {
+                    self.st.borrow_mut().prefetch_busy = false;
+                }
+                for seq in seqs {
+                    let err = LastError {
+                        name: "StorageUnavailable".into(),
+                        message: e.message.clone(),
+                    };
+                    self.clone()
+                        .finish_attempt(
+                            seq,
+                            0,
+                            Outcome::Retry {
+                                error: err,
+                                after: None,
+                            },
+                        )
+                        .await;
+                }
+                return;
+            }
+        };
+        let own: Vec<Option<JsValue>> = payloads.by_ref().take(ids.len()).collect();
+        {
+            let mut st = self.st.borrow_mut();
+            if prefetching {
+                st.prefetch_busy = false;
+            }
+            for ((seq, _), p) in extra.into_iter().zip(payloads) {
+                if let Some(p) = p {
+                    if st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
+                        st.cache.insert(seq, p);
+                    }
+                }
+            }
+        }
+        for (seq, p) in seqs.into_iter().zip(own) {
+            spawn_local(self.clone().attempt(seq, p));
+        }
+    }
+
+    async fn attempt(self: Rc<Self>, seq: Seq, payload: Option<JsValue>) {
+        let Some(meta) = self.st.borrow().pending.get(&seq).cloned() else {
+            return;
+        };
+        let Some(payload) = payload else {
+            let err = LastError {
+                name: "MissingPayload".into(),
+                message: "the payload record of this transaction is missing".into(),
+            };
+            self.bury(seq, DeadReason::Corrupt, err, meta.attempts)
+                .await;
+            return;
+        };
+        let Some(handler) = self.handlers.get(&meta.handler) else {
+            // Written by a context that has this handler: leave it for one that has it.
+            // It keeps its place (and blocks its keys) without spending attempts.
+            let _ = self.st.borrow_mut().sched.retry(seq, Millis::MAX);
+            self.check_idle();
+            return;
+        };
+        let attempt = meta.attempts.saturating_add(1);
+        let ev = event("sending", Some(&meta.id));
+        js::set(&ev, "attempt", &JsValue::from(attempt));
+        self.emit(&ev);
+        let signal = self.abort.signal();
+        let outcome = match handler {
+            Handler::Js(f) => {
+                let ctx = Object::new();
+                js::set(&ctx, "id", &JsValue::from_str(&meta.id));
+                js::set(
+                    &ctx,
+                    "idempotencyKey",
+                    &JsValue::from_str(&meta.idempotency_key),
+                );
+                let keys: Array = meta.keys.iter().map(|k| JsValue::from_str(k)).collect();
+                js::set(&ctx, "keys", &keys);
+                js::set(&ctx, "mutations", &js::get(&payload, "mutations"));
+                js::set(&ctx, "metadata", &js::get(&payload, "metadata"));
+                js::set(&ctx, "attempt", &JsValue::from(attempt));
+                js::set(&ctx, "signal", &signal);
+                call_handler(f, &ctx).await
+            }
+            Handler::Http => {
+                http::send(
+                    &js::get(&payload, "mutations"),
+                    &meta.idempotency_key,
+                    &signal,
+                )
+                .await
+            }
+        };
+        self.finish_attempt(seq, attempt, outcome).await;
+    }
+
+    async fn finish_attempt(self: Rc<Self>, seq: Seq, attempt: u32, outcome: Outcome) {
+        if self.st.borrow().closed {
+            // The record stays pending in the store; the next open sends it again.
+            return;
+        }
+        match outcome {
+            Outcome::Acknowledged => self.acknowledge(seq),
+            Outcome::Reject(err) => {
+                self.bury(seq, DeadReason::HandlerRejected, err, attempt)
+                    .await
+            }
+            Outcome::Retry { error, after } => {
+                let now = js::now();
+                let decision = {
+                    let mut st = self.st.borrow_mut();
+                    let unit = st.rng.unit();
+                    self.retry.after_failure(attempt, after, now, unit)
+                };
+                match decision {
+                    Decision::Dead => {
+                        self.bury(seq, DeadReason::MaxAttempts, error, attempt)
+                            .await
+                    }
+                    Decision::RetryAt(at) => self.schedule_retry(seq, attempt, error, at),
+                }
+            }
+        }
+    }
+
+    fn acknowledge(self: &Rc<Self>, seq: Seq) {
+        let start = {
+            let mut st = self.st.borrow_mut();
+            if st.sched.finish(seq).is_err() {
+                return;
+            }
+            let Some(meta) = st.pending.remove(&seq) else {
+                return;
+            };
+            st.ids.remove(&meta.id);
+            st.totals.sent += 1;
+            st.acks.push(meta);
+            !std::mem::replace(&mut st.ack_busy, true)
+        };
+        if start {
+            spawn_local(self.clone().flush_acks());
+        }
+        self.pump();
+    }
+
+    /// Removes acknowledged records in batches; `sent` and `settled` follow the commit.
+    async fn flush_acks(self: Rc<Self>) {
+        loop {
+            let batch = {
+                let mut st = self.st.borrow_mut();
+                if st.acks.is_empty() {
+                    st.ack_busy = false;
+                    break;
+                }
+                std::mem::take(&mut st.acks)
+            };
+            let keys: Vec<(Seq, String)> = batch
+                .iter()
+                .filter_map(|m| Some((m.seq?, m.id.clone())))
+                .collect();
+            if let Err(e) = self.store.delete(&keys).await {
+                // The handler did acknowledge; a record that could not be removed is sent
+                // again after the next open, with the same idempotency key.
+                let ev = event("error", None);
+                js::set(&ev, "error", &js::to_js(&e));
+                self.emit(&ev);
+            }
+            for meta in batch {
+                let waiters = {
+                    let mut st = self.st.borrow_mut();
+                    if st.recent.len() >= RECENT_LIMIT {
+                        st.recent.pop_front();
+                    }
+                    st.recent.push_back(meta.clone());
+                    st.waiters.remove(&meta.id).unwrap_or_default()
+                };
+                if !waiters.is_empty() {
+                    let settled = info(&meta, Status::Acknowledged, None);
+                    for w in waiters {
+                        w.resolve(&settled);
+                    }
+                }
+                self.emit(&event("sent", Some(&meta.id)));
+            }
+        }
+        self.settle_quiet();
+        self.check_idle();
+    }
+
+    fn schedule_retry(self: &Rc<Self>, seq: Seq, attempt: u32, error: LastError, at: Millis) {
+        let meta = {
+            let mut st = self.st.borrow_mut();
+            let Some(meta) = st.pending.get_mut(&seq) else {
+                return;
+            };
+            meta.attempts = attempt;
+            meta.next_attempt_at = at;
+            meta.last_error = Some(error.clone());
+            let meta = meta.clone();
+            if st.sched.retry(seq, at).is_err() {
+                return;
+            }
+            st.totals.retried += 1;
+            st.writes += 1;
+            meta
+        };
+        // Spawned before the next dispatch can be, so this write is ordered before any
+        // later write about the same record.
+        let me = self.clone();
+        let record = meta.clone();
+        spawn_local(async move {
+            if let Err(e) = me.store.update(&record).await {
+                let ev = event("error", Some(&record.id));
+                js::set(&ev, "error", &js::to_js(&e));
+                me.emit(&ev);
+            }
+            me.st.borrow_mut().writes -= 1;
+            me.settle_quiet();
+            me.check_idle();
+        });
+        let ev = event("retry", Some(&meta.id));
+        js::set(&ev, "attempt", &JsValue::from(attempt));
+        js::set(&ev, "nextAttemptAt", &JsValue::from_f64(at as f64));
+        js::set(&ev, "error", &error_object(&error));
+        self.emit(&ev);
+        self.pump();
+    }
+
+    /// Moves an in-flight transaction to the dead letters. Its keys stay blocked until the
+    /// move commits, so a crash cannot let later transactions overtake it silently.
+    async fn bury(self: Rc<Self>, seq: Seq, reason: DeadReason, error: LastError, attempts: u32) {
+        let meta = {
+            let mut st = self.st.borrow_mut();
+            let Some(meta) = st.pending.get(&seq) else {
+                return;
+            };
+            let mut meta = meta.clone();
+            meta.attempts = attempts;
+            meta.last_error = Some(error.clone());
+            meta.dead_reason = Some(reason);
+            meta.dead_at = Some(js::now());
+            st.writes += 1;
+            meta
+        };
+        let stored = self.store.bury(&meta).await;
+        let waiters = {
+            let mut st = self.st.borrow_mut();
+            st.writes -= 1;
+            match &stored {
+                Ok(()) => {
+                    let _ = st.sched.finish(seq);
+                    st.pending.remove(&seq);
+                    st.ids.remove(&meta.id);
+                    st.cache.remove(&seq);
+                    st.totals.dead += 1;
+                    st.waiters.remove(&meta.id).unwrap_or_default()
+                }
+                Err(_) => Vec::new(),
+            }
+        };
+        match stored {
+            Ok(()) => {
+                let err = js::err(
+                    ErrorCode::Dead,
+                    format!(
+                        "transaction {} is dead: {}: {}",
+                        meta.id, error.name, error.message
+                    ),
+                );
+                for w in waiters {
+                    w.reject(&err);
+                }
+                let ev = event("dead", Some(&meta.id));
+                let reason = serde_wasm_bindgen::to_value(&reason).unwrap_or(JsValue::UNDEFINED);
+                js::set(&ev, "reason", &reason);
+                js::set(&ev, "error", &error_object(&error));
+                self.emit(&ev);
+                self.settle_quiet();
+                self.pump();
+            }
+            Err(e) => {
+                // Could not record the death: keep it pending and try again later.
+                let ev = event("error", Some(&meta.id));
+                js::set(&ev, "error", &js::to_js(&e));
+                self.emit(&ev);
+                let at = js::now().saturating_add(self.retry.max_delay_ms);
+                self.schedule_retry(seq, attempts, error, at);
+            }
+        }
+    }
+
+    pub fn notify_online(self: &Rc<Self>) {
+        {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return;
+            }
+            st.sched.reset_delays();
+            let now = js::now();
+            for m in st.pending.values_mut() {
+                m.next_attempt_at = m.next_attempt_at.min(now);
+            }
+        }
+        self.pump();
+    }
+
+    // ---- quiescence: drain() and the `drained` event -----------------------------------
+
+    fn is_idle(st: &State, now: Millis) -> bool {
+        st.sched.in_flight() == 0
+            && !st.sched.has_runnable(now)
+            && st.enqueues.is_empty()
+            && !st.enqueue_busy
+            && st.acks.is_empty()
+            && !st.ack_busy
+            && st.writes == 0
+    }
+
+    fn check_idle(&self) {
+        let (drains, drained, remaining, totals) = {
+            let mut st = self.st.borrow_mut();
+            if !Self::is_idle(&st, js::now()) {
+                return;
+            }
+            let drained = std::mem::replace(&mut st.active, false);
+            (
+                std::mem::take(&mut st.drains),
+                drained,
+                st.sched.len(),
+                st.totals,
+            )
+        };
+        for d in drains {
+            d.deferred.resolve(&report(&d, totals, remaining, true));
+        }
+        if drained {
+            let ev = event("drained", None);
+            js::set(&ev, "remaining", &JsValue::from_f64(remaining as f64));
+            self.emit(&ev);
+        }
+    }
+
+    pub fn drain(self: &Rc<Self>, budget_ms: Option<Millis>) -> Promise {
+        if let Err(e) = self.check_open() {
+            return Promise::reject(&js::to_js(&e));
+        }
+        let deferred = Deferred::new();
+        let promise = deferred.promise.clone();
+        {
+            let mut st = self.st.borrow_mut();
+            st.next_id += 1;
+            let id = st.next_id;
+            let budget = budget_ms.map(|ms| {
+                let weak = Rc::downgrade(self);
+                Timeout::new(ms.min(MAX_TIMER_MS) as u32, move || {
+                    if let Some(e) = weak.upgrade() {
+                        spawn_local(async move { e.end_drain(id) });
+                    }
+                })
+            });
+            let start = st.totals;
+            st.drains.push(DrainWait {
+                id,
+                deferred,
+                start,
+                started_at: js_sys::Date::now(),
+                _budget: budget,
+            });
+        }
+        self.pump();
+        promise
+    }
+
+    fn end_drain(&self, id: u32) {
+        let (d, totals, remaining) = {
+            let mut st = self.st.borrow_mut();
+            let Some(pos) = st.drains.iter().position(|d| d.id == id) else {
+                return;
+            };
+            (st.drains.remove(pos), st.totals, st.sched.len())
+        };
+        d.deferred.resolve(&report(&d, totals, remaining, false));
+    }
+
+    /// Resolves close()'s wait once no write is under way.
+    fn settle_quiet(&self) {
+        let quiet = {
+            let mut st = self.st.borrow_mut();
+            if st.enqueue_busy || st.ack_busy || st.writes > 0 {
+                return;
+            }
+            std::mem::take(&mut st.quiet)
+        };
+        for q in quiet {
+            q.resolve(&JsValue::UNDEFINED);
+        }
+    }
+
+    // ---- queries and management ------------------------------------------------------
+
+    pub async fn peek(self: Rc<Self>) -> Result<JsValue> {
+        self.check_open()?;
+        let metas: Vec<(TxMeta, Status)> = {
+            let st = self.st.borrow();
+            st.sched
+                .seqs()
+                .filter_map(|s| {
+                    let status = if st.sched.is_in_flight(s) {
+                        Status::InFlight
+                    } else {
+                        Status::Pending
+                    };
+                    Some((st.pending.get(&s)?.clone(), status))
+                })
+                .collect()
+        };
+        let payloads = self
+            .payload_map(metas.iter().map(|(m, _)| m.id.clone()))
+            .await?;
+        let out: Array = metas
+            .iter()
+            .map(|(m, status)| info(m, *status, payloads.get(&m.id)))
+            .collect();
+        Ok(out.into())
+    }
+
+    async fn payload_map(
+        &self,
+        ids: impl Iterator<Item = String>,
+    ) -> Result<HashMap<String, JsValue>> {
+        let ids: Vec<String> = ids.collect();
+        if ids.len() > PREFETCH {
+            return self.store.all_payloads().await;
+        }
+        let values = self.store.payloads(&ids).await?;
+        Ok(ids
+            .into_iter()
+            .zip(values)
+            .filter_map(|(id, v)| Some((id, v?)))
+            .collect())
+    }
+
+    pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
+        self.check_open()?;
+        let dead = self.store.dead_letters().await?;
+        let payloads = self.payload_map(dead.iter().map(|m| m.id.clone())).await?;
+        let out: Array = dead
+            .iter()
+            .map(|m| info(m, Status::Dead, payloads.get(&m.id)))
+            .collect();
+        Ok(out.into())
+    }
+
+    pub async fn retry_dead(self: Rc<Self>, id: String) -> Result<()> {
+        self.check_open()?;
+        let mut meta = self.store.find_dead(&id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotFound,
+                format!("no dead letter with id {id:?}"),
+            )
+        })?;
+        if meta.dead_reason == Some(DeadReason::Corrupt) {
+            return Err(Error::new(
+                ErrorCode::InvalidTransaction,
+                "a corrupt record cannot be retried; inspect it in deadLetters() and discard it",
+            ));
+        }
+        let seq = meta
+            .seq
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
+        meta.dead_reason = None;
+        meta.dead_at = None;
+        meta.attempts = 0;
+        meta.next_attempt_at = js::now();
+        self.store.revive(&meta).await?;
+        {
+            let mut st = self.st.borrow_mut();
+            if st.sched.insert(seq, &meta.keys, meta.priority, 0).is_ok() {
+                st.ids.insert(meta.id.clone(), seq);
+                st.pending.insert(seq, meta.clone());
+            }
+        }
+        let ev = event("enqueued", Some(&meta.id));
+        js::set(&ev, "seq", &JsValue::from_f64(seq as f64));
+        self.emit(&ev);
+        self.pump();
+        Ok(())
+    }
+
+    pub async fn discard_dead(self: Rc<Self>, id: String) -> Result<()> {
+        self.check_open()?;
+        let meta = self.store.find_dead(&id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotFound,
+                format!("no dead letter with id {id:?}"),
+            )
+        })?;
+        let seq = meta
+            .seq
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
+        self.store.discard(true, seq, &id).await
+    }
+
+    pub async fn remove(self: Rc<Self>, id: String) -> Result<()> {
+        self.check_open()?;
+        let (seq, meta) = {
+            let mut st = self.st.borrow_mut();
+            let seq = *st.ids.get(&id).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NotFound,
+                    format!("no pending transaction with id {id:?}"),
+                )
+            })?;
+            if st.sched.is_in_flight(seq) {
+                return Err(Error::new(
+                    ErrorCode::InFlight,
+                    format!("transaction {id:?} is being sent"),
+                ));
+            }
+            // Out of the scheduler first, so it cannot start while the delete commits.
+            let _ = st.sched.remove(seq);
+            st.cache.remove(&seq);
+            let meta = st.pending.remove(&seq);
+            st.ids.remove(&id);
+            (seq, meta)
+        };
+        match self.store.discard(false, seq, &id).await {
+            Ok(()) => {
+                let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
+                let err = js::err(
+                    ErrorCode::Removed,
+                    format!("transaction {id:?} was removed"),
+                );
+                for w in waiters {
+                    w.reject(&err);
+                }
+                self.emit(&event("removed", Some(&id)));
+                self.pump();
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(meta) = meta {
+                    let mut st = self.st.borrow_mut();
+                    if st
+                        .sched
+                        .insert(seq, &meta.keys, meta.priority, meta.next_attempt_at)
+                        .is_ok()
+                    {
+                        st.ids.insert(id, seq);
+                        st.pending.insert(seq, meta);
+                    }
+                }
+                self.pump();
+                Err(e)
+            }
+        }
+    }
+
+    pub fn settled(self: &Rc<Self>, id: String) -> Promise {
+        if let Err(e) = self.check_open() {
+            return Promise::reject(&js::to_js(&e));
+        }
+        {
+            let mut st = self.st.borrow_mut();
+            if st.ids.contains_key(&id) {
+                let d = Deferred::new();
+                let p = d.promise.clone();
+                st.waiters.entry(id).or_default().push(d);
+                return p;
+            }
+            if let Some(m) = st.recent.iter().rev().find(|m| m.id == id) {
+                return Promise::resolve(&info(m, Status::Acknowledged, None));
+            }
+        }
+        let me = self.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            match me.store.find_dead(&id).await.map_err(|e| js::to_js(&e))? {
+                Some(m) => Err(js::err(
+                    ErrorCode::Dead,
+                    format!(
+                        "transaction {id} is dead: {}",
+                        m.last_error.map(|e| e.message).unwrap_or_default()
+                    ),
+                )),
+                // Not pending, not dead: acknowledged before this context saw it.
+                None => {
+                    let o = Object::new();
+                    js::set(&o, "id", &JsValue::from_str(&id));
+                    js::set(
+                        &o,
+                        "status",
+                        &JsValue::from_str(Status::Acknowledged.as_str()),
+                    );
+                    Ok(o.into())
+                }
+            }
+        })
+    }
+
+    pub async fn stats(self: Rc<Self>) -> Result<JsValue> {
+        self.check_open()?;
+        let dead = self.store.count_dead().await?;
+        let st = self.st.borrow();
+        let o = Object::new();
+        let in_flight = st.sched.in_flight();
+        js::set(
+            &o,
+            "pending",
+            &JsValue::from_f64((st.sched.len() - in_flight) as f64),
+        );
+        js::set(&o, "inFlight", &JsValue::from_f64(in_flight as f64));
+        js::set(&o, "dead", &JsValue::from(dead));
+        let oldest = st.pending.values().map(|m| m.created_at).min();
+        js::set(
+            &o,
+            "oldestCreatedAt",
+            &oldest
+                .map(|t| JsValue::from_f64(t as f64))
+                .unwrap_or(JsValue::NULL),
+        );
+        let next = st.sched.next_due().filter(|t| *t != Millis::MAX);
+        js::set(
+            &o,
+            "nextAttemptAt",
+            &next
+                .map(|t| JsValue::from_f64(t as f64))
+                .unwrap_or(JsValue::NULL),
+        );
+        js::set(&o, "sent", &JsValue::from_f64(st.totals.sent as f64));
+        js::set(&o, "retried", &JsValue::from_f64(st.totals.retried as f64));
+        js::set(
+            &o,
+            "deadLettered",
+            &JsValue::from_f64(st.totals.dead as f64),
+        );
+        js::set(&o, "isLeader", &JsValue::from_bool(!st.closed));
+        Ok(o.into())
+    }
+
+    /// Stops sending, waits for every write under way (so nothing enqueued or
+    /// acknowledged is lost), then closes the database.
+    pub async fn close(self: Rc<Self>) {
+        let quiet = {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.triggers = None;
+            st.timer = None;
+            st.cache.clear();
+            if st.enqueue_busy || st.ack_busy || st.writes > 0 {
+                let d = Deferred::new();
+                let p = d.promise.clone();
+                st.quiet.push(d);
+                Some(p)
+            } else {
+                None
+            }
+        };
+        self.abort.abort();
+        if let Some(p) = quiet {
+            let _ = JsFuture::from(p).await;
+        }
+        let (waiters, drains, totals, remaining) = {
+            let mut st = self.st.borrow_mut();
+            (
+                std::mem::take(&mut st.waiters),
+                std::mem::take(&mut st.drains),
+                st.totals,
+                st.sched.len(),
+            )
+        };
+        let err = js::to_js(&Self::closed_error());
+        for w in waiters.into_values().flatten() {
+            w.reject(&err);
+        }
+        for d in drains {
+            d.deferred.resolve(&report(&d, totals, remaining, false));
+        }
+        self.store.close();
+    }
+}
+
+fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsValue {
+    let o = Object::new();
+    js::set(
+        &o,
+        "sent",
+        &JsValue::from_f64((now.sent - d.start.sent) as f64),
+    );
+    js::set(
+        &o,
+        "retried",
+        &JsValue::from_f64((now.retried - d.start.retried) as f64),
+    );
+    js::set(
+        &o,
+        "dead",
+        &JsValue::from_f64((now.dead - d.start.dead) as f64),
+    );
+    js::set(&o, "remaining", &JsValue::from_f64(remaining as f64));
+    js::set(&o, "complete", &JsValue::from_bool(complete));
+    js::set(
+        &o,
+        "durationMs",
+        &JsValue::from_f64(js_sys::Date::now() - d.started_at),
+    );
+    o.into()
+}
+
+/// Calls a JS handler and classifies how it ended.
+async fn call_handler(f: &Function, ctx: &Object) -> Outcome {
+    let result = match f.call1(&JsValue::UNDEFINED, ctx) {
+        Ok(v) => JsFuture::from(Promise::resolve(&v)).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Outcome::Acknowledged,
+        Err(e) if js::is_non_retriable(&e) => Outcome::Reject(js::describe(&e)),
+        Err(e) => Outcome::Retry {
+            error: js::describe(&e),
+            after: js::retry_after_ms(&e),
+        },
+    }
+}

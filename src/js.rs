@@ -1,0 +1,182 @@
+//! JS interop shared by the web modules: the error classes, property access, deferred
+//! promises, the clock and platform randomness.
+
+use js_sys::{Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::error::{Error, ErrorCode};
+use crate::model::{LastError, Millis};
+
+#[wasm_bindgen(module = "/src/js/errors.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = OutboxError)]
+    type JsOutboxError;
+
+    #[wasm_bindgen(constructor, js_class = "OutboxError")]
+    fn new(code: &str, message: &str) -> JsOutboxError;
+
+    #[wasm_bindgen(js_name = NonRetriableError)]
+    pub type NonRetriableError;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// Absent in old engines, hence `catch` on a missing function too.
+    #[wasm_bindgen(catch, js_name = structuredClone)]
+    fn structured_clone(value: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+/// The `OutboxError` for a Rust error.
+pub fn to_js(err: &Error) -> JsValue {
+    JsOutboxError::new(err.code.as_str(), &err.message).into()
+}
+
+pub fn err(code: ErrorCode, message: impl Into<String>) -> JsValue {
+    to_js(&Error::new(code, message))
+}
+
+pub fn now() -> Millis {
+    js_sys::Date::now().max(0.0) as Millis
+}
+
+pub fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+pub fn set(obj: &Object, key: &str, value: &JsValue) {
+    // Setting a data property on a plain object we created cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+pub fn is_plain_object(v: &JsValue) -> bool {
+    v.is_object() && !js_sys::Array::is_array(v) && !v.is_function()
+}
+
+/// The structured clone IndexedDB will store, taken now: it checks up front that the
+/// value can be stored (so one bad transaction cannot abort a write it shares with
+/// others) and is the snapshot the handler later sees. `None` where `structuredClone` is
+/// missing; the write itself then reports the failure.
+pub fn clone_for_storage(value: &JsValue) -> Result<Option<JsValue>, Error> {
+    match structured_clone(value) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if error_name(&e).as_deref() == Some("DataCloneError") => Err(Error::new(
+            ErrorCode::NotSerializable,
+            format!(
+                "cannot be stored: {}",
+                describe(&e).message.chars().take(200).collect::<String>()
+            ),
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+fn error_name(e: &JsValue) -> Option<String> {
+    get(e, "name").as_string()
+}
+
+/// Name and message of whatever a handler threw, for `lastError`.
+pub fn describe(e: &JsValue) -> LastError {
+    if e.is_object() {
+        let name = error_name(e).unwrap_or_else(|| "Error".into());
+        let message = get(e, "message").as_string().unwrap_or_else(|| {
+            String::from(
+                js_sys::JSON::stringify(e)
+                    .ok()
+                    .map(String::from)
+                    .unwrap_or_default(),
+            )
+        });
+        LastError { name, message }
+    } else {
+        let message = e.as_string().unwrap_or_else(|| {
+            e.as_f64()
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| format!("{e:?}"))
+        });
+        LastError {
+            name: "Error".into(),
+            message,
+        }
+    }
+}
+
+/// Whether a handler's error means "do not retry". The name check lets an error from
+/// another bundle or realm (an iframe, a second copy of the package) count too.
+pub fn is_non_retriable(e: &JsValue) -> bool {
+    e.is_instance_of::<NonRetriableError>()
+        || (e.is_object() && error_name(e).as_deref() == Some("NonRetriableError"))
+}
+
+/// A handler error's `retryAfterMs`, when it is a finite, non-negative number.
+pub fn retry_after_ms(e: &JsValue) -> Option<Millis> {
+    if !e.is_object() {
+        return None;
+    }
+    get(e, "retryAfterMs")
+        .as_f64()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v as Millis)
+}
+
+/// A promise with its settle functions, for results that arrive from another task.
+pub struct Deferred {
+    pub promise: Promise,
+    resolve: Function,
+    reject: Function,
+}
+
+impl Deferred {
+    pub fn new() -> Self {
+        let mut resolve = JsValue::UNDEFINED;
+        let mut reject = JsValue::UNDEFINED;
+        // The executor runs synchronously inside `new Promise`, so both are set here.
+        let promise = Promise::new(&mut |res, rej| {
+            resolve = res.into();
+            reject = rej.into();
+        });
+        Self {
+            promise,
+            resolve: resolve.unchecked_into(),
+            reject: reject.unchecked_into(),
+        }
+    }
+
+    pub fn resolve(&self, value: &JsValue) {
+        let _ = self.resolve.call1(&JsValue::UNDEFINED, value);
+    }
+
+    pub fn reject(&self, value: &JsValue) {
+        let _ = self.reject.call1(&JsValue::UNDEFINED, value);
+    }
+}
+
+/// 64 bits from the platform's cryptographic randomness (seeds, ids).
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // Only fails where no crypto exists at all; a clock-derived value still spreads jitter.
+    if getrandom::fill(&mut buf).is_err() {
+        return (js_sys::Date::now() * 1000.0) as u64
+            ^ (js_sys::Math::random() * 2f64.powi(52)) as u64;
+    }
+    u64::from_le_bytes(buf)
+}
+
+/// A random (version 4) UUID.
+pub fn uuid_v4() -> String {
+    let (hi, lo) = (random_u64(), random_u64());
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&hi.to_be_bytes());
+    b[8..].copy_from_slice(&lo.to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

@@ -1,0 +1,289 @@
+//! Reading and validating what JS passes in: `OutboxOptions` and `NewTransaction`.
+//! Everything is checked before anything is stored; a failure is a typed error.
+
+use std::collections::HashMap;
+
+use js_sys::{Array, Function, Object};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::js;
+use crate::model::{Ordering, Priority};
+use crate::retry::{Jitter, RetryPolicy};
+
+/// The built-in handler that replays a described HTTP request with `fetch`.
+pub const HTTP_HANDLER: &str = "http";
+
+const MAX_KEYS: usize = 256;
+const MAX_STRING: usize = 1_024;
+
+pub enum Handler {
+    Js(Function),
+    Http,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaderElection {
+    Auto,
+    WebLocks,
+    BroadcastChannel,
+    None,
+}
+
+pub struct Options {
+    pub name: String,
+    pub handlers: HashMap<String, Handler>,
+    pub max_concurrency: usize,
+    pub ordering: Ordering,
+    pub retry: RetryPolicy,
+    pub leader_election: LeaderElection,
+}
+
+pub struct NewTransaction {
+    pub handler: String,
+    pub keys: Vec<String>,
+    pub mutations: JsValue,
+    pub metadata: JsValue,
+    pub priority: Priority,
+    pub idempotency_key: Option<String>,
+}
+
+fn invalid(code: ErrorCode, msg: impl Into<String>) -> Error {
+    Error::new(code, msg)
+}
+
+/// Own enumerable keys of `obj` that are not in `known`.
+fn unknown_fields(obj: &JsValue, known: &[&str]) -> Vec<String> {
+    match obj.dyn_ref::<Object>() {
+        Some(o) => Object::keys(o)
+            .iter()
+            .filter_map(|k| k.as_string())
+            .filter(|k| !known.contains(&k.as_str()))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn reject_unknown(obj: &JsValue, known: &[&str], what: &str, code: ErrorCode) -> Result<()> {
+    let unknown = unknown_fields(obj, known);
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(
+            code,
+            format!("unknown {what} {:?} (known: {})", unknown, known.join(", ")),
+        ))
+    }
+}
+
+/// A whole number in `[min, max]`, or `None` when absent.
+fn whole(obj: &JsValue, key: &str, min: f64, max: f64, code: ErrorCode) -> Result<Option<u64>> {
+    let v = js::get(obj, key);
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && (min..=max).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(invalid(
+            code,
+            format!("{key} must be a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+fn string_field(obj: &JsValue, key: &str, code: ErrorCode) -> Result<Option<String>> {
+    let v = js::get(obj, key);
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    match v.as_string() {
+        Some(s) if !s.is_empty() && s.len() <= MAX_STRING => Ok(Some(s)),
+        _ => Err(invalid(
+            code,
+            format!("{key} must be a non-empty string of at most {MAX_STRING} bytes"),
+        )),
+    }
+}
+
+fn choice<T>(
+    obj: &JsValue,
+    key: &str,
+    parse: fn(&str) -> Option<T>,
+    allowed: &str,
+    code: ErrorCode,
+) -> Result<Option<T>> {
+    match string_field(obj, key, code) {
+        Ok(None) => Ok(None),
+        Ok(Some(s)) => parse(&s)
+            .map(Some)
+            .ok_or_else(|| invalid(code, format!("{key} must be one of {allowed}, not {s:?}"))),
+        Err(_) => Err(invalid(code, format!("{key} must be one of {allowed}"))),
+    }
+}
+
+fn parse_leader(s: &str) -> Option<LeaderElection> {
+    match s {
+        "auto" => Some(LeaderElection::Auto),
+        "web-locks" => Some(LeaderElection::WebLocks),
+        "broadcast-channel" => Some(LeaderElection::BroadcastChannel),
+        "none" => Some(LeaderElection::None),
+        _ => None,
+    }
+}
+
+pub fn parse_options(v: &JsValue) -> Result<Options> {
+    const C: ErrorCode = ErrorCode::InvalidOptions;
+    if !js::is_plain_object(v) {
+        return Err(invalid(C, "options must be an object"));
+    }
+    reject_unknown(
+        v,
+        &[
+            "name",
+            "handlers",
+            "maxConcurrency",
+            "ordering",
+            "retry",
+            "leaderElection",
+        ],
+        "option",
+        C,
+    )?;
+    let name = string_field(v, "name", C)?.ok_or_else(|| invalid(C, "name is required"))?;
+    let mut handlers = HashMap::new();
+    let hv = js::get(v, "handlers");
+    if !hv.is_undefined() {
+        let obj = hv
+            .dyn_ref::<Object>()
+            .filter(|_| js::is_plain_object(&hv))
+            .ok_or_else(|| invalid(C, "handlers must be an object of functions"))?;
+        for entry in Object::entries(obj).iter() {
+            let pair: Array = entry.unchecked_into();
+            let key = pair.get(0).as_string().unwrap_or_default();
+            let f = pair
+                .get(1)
+                .dyn_into::<Function>()
+                .map_err(|_| invalid(C, format!("handler {key:?} must be a function")))?;
+            handlers.insert(key, Handler::Js(f));
+        }
+    }
+    handlers
+        .entry(HTTP_HANDLER.to_string())
+        .or_insert(Handler::Http);
+    let max_concurrency = whole(v, "maxConcurrency", 1.0, 1024.0, C)?.unwrap_or(4) as usize;
+    let ordering =
+        choice(v, "ordering", Ordering::parse, "'per-key', 'fifo'", C)?.unwrap_or_default();
+    let leader_election = choice(
+        v,
+        "leaderElection",
+        parse_leader,
+        "'auto', 'web-locks', 'broadcast-channel', 'none'",
+        C,
+    )?
+    .unwrap_or(LeaderElection::Auto);
+    let mut retry = RetryPolicy::default();
+    let rv = js::get(v, "retry");
+    if !rv.is_undefined() {
+        if !js::is_plain_object(&rv) {
+            return Err(invalid(C, "retry must be an object"));
+        }
+        reject_unknown(
+            &rv,
+            &["baseDelayMs", "maxDelayMs", "maxAttempts", "jitter"],
+            "retry option",
+            C,
+        )?;
+        const DAY: f64 = 86_400_000.0;
+        if let Some(b) = whole(&rv, "baseDelayMs", 0.0, DAY, C)? {
+            retry.base_delay_ms = b;
+        }
+        if let Some(m) = whole(&rv, "maxDelayMs", 0.0, 7.0 * DAY, C)? {
+            retry.max_delay_ms = m;
+        }
+        if retry.max_delay_ms < retry.base_delay_ms {
+            return Err(invalid(
+                C,
+                "retry.maxDelayMs must be at least retry.baseDelayMs",
+            ));
+        }
+        retry.max_attempts = whole(&rv, "maxAttempts", 1.0, u32::MAX as f64, C)?.map(|m| m as u32);
+        if let Some(j) = choice(&rv, "jitter", Jitter::parse, "'full', 'equal', 'none'", C)? {
+            retry.jitter = j;
+        }
+    }
+    Ok(Options {
+        name,
+        handlers,
+        max_concurrency,
+        ordering,
+        retry,
+        leader_election,
+    })
+}
+
+pub fn parse_transaction(
+    v: &JsValue,
+    handlers: &HashMap<String, Handler>,
+) -> Result<NewTransaction> {
+    const C: ErrorCode = ErrorCode::InvalidTransaction;
+    if !js::is_plain_object(v) {
+        return Err(invalid(C, "a transaction must be an object"));
+    }
+    reject_unknown(
+        v,
+        &[
+            "handler",
+            "keys",
+            "mutations",
+            "priority",
+            "idempotencyKey",
+            "metadata",
+        ],
+        "transaction field",
+        C,
+    )?;
+    let handler =
+        string_field(v, "handler", C)?.ok_or_else(|| invalid(C, "handler is required"))?;
+    let registered = handlers.get(&handler).ok_or_else(|| {
+        invalid(
+            ErrorCode::UnknownHandler,
+            format!("no handler named {handler:?} is registered"),
+        )
+    })?;
+    let kv = js::get(v, "keys");
+    if !Array::is_array(&kv) {
+        return Err(invalid(C, "keys must be an array of strings"));
+    }
+    let arr: Array = kv.unchecked_into();
+    if arr.length() as usize > MAX_KEYS {
+        return Err(invalid(C, format!("at most {MAX_KEYS} keys")));
+    }
+    let mut keys = Vec::with_capacity(arr.length() as usize);
+    for k in arr.iter() {
+        match k.as_string() {
+            Some(s) if s.len() <= MAX_STRING => keys.push(s),
+            Some(_) => {
+                return Err(invalid(
+                    C,
+                    format!("a key is longer than {MAX_STRING} bytes"),
+                ))
+            }
+            None => return Err(invalid(C, "keys must be an array of strings")),
+        }
+    }
+    let priority =
+        choice(v, "priority", Priority::parse, "'high', 'normal', 'low'", C)?.unwrap_or_default();
+    let idempotency_key = string_field(v, "idempotencyKey", C)?;
+    let mutations = js::get(v, "mutations");
+    if matches!(registered, Handler::Http) {
+        crate::http::validate(&mutations)?;
+    }
+    Ok(NewTransaction {
+        handler,
+        keys,
+        mutations,
+        metadata: js::get(v, "metadata"),
+        priority,
+        idempotency_key,
+    })
+}

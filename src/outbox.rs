@@ -1,0 +1,169 @@
+//! The JS façade: the `Outbox` class exactly as DESIGN.md's contract states it. Each
+//! method validates its arguments, then hands over to the engine; every failure reaches
+//! JS as an `OutboxError` with a code, never as a panic.
+
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::js;
+use crate::model::Millis;
+
+#[wasm_bindgen]
+pub struct Outbox {
+    engine: Rc<Engine>,
+}
+
+fn id_arg(id: &JsValue) -> Result<String> {
+    id.as_string().filter(|s| !s.is_empty()).ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidTransaction,
+            "id must be a non-empty string",
+        )
+    })
+}
+
+fn run<F>(f: F) -> Promise
+where
+    F: std::future::Future<Output = Result<JsValue>> + 'static,
+{
+    future_to_promise(async move { f.await.map_err(|e| js::to_js(&e)) })
+}
+
+fn budget(opts: &JsValue) -> Result<Option<Millis>> {
+    if opts.is_undefined() || opts.is_null() {
+        return Ok(None);
+    }
+    let bad = |m: &str| Error::new(ErrorCode::InvalidOptions, m);
+    if !js::is_plain_object(opts) {
+        return Err(bad("drain options must be an object"));
+    }
+    let keys = js_sys::Object::keys(opts.unchecked_ref::<js_sys::Object>());
+    if keys
+        .iter()
+        .any(|k| k.as_string().as_deref() != Some("budgetMs"))
+    {
+        return Err(bad("drain takes only { budgetMs }"));
+    }
+    let b = js::get(opts, "budgetMs");
+    if b.is_undefined() {
+        return Ok(None);
+    }
+    match b.as_f64() {
+        Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as Millis)),
+        _ => Err(bad("budgetMs must be a non-negative number")),
+    }
+}
+
+#[wasm_bindgen]
+impl Outbox {
+    /// Opens (creating if needed) the outbox named `options.name`.
+    pub async fn open(options: JsValue) -> std::result::Result<Outbox, JsValue> {
+        let opts = crate::options::parse_options(&options).map_err(|e| js::to_js(&e))?;
+        let engine = Engine::open(opts).await.map_err(|e| js::to_js(&e))?;
+        Ok(Outbox { engine })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.engine.name().to_string()
+    }
+
+    #[wasm_bindgen(getter, js_name = isLeader)]
+    pub fn is_leader(&self) -> bool {
+        self.engine.is_leader()
+    }
+
+    /// Resolves with the `TransactionInfo` once the transaction is durable in IndexedDB.
+    pub fn enqueue(&self, tx: JsValue) -> Promise {
+        self.engine.enqueue(&tx)
+    }
+
+    pub fn settled(&self, id: JsValue) -> Promise {
+        match id_arg(&id) {
+            Ok(id) => self.engine.settled(id),
+            Err(e) => Promise::reject(&js::to_js(&e)),
+        }
+    }
+
+    pub fn peek(&self) -> Promise {
+        run(self.engine.clone().peek())
+    }
+
+    #[wasm_bindgen(js_name = deadLetters)]
+    pub fn dead_letters(&self) -> Promise {
+        run(self.engine.clone().dead_letters())
+    }
+
+    #[wasm_bindgen(js_name = retryDead)]
+    pub fn retry_dead(&self, id: JsValue) -> Promise {
+        let engine = self.engine.clone();
+        run(async move {
+            engine.retry_dead(id_arg(&id)?).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    #[wasm_bindgen(js_name = discardDead)]
+    pub fn discard_dead(&self, id: JsValue) -> Promise {
+        let engine = self.engine.clone();
+        run(async move {
+            engine.discard_dead(id_arg(&id)?).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    pub fn remove(&self, id: JsValue) -> Promise {
+        let engine = self.engine.clone();
+        run(async move {
+            engine.remove(id_arg(&id)?).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    pub fn stats(&self) -> Promise {
+        run(self.engine.clone().stats())
+    }
+
+    /// Resets backoff delays and drains now.
+    #[wasm_bindgen(js_name = notifyOnline)]
+    pub fn notify_online(&self) {
+        self.engine.notify_online();
+    }
+
+    /// Runs until nothing is runnable now (or `budgetMs` passes) and reports what happened.
+    pub fn drain(&self, opts: JsValue) -> Promise {
+        match budget(&opts) {
+            Ok(b) => self.engine.drain(b),
+            Err(e) => Promise::reject(&js::to_js(&e)),
+        }
+    }
+
+    /// Calls `listener` with every event; returns the function that unsubscribes it.
+    pub fn subscribe(&self, listener: JsValue) -> std::result::Result<Function, JsValue> {
+        let f: Function = listener
+            .dyn_into()
+            .map_err(|_| js::err(ErrorCode::InvalidOptions, "subscribe takes a function"))?;
+        let id = self.engine.subscribe(f);
+        let weak = Rc::downgrade(&self.engine);
+        let unsubscribe = Closure::<dyn FnMut()>::new(move || {
+            if let Some(e) = weak.upgrade() {
+                e.unsubscribe(id);
+            }
+        });
+        Ok(unsubscribe.into_js_value().unchecked_into())
+    }
+
+    pub fn close(&self) -> Promise {
+        let engine = self.engine.clone();
+        future_to_promise(async move {
+            engine.close().await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}

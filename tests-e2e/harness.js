@@ -1,0 +1,81 @@
+// Shared by the node --test suites and the benchmarks: a loopback server (static files
+// plus a mutation API that dedupes on Idempotency-Key) and headless Chromium.
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const TYPES = {
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm', '.json': 'application/json', '.css': 'text/css',
+};
+
+export const CHROMIUM_ARGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-quic', '--no-first-run',
+];
+
+/** A server on 127.0.0.1 with a random port. `api` records what the mutation API saw. */
+export async function startServer() {
+  const api = {
+    received: [],          // every request, duplicates included
+    byKey: new Map(),      // idempotency key -> first body
+    script: [],            // queued { status, headers, body } answers for /api/mutate
+    delayMs: 0,
+    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; },
+    unique() { return [...this.byKey.values()]; },
+  };
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    if (url.pathname.startsWith('/api/')) {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      if (url.pathname === '/api/mutate') {
+        const key = req.headers['idempotency-key'] ?? null;
+        const entry = { key, method: req.method, body, headers: req.headers, at: Date.now() };
+        api.received.push(entry);
+        if (api.delayMs) await new Promise((r) => setTimeout(r, api.delayMs));
+        const answer = api.script.shift() ?? { status: 200 };
+        if (answer.status >= 200 && answer.status < 300 && key && !api.byKey.has(key)) api.byKey.set(key, entry);
+        res.writeHead(answer.status, { 'content-type': 'text/plain', ...(answer.headers ?? {}) });
+        res.end(answer.body ?? 'ok');
+        return;
+      }
+      res.writeHead(404).end();
+      return;
+    }
+    const file = path.join(ROOT, path.normalize(decodeURIComponent(url.pathname)));
+    if (!file.startsWith(ROOT) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+      'cache-control': 'no-store',
+    });
+    fs.createReadStream(file).pipe(res);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  return { origin, api, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
+}
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+  });
+}
+
+/** Opens the test page (which loads pkg/) and waits until the module is initialised. */
+export async function openApp(context, origin, page = 'tests-e2e/pages/app.html') {
+  const p = await context.newPage();
+  p.on('pageerror', (e) => console.error('[pageerror]', e.message));
+  await p.goto(`${origin}/${page}`);
+  await p.waitForFunction(() => window.ready === true);
+  return p;
+}
