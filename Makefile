@@ -1,0 +1,41 @@
+# Two commands matter: `make demo` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+WASM_BINDGEN_VERSION := 0.2.130
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+export CHROMEDRIVER ?= /usr/bin/chromedriver
+
+.PHONY: setup lint unit pkg wasm-tests e2e test demo bench
+
+setup:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@wasm-bindgen --version 2>/dev/null | grep -q ' $(WASM_BINDGEN_VERSION)$$' || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; fi
+	@[ -d node_modules/playwright-core ] && [ -d node_modules/binaryen ] || npm ci --no-audit --no-fund
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	cargo test
+
+pkg:
+	./scripts/build-pkg.sh
+
+wasm-tests:
+	cargo test --target wasm32-unknown-unknown
+
+e2e: pkg
+	node --test --test-concurrency=1 tests-e2e/
+
+test: setup lint unit wasm-tests e2e
+
+demo: setup pkg
+	node www-demo/server.js
+
+bench: setup pkg
+	node bench/run.js
