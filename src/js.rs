@@ -80,12 +80,10 @@ pub fn describe(e: &JsValue) -> LastError {
     if e.is_object() {
         let name = error_name(e).unwrap_or_else(|| "Error".into());
         let message = get(e, "message").as_string().unwrap_or_else(|| {
-            String::from(
-                js_sys::JSON::stringify(e)
-                    .ok()
-                    .map(String::from)
-                    .unwrap_or_default(),
-            )
+            js_sys::JSON::stringify(e)
+                .ok()
+                .map(String::from)
+                .unwrap_or_default()
         });
         LastError { name, message }
     } else {
