@@ -26,10 +26,10 @@ use crate::scheduler::Scheduler;
 use crate::store::{NewRecord, Store};
 use crate::triggers::Triggers;
 
-/// How many upcoming payloads one read fetches ahead of dispatch.
-const PREFETCH: usize = 64;
-/// Payloads of transactions enqueued here, kept (as snapshots) for their first dispatch.
-const CACHE_LIMIT: usize = 64;
+/// How many payloads the cache holds ahead of dispatch: the loader reads this many
+/// upcoming ones at a time, so a drain costs one IndexedDB read per window, not per
+/// transaction.
+const WINDOW: usize = 512;
 /// Acknowledged transactions remembered for `settled` after they leave the store.
 const RECENT_LIMIT: usize = 1_000;
 /// setTimeout fires at once past 2^31-1 ms; longer waits re-arm on wake-up.
@@ -73,8 +73,12 @@ struct State {
     ack_busy: bool,
     /// Metadata rewrites and dead-letter moves under way.
     writes: u32,
+    /// Payloads read (or enqueued here) ahead of dispatch.
     cache: HashMap<Seq, JsValue>,
-    prefetch_busy: bool,
+    /// Started transactions whose payload is not read yet.
+    awaiting_payload: Vec<Seq>,
+    /// A payload read is under way.
+    loading: bool,
     timer: Option<(Millis, Timeout)>,
     drains: Vec<DrainWait>,
     quiet: Vec<Deferred>,
@@ -202,7 +206,8 @@ impl Engine {
                 ack_busy: false,
                 writes: 0,
                 cache: HashMap::new(),
-                prefetch_busy: false,
+                awaiting_payload: Vec::new(),
+                loading: false,
                 timer: None,
                 drains: Vec::new(),
                 quiet: Vec::new(),
@@ -250,7 +255,8 @@ impl Engine {
         }
     }
 
-    fn emit(&self, ev: &Object) {
+    /// Calls every listener with the event `build` makes; builds nothing without one.
+    fn emit(&self, build: impl FnOnce() -> Object) {
         let listeners: Vec<Function> = self
             .st
             .borrow()
@@ -258,9 +264,13 @@ impl Engine {
             .iter()
             .map(|(_, f)| f.clone())
             .collect();
+        if listeners.is_empty() {
+            return;
+        }
+        let ev = build();
         for f in listeners {
             // A listener that throws must not stop the outbox or the other listeners.
-            let _ = f.call1(&JsValue::UNDEFINED, ev);
+            let _ = f.call1(&JsValue::UNDEFINED, &ev);
         }
     }
 
@@ -367,7 +377,7 @@ impl Engine {
                                 st.ids.insert(m.id.clone(), seq);
                                 st.pending.insert(seq, m.clone());
                                 if let Some(snap) = item.snapshot.take() {
-                                    if st.cache.len() < CACHE_LIMIT {
+                                    if st.cache.len() < WINDOW {
                                         st.cache.insert(seq, snap);
                                     }
                                 }
@@ -381,13 +391,15 @@ impl Engine {
                             Status::Pending,
                             Some(&item.payload),
                         ));
-                        let ev = event("enqueued", Some(&item.meta.id));
-                        js::set(
-                            &ev,
-                            "seq",
-                            &JsValue::from_f64(item.meta.seq.unwrap_or(0) as f64),
-                        );
-                        self.emit(&ev);
+                        self.emit(|| {
+                            let ev = event("enqueued", Some(&item.meta.id));
+                            js::set(
+                                &ev,
+                                "seq",
+                                &JsValue::from_f64(item.meta.seq.unwrap_or(0) as f64),
+                            );
+                            ev
+                        });
                     }
                 }
                 Err(e) => {
@@ -410,7 +422,6 @@ impl Engine {
     pub fn pump(self: &Rc<Self>) {
         let now = js::now();
         let mut ready = Vec::new();
-        let mut missing = Vec::new();
         {
             let mut st = self.st.borrow_mut();
             if st.closed {
@@ -420,16 +431,14 @@ impl Engine {
                 st.active = true;
                 match st.cache.remove(&seq) {
                     Some(p) => ready.push((seq, p)),
-                    None => missing.push(seq),
+                    None => st.awaiting_payload.push(seq),
                 }
             }
         }
         for (seq, payload) in ready {
             spawn_local(self.clone().attempt(seq, Some(payload)));
         }
-        if !missing.is_empty() {
-            spawn_local(self.clone().fetch_and_attempt(missing));
-        }
+        self.load_payloads();
         self.arm_timer(now);
         self.check_idle();
     }
@@ -460,75 +469,109 @@ impl Engine {
         st.timer = Some((due, timeout));
     }
 
-    /// Reads the payloads of `seqs` (and of the next few runnable ones, ahead of time) in
-    /// one IndexedDB read, then attempts `seqs`.
-    async fn fetch_and_attempt(self: Rc<Self>, seqs: Vec<Seq>) {
-        let (ids, extra, prefetching) = {
+    /// Starts a payload read when a started transaction waits for one, or when the cache
+    /// has run low: the transactions waiting, then the runnable ones (priority order), then
+    /// the rest in seq order (what a chain on one key runs next), up to the window.
+    fn load_payloads(self: &Rc<Self>) {
+        let (range, extra) = {
             let mut st = self.st.borrow_mut();
-            let ids: Vec<String> = seqs
-                .iter()
-                .filter_map(|s| st.pending.get(s).map(|m| m.id.clone()))
+            if st.loading || st.closed {
+                return;
+            }
+            // Read ahead only while work is flowing; a queue blocked behind a failing head
+            // must not cost reads.
+            let now = js::now();
+            if st.awaiting_payload.is_empty()
+                && (st.cache.len() >= WINDOW / 4 || !st.sched.has_runnable(now))
+            {
+                return;
+            }
+            let room = WINDOW.saturating_sub(st.cache.len());
+            let st = &mut *st;
+            let (cache, sched) = (&st.cache, &st.sched);
+            let window: Vec<Seq> = sched
+                .seqs()
+                .filter(|s| !cache.contains_key(s) && !sched.is_in_flight(*s))
+                .take(room)
                 .collect();
-            let prefetching = !st.prefetch_busy;
-            let mut extra = Vec::new();
-            if prefetching {
-                st.prefetch_busy = true;
-                let upcoming = st.sched.upcoming(js::now(), PREFETCH);
-                for s in upcoming {
-                    if !st.cache.contains_key(&s) && !seqs.contains(&s) {
-                        if let Some(m) = st.pending.get(&s) {
-                            extra.push((s, m.id.clone()));
+            let range = window.first().zip(window.last()).map(|(lo, hi)| (*lo, *hi));
+            let outside = |s: &Seq| range.is_none_or(|(lo, hi)| *s < lo || *s > hi);
+            let mut extra: Vec<Seq> = st
+                .awaiting_payload
+                .iter()
+                .copied()
+                .filter(outside)
+                .collect();
+            for s in st.sched.upcoming(now, room) {
+                if outside(&s) && !st.cache.contains_key(&s) && !extra.contains(&s) {
+                    extra.push(s);
+                }
+            }
+            if range.is_none() && extra.is_empty() {
+                return;
+            }
+            st.loading = true;
+            (range, extra)
+        };
+        spawn_local(self.clone().read_payloads(range, extra));
+    }
+
+    async fn read_payloads(self: Rc<Self>, range: Option<(Seq, Seq)>, extra: Vec<Seq>) {
+        let result = self.store.payloads(range, &extra).await;
+        let (run, failed) = {
+            let mut st = self.st.borrow_mut();
+            st.loading = false;
+            let awaiting = std::mem::take(&mut st.awaiting_payload);
+            let mut run = Vec::new();
+            let mut failed = Vec::new();
+            let asked =
+                |s: Seq| extra.contains(&s) || range.is_some_and(|(lo, hi)| (lo..=hi).contains(&s));
+            match result {
+                Ok(mut found) => {
+                    for seq in awaiting {
+                        match found.remove(&seq) {
+                            Some(p) => run.push((seq, Some(p))),
+                            // Asked for and absent: the payload record is missing.
+                            None if asked(seq) => run.push((seq, None)),
+                            None => st.awaiting_payload.push(seq),
+                        }
+                    }
+                    for (seq, p) in found {
+                        if st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
+                            st.cache.insert(seq, p);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for seq in awaiting {
+                        if asked(seq) {
+                            failed.push((seq, e.message.clone()));
+                        } else {
+                            st.awaiting_payload.push(seq);
                         }
                     }
                 }
             }
-            (ids, extra, prefetching)
+            (run, failed)
         };
-        let mut all = ids.clone();
-        all.extend(extra.iter().map(|(_, id)| id.clone()));
-        let result = self.store.payloads(&all).await;
-        let mut payloads = match result {
-            Ok(p) => p.into_iter(),
-            Err(e) => {
-                if prefetching {
-                    self.st.borrow_mut().prefetch_busy = false;
-                }
-                for seq in seqs {
-                    let err = LastError {
-                        name: "StorageUnavailable".into(),
-                        message: e.message.clone(),
-                    };
-                    self.clone()
-                        .finish_attempt(
-                            seq,
-                            0,
-                            Outcome::Retry {
-                                error: err,
-                                after: None,
-                            },
-                        )
-                        .await;
-                }
-                return;
-            }
-        };
-        let own: Vec<Option<JsValue>> = payloads.by_ref().take(ids.len()).collect();
-        {
-            let mut st = self.st.borrow_mut();
-            if prefetching {
-                st.prefetch_busy = false;
-            }
-            for ((seq, _), p) in extra.into_iter().zip(payloads) {
-                if let Some(p) = p {
-                    if st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
-                        st.cache.insert(seq, p);
-                    }
-                }
-            }
-        }
-        for (seq, p) in seqs.into_iter().zip(own) {
+        for (seq, p) in run {
             spawn_local(self.clone().attempt(seq, p));
         }
+        for (seq, message) in failed {
+            let error = LastError {
+                name: "StorageUnavailable".into(),
+                message,
+            };
+            let attempts = self.st.borrow().pending.get(&seq).map_or(0, |m| m.attempts);
+            self.clone()
+                .finish_attempt(
+                    seq,
+                    attempts.saturating_add(1),
+                    Outcome::Retry { error, after: None },
+                )
+                .await;
+        }
+        self.load_payloads();
     }
 
     async fn attempt(self: Rc<Self>, seq: Seq, payload: Option<JsValue>) {
@@ -552,9 +595,11 @@ impl Engine {
             return;
         };
         let attempt = meta.attempts.saturating_add(1);
-        let ev = event("sending", Some(&meta.id));
-        js::set(&ev, "attempt", &JsValue::from(attempt));
-        self.emit(&ev);
+        self.emit(|| {
+            let ev = event("sending", Some(&meta.id));
+            js::set(&ev, "attempt", &JsValue::from(attempt));
+            ev
+        });
         let signal = self.abort.signal();
         let outcome = match handler {
             Handler::Js(f) => {
@@ -645,16 +690,16 @@ impl Engine {
                 }
                 std::mem::take(&mut st.acks)
             };
-            let keys: Vec<(Seq, String)> = batch
-                .iter()
-                .filter_map(|m| Some((m.seq?, m.id.clone())))
-                .collect();
-            if let Err(e) = self.store.delete(&keys).await {
+            let mut seqs: Vec<Seq> = batch.iter().filter_map(|m| m.seq).collect();
+            seqs.sort_unstable();
+            if let Err(e) = self.store.delete(&seqs).await {
                 // The handler did acknowledge; a record that could not be removed is sent
                 // again after the next open, with the same idempotency key.
-                let ev = event("error", None);
-                js::set(&ev, "error", &js::to_js(&e));
-                self.emit(&ev);
+                self.emit(|| {
+                    let ev = event("error", None);
+                    js::set(&ev, "error", &js::to_js(&e));
+                    ev
+                });
             }
             for meta in batch {
                 let waiters = {
@@ -671,7 +716,7 @@ impl Engine {
                         w.resolve(&settled);
                     }
                 }
-                self.emit(&event("sent", Some(&meta.id)));
+                self.emit(|| event("sent", Some(&meta.id)));
             }
         }
         self.settle_quiet();
@@ -701,19 +746,23 @@ impl Engine {
         let record = meta.clone();
         spawn_local(async move {
             if let Err(e) = me.store.update(&record).await {
-                let ev = event("error", Some(&record.id));
-                js::set(&ev, "error", &js::to_js(&e));
-                me.emit(&ev);
+                me.emit(|| {
+                    let ev = event("error", Some(&record.id));
+                    js::set(&ev, "error", &js::to_js(&e));
+                    ev
+                });
             }
             me.st.borrow_mut().writes -= 1;
             me.settle_quiet();
             me.check_idle();
         });
-        let ev = event("retry", Some(&meta.id));
-        js::set(&ev, "attempt", &JsValue::from(attempt));
-        js::set(&ev, "nextAttemptAt", &JsValue::from_f64(at as f64));
-        js::set(&ev, "error", &error_object(&error));
-        self.emit(&ev);
+        self.emit(|| {
+            let ev = event("retry", Some(&meta.id));
+            js::set(&ev, "attempt", &JsValue::from(attempt));
+            js::set(&ev, "nextAttemptAt", &JsValue::from_f64(at as f64));
+            js::set(&ev, "error", &error_object(&error));
+            ev
+        });
         self.pump();
     }
 
@@ -761,19 +810,24 @@ impl Engine {
                 for w in waiters {
                     w.reject(&err);
                 }
-                let ev = event("dead", Some(&meta.id));
-                let reason = serde_wasm_bindgen::to_value(&reason).unwrap_or(JsValue::UNDEFINED);
-                js::set(&ev, "reason", &reason);
-                js::set(&ev, "error", &error_object(&error));
-                self.emit(&ev);
+                self.emit(|| {
+                    let ev = event("dead", Some(&meta.id));
+                    let reason =
+                        serde_wasm_bindgen::to_value(&reason).unwrap_or(JsValue::UNDEFINED);
+                    js::set(&ev, "reason", &reason);
+                    js::set(&ev, "error", &error_object(&error));
+                    ev
+                });
                 self.settle_quiet();
                 self.pump();
             }
             Err(e) => {
                 // Could not record the death: keep it pending and try again later.
-                let ev = event("error", Some(&meta.id));
-                js::set(&ev, "error", &js::to_js(&e));
-                self.emit(&ev);
+                self.emit(|| {
+                    let ev = event("error", Some(&meta.id));
+                    js::set(&ev, "error", &js::to_js(&e));
+                    ev
+                });
                 let at = js::now().saturating_add(self.retry.max_delay_ms);
                 self.schedule_retry(seq, attempts, error, at);
             }
@@ -825,9 +879,11 @@ impl Engine {
             d.deferred.resolve(&report(&d, totals, remaining, true));
         }
         if drained {
-            let ev = event("drained", None);
-            js::set(&ev, "remaining", &JsValue::from_f64(remaining as f64));
-            self.emit(&ev);
+            self.emit(|| {
+                let ev = event("drained", None);
+                js::set(&ev, "remaining", &JsValue::from_f64(remaining as f64));
+                ev
+            });
         }
     }
 
@@ -906,38 +962,30 @@ impl Engine {
                 .collect()
         };
         let payloads = self
-            .payload_map(metas.iter().map(|(m, _)| m.id.clone()))
+            .payload_map(metas.iter().filter_map(|(m, _)| m.seq))
             .await?;
         let out: Array = metas
             .iter()
-            .map(|(m, status)| info(m, *status, payloads.get(&m.id)))
+            .map(|(m, status)| info(m, *status, m.seq.and_then(|s| payloads.get(&s))))
             .collect();
         Ok(out.into())
     }
 
-    async fn payload_map(
-        &self,
-        ids: impl Iterator<Item = String>,
-    ) -> Result<HashMap<String, JsValue>> {
-        let ids: Vec<String> = ids.collect();
-        if ids.len() > PREFETCH {
+    async fn payload_map(&self, seqs: impl Iterator<Item = Seq>) -> Result<HashMap<Seq, JsValue>> {
+        let seqs: Vec<Seq> = seqs.collect();
+        if seqs.len() > WINDOW {
             return self.store.all_payloads().await;
         }
-        let values = self.store.payloads(&ids).await?;
-        Ok(ids
-            .into_iter()
-            .zip(values)
-            .filter_map(|(id, v)| Some((id, v?)))
-            .collect())
+        self.store.payloads(None, &seqs).await
     }
 
     pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         let dead = self.store.dead_letters().await?;
-        let payloads = self.payload_map(dead.iter().map(|m| m.id.clone())).await?;
+        let payloads = self.payload_map(dead.iter().filter_map(|m| m.seq)).await?;
         let out: Array = dead
             .iter()
-            .map(|m| info(m, Status::Dead, payloads.get(&m.id)))
+            .map(|m| info(m, Status::Dead, m.seq.and_then(|s| payloads.get(&s))))
             .collect();
         Ok(out.into())
     }
@@ -971,9 +1019,11 @@ impl Engine {
                 st.pending.insert(seq, meta.clone());
             }
         }
-        let ev = event("enqueued", Some(&meta.id));
-        js::set(&ev, "seq", &JsValue::from_f64(seq as f64));
-        self.emit(&ev);
+        self.emit(|| {
+            let ev = event("enqueued", Some(&meta.id));
+            js::set(&ev, "seq", &JsValue::from_f64(seq as f64));
+            ev
+        });
         self.pump();
         Ok(())
     }
@@ -989,7 +1039,7 @@ impl Engine {
         let seq = meta
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
-        self.store.discard(true, seq, &id).await
+        self.store.discard(true, seq).await
     }
 
     pub async fn remove(self: Rc<Self>, id: String) -> Result<()> {
@@ -1015,7 +1065,7 @@ impl Engine {
             st.ids.remove(&id);
             (seq, meta)
         };
-        match self.store.discard(false, seq, &id).await {
+        match self.store.discard(false, seq).await {
             Ok(()) => {
                 let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
                 let err = js::err(
@@ -1025,7 +1075,7 @@ impl Engine {
                 for w in waiters {
                     w.reject(&err);
                 }
-                self.emit(&event("removed", Some(&id)));
+                self.emit(|| event("removed", Some(&id)));
                 self.pump();
                 Ok(())
             }

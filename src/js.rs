@@ -40,13 +40,14 @@ pub fn now() -> Millis {
     js_sys::Date::now().max(0.0) as Millis
 }
 
+/// Property names are interned: each crosses into JS once, not on every access.
 pub fn get(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    Reflect::get(obj, &JsValue::from_str(wasm_bindgen::intern(key))).unwrap_or(JsValue::UNDEFINED)
 }
 
 pub fn set(obj: &Object, key: &str, value: &JsValue) {
     // Setting a data property on a plain object we created cannot fail.
-    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+    let _ = Reflect::set(obj, &JsValue::from_str(wasm_bindgen::intern(key)), value);
 }
 
 pub fn is_plain_object(v: &JsValue) -> bool {
@@ -168,13 +169,14 @@ pub fn uuid_v4() -> String {
     b[8..].copy_from_slice(&lo.to_be_bytes());
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[(x >> 4) as usize] as char);
+        out.push(HEX[(x & 15) as usize] as char);
+    }
+    out
 }

@@ -152,6 +152,20 @@ impl TxMeta {
     }
 }
 
+/// Sorted seqs folded into `[lo, hi]` runs of consecutive values, so a batch can be
+/// removed with one key-range delete per run.
+pub fn seq_runs(seqs: &[Seq]) -> Vec<(Seq, Seq)> {
+    let mut out: Vec<(Seq, Seq)> = Vec::new();
+    for &s in seqs {
+        match out.last_mut() {
+            Some((_, hi)) if *hi == s => {}
+            Some((_, hi)) if hi.checked_add(1) == Some(s) => *hi = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
@@ -170,6 +184,19 @@ mod tests {
         assert_eq!(Ordering::parse("per-key"), Some(Ordering::PerKey));
         assert_eq!(Ordering::parse("fifo"), Some(Ordering::Fifo));
         assert_eq!(Ordering::parse("FIFO"), None);
+    }
+
+    #[test]
+    fn seq_runs_fold_consecutive_values() {
+        assert_eq!(
+            seq_runs(&[1, 2, 3, 5, 7, 8, 8, 9]),
+            [(1, 3), (5, 5), (7, 9)]
+        );
+        assert_eq!(seq_runs(&[]), []);
+        assert_eq!(
+            seq_runs(&[u64::MAX - 1, u64::MAX]),
+            [(u64::MAX - 1, u64::MAX)]
+        );
     }
 
     #[test]

@@ -1,18 +1,31 @@
-//! The IndexedDB store (through rexie): what is durable and how it is laid out.
+//! The IndexedDB store: what is durable and how it is laid out.
 //!
 //! - `outbox`: scheduling metadata ([`TxMeta`]), keyPath `seq`, auto-increment. The key
 //!   generator is the seq counter: IndexedDB allocates `seq` inside the same write as the
 //!   record, atomically across every tab and worker, with no read first.
-//! - `payloads`: `{ mutations, metadata }` by transaction id, stored by structured clone.
-//!   Kept apart so opening loads only metadata; a payload is read when dispatched.
+//! - `payloads`: `{ mutations, metadata }` under the same seq, stored by structured clone.
+//!   Kept apart so opening loads only metadata; payloads are read a window at a time when
+//!   dispatched. Sharing the seq key makes both reads and removals key ranges: one
+//!   `getAll` per window, one `delete` per run of acknowledged seqs.
 //! - `dead`: dead letters (metadata plus reason), keyPath `seq`, unique index on `id`.
 //!   Their payloads stay in `payloads` until discarded.
 //! - `meta`: the schema version.
+//!
+//! Written on web-sys directly rather than a wrapper: every request of a transaction is
+//! issued at once and the transaction's completion is awaited once, which is what makes
+//! batched reads and removals cheap (a wrapper awaiting each request costs two callbacks
+//! per request, and measured too slow for the drain target).
 
-use futures_util::future::{join, join3, join_all};
-use js_sys::Object;
-use rexie::{Index, ObjectStore, Rexie, TransactionMode};
-use wasm_bindgen::{JsCast, JsValue};
+use std::collections::HashMap;
+
+use js_sys::{Array, Function, Object, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    DomException, IdbDatabase, IdbIndexParameters, IdbObjectStore, IdbObjectStoreParameters,
+    IdbRequest, IdbTransaction, IdbTransactionMode,
+};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
@@ -23,6 +36,40 @@ const OUTBOX: &str = "outbox";
 const PAYLOADS: &str = "payloads";
 const DEAD: &str = "dead";
 const META: &str = "meta";
+
+#[wasm_bindgen(module = "/src/js/idb.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = transactionDone)]
+    fn transaction_done(tx: &IdbTransaction, commit: bool) -> Promise;
+    #[wasm_bindgen(js_name = openDatabase)]
+    fn open_database(name: &str, version: u32, upgrade: &Function) -> Promise;
+    #[wasm_bindgen(js_name = appendRecords, catch)]
+    fn append_records(
+        tx: &IdbTransaction,
+        metas: &Array,
+        payloads: &Array,
+    ) -> std::result::Result<Array, JsValue>;
+    #[wasm_bindgen(js_name = deleteRanges, catch)]
+    fn delete_ranges(
+        tx: &IdbTransaction,
+        stores: &Array,
+        ranges: &Array,
+    ) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(js_name = readPayloads, catch)]
+    fn read_payloads(
+        tx: &IdbTransaction,
+        lo: f64,
+        hi: f64,
+        extra: &Array,
+    ) -> std::result::Result<JsValue, JsValue>;
+}
+
+fn ranges_array(seqs: &[Seq]) -> Array {
+    crate::model::seq_runs(seqs)
+        .into_iter()
+        .map(|(lo, hi)| JsValue::from(Array::of2(&seq_key(lo), &seq_key(hi))))
+        .collect()
+}
 
 /// A record found in `outbox` that does not decode.
 pub struct Corrupt {
@@ -44,24 +91,25 @@ pub struct NewRecord<'a> {
 
 pub struct Store {
     /// `None` once closed.
-    db: std::cell::RefCell<Option<Rexie>>,
+    db: std::cell::RefCell<Option<IdbDatabase>>,
 }
 
-/// Maps rexie/IndexedDB failures onto the public codes. The DOMException name is only
-/// reachable through the error's text, which carries `Name: message`.
-fn storage(context: &str, e: rexie::Error) -> Error {
-    let text = match &e {
-        rexie::Error::IdbError(inner) => inner.to_string(),
-        other => other.to_string(),
+/// Maps an IndexedDB failure onto the public codes.
+fn storage(context: &str, e: JsValue) -> Error {
+    let name = e
+        .dyn_ref::<DomException>()
+        .map(|d| d.name())
+        .unwrap_or_default();
+    let code = match name.as_str() {
+        "QuotaExceededError" => ErrorCode::QuotaExceeded,
+        "DataCloneError" => ErrorCode::NotSerializable,
+        _ => ErrorCode::StorageUnavailable,
     };
-    let code = if text.contains("QuotaExceededError") {
-        ErrorCode::QuotaExceeded
-    } else if text.contains("DataCloneError") {
-        ErrorCode::NotSerializable
-    } else {
-        ErrorCode::StorageUnavailable
-    };
-    Error::new(code, format!("{context}: {text}"))
+    let detail = js::describe(&e);
+    Error::new(
+        code,
+        format!("{context}: {}: {}", detail.name, detail.message),
+    )
 }
 
 fn encode(meta: &TxMeta) -> Result<JsValue> {
@@ -77,18 +125,44 @@ fn seq_key(seq: Seq) -> JsValue {
     JsValue::from_f64(seq as f64)
 }
 
-fn committed(
-    context: &str,
-    r: std::result::Result<rexie::TransactionResult, rexie::Error>,
-) -> Result<()> {
-    match r {
-        Ok(r) if r.is_committed() => Ok(()),
-        Ok(_) => Err(Error::new(
-            ErrorCode::StorageUnavailable,
-            format!("{context}: transaction aborted"),
-        )),
-        Err(e) => Err(storage(context, e)),
+/// One IndexedDB transaction: stores by name, requests issued through them, one wait.
+struct Tx {
+    tx: IdbTransaction,
+    context: &'static str,
+}
+
+impl Tx {
+    fn store(&self, name: &str) -> Result<IdbObjectStore> {
+        self.tx
+            .object_store(name)
+            .map_err(|e| storage(self.context, e))
     }
+
+    /// Commits now (every request is issued) and waits for it. Read-only transactions
+    /// complete once every request has.
+    async fn done(self) -> Result<()> {
+        self.wait(true).await
+    }
+
+    async fn wait(self, commit: bool) -> Result<()> {
+        JsFuture::from(transaction_done(&self.tx, commit))
+            .await
+            .map(|_| ())
+            .map_err(|e| storage(self.context, e))
+    }
+
+    /// Turns a synchronous failure to issue a request into an abort of the whole
+    /// transaction, so nothing of it is stored.
+    fn check<T>(&self, r: std::result::Result<T, JsValue>) -> Result<T> {
+        r.map_err(|e| {
+            let _ = self.tx.abort();
+            storage(self.context, e)
+        })
+    }
+}
+
+fn result(req: &IdbRequest) -> JsValue {
+    req.result().unwrap_or(JsValue::UNDEFINED)
 }
 
 impl Store {
@@ -97,40 +171,49 @@ impl Store {
     }
 
     pub async fn open(name: &str) -> Result<Self> {
-        let db = Rexie::builder(&Self::database_name(name))
-            .version(SCHEMA_VERSION)
-            .add_object_store(
-                ObjectStore::new(OUTBOX)
-                    .key_path("seq")
-                    .auto_increment(true),
-            )
-            .add_object_store(ObjectStore::new(PAYLOADS))
-            .add_object_store(
-                ObjectStore::new(DEAD)
-                    .key_path("seq")
-                    .add_index(Index::new("id", "id").unique(true)),
-            )
-            .add_object_store(ObjectStore::new(META))
-            .build()
-            .await
-            .map_err(|e| storage("cannot open IndexedDB", e))?;
-        let store = Self {
+        let upgrade = Closure::<
+            dyn FnMut(IdbDatabase, IdbTransaction, f64) -> std::result::Result<(), JsValue>,
+        >::new(|db: IdbDatabase, _tx: IdbTransaction, old: f64| {
+            if old < 1.0 {
+                let auto = IdbObjectStoreParameters::new();
+                auto.set_key_path(&JsValue::from_str("seq"));
+                auto.set_auto_increment(true);
+                db.create_object_store_with_optional_parameters(OUTBOX, &auto)?;
+                db.create_object_store(PAYLOADS)?;
+                let by_seq = IdbObjectStoreParameters::new();
+                by_seq.set_key_path(&JsValue::from_str("seq"));
+                let dead = db.create_object_store_with_optional_parameters(DEAD, &by_seq)?;
+                let unique = IdbIndexParameters::new();
+                unique.set_unique(true);
+                dead.create_index_with_str_and_optional_parameters("id", "id", &unique)?;
+                let meta = db.create_object_store(META)?;
+                meta.put_with_key(
+                    &JsValue::from(SCHEMA_VERSION),
+                    &JsValue::from_str("schemaVersion"),
+                )?;
+            }
+            Ok(())
+        });
+        let opened = JsFuture::from(open_database(
+            &Self::database_name(name),
+            SCHEMA_VERSION,
+            upgrade.as_ref().unchecked_ref(),
+        ))
+        .await;
+        let db: IdbDatabase = opened
+            .map_err(|e| storage("cannot open IndexedDB", e))?
+            .unchecked_into();
+        // Another context upgrading the schema (a newer version of this package) needs
+        // this connection closed; the outbox reports StorageUnavailable until reopened.
+        let closer = Closure::<dyn FnMut(web_sys::Event)>::new({
+            let db = db.clone();
+            move |_| db.close()
+        });
+        db.set_onversionchange(Some(closer.as_ref().unchecked_ref()));
+        closer.forget();
+        Ok(Self {
             db: std::cell::RefCell::new(Some(db)),
-        };
-        store.write_schema_version().await?;
-        Ok(store)
-    }
-
-    async fn write_schema_version(&self) -> Result<()> {
-        let tx = self.tx(&[META], TransactionMode::ReadWrite)?;
-        let meta = tx.store(META).map_err(|e| storage("meta", e))?;
-        let (version, key) = (
-            JsValue::from(SCHEMA_VERSION),
-            JsValue::from_str("schemaVersion"),
-        );
-        let (put, done) = join(meta.put(&version, Some(&key)), tx.done()).await;
-        put.map_err(|e| storage("meta", e))?;
-        committed("meta", done)
+        })
     }
 
     pub fn close(&self) {
@@ -139,30 +222,32 @@ impl Store {
         }
     }
 
-    fn tx(&self, stores: &[&str], mode: TransactionMode) -> Result<rexie::Transaction> {
-        match self.db.borrow().as_ref() {
-            Some(db) => db
-                .transaction(stores, mode)
-                .map_err(|e| storage("cannot start an IndexedDB transaction", e)),
-            None => Err(Error::new(ErrorCode::Closed, "the outbox is closed")),
-        }
+    fn tx(&self, stores: &[&str], mode: IdbTransactionMode, context: &'static str) -> Result<Tx> {
+        let db = self.db.borrow();
+        let db = db
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorCode::Closed, "the outbox is closed"))?;
+        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        let tx = db
+            .transaction_with_str_sequence_and_mode(&names, mode)
+            .map_err(|e| storage(context, e))?;
+        Ok(Tx { tx, context })
     }
 
     /// Every record of the outbox, metadata only, in `seq` order.
     pub async fn load(&self) -> Result<Loaded> {
-        let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly)?;
-        let outbox = tx.store(OUTBOX).map_err(|e| storage("load", e))?;
-        let (keys, values) =
-            join(outbox.get_all_keys(None, None), outbox.get_all(None, None)).await;
-        let keys = keys.map_err(|e| storage("load", e))?;
-        let values = values.map_err(|e| storage("load", e))?;
-        let mut metas = Vec::with_capacity(values.len());
+        let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readonly, "load")?;
+        let outbox = tx.store(OUTBOX)?;
+        let keys = tx.check(outbox.get_all_keys())?;
+        let values = tx.check(outbox.get_all())?;
+        tx.done().await?;
+        let keys = Array::from(&result(&keys));
+        let values = Array::from(&result(&values));
+        let mut metas = Vec::with_capacity(values.length() as usize);
         let mut corrupt = Vec::new();
-        for (key, raw) in keys.into_iter().zip(values) {
+        for (key, raw) in keys.iter().zip(values.iter()) {
             match decode(raw.clone()) {
-                Ok(m) if m.seq.is_some() && key.as_f64() == m.seq.map(|s| s as f64) => {
-                    metas.push(m)
-                }
+                Ok(m) if m.seq.map(|s| s as f64) == key.as_f64() => metas.push(m),
                 Ok(_) => corrupt.push(Corrupt {
                     key,
                     raw,
@@ -175,13 +260,11 @@ impl Store {
     }
 
     /// Moves undecodable records to the dead letters (reason `corrupt`), keeping the raw
-    /// record for inspection. Returns what the dead letters now hold for them.
-    pub async fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis) -> Result<Vec<TxMeta>> {
-        let tx = self.tx(&[OUTBOX, DEAD], TransactionMode::ReadWrite)?;
-        let outbox = tx.store(OUTBOX).map_err(|e| storage("quarantine", e))?;
-        let dead = tx.store(DEAD).map_err(|e| storage("quarantine", e))?;
-        let mut buried = Vec::new();
-        let mut records = Vec::new();
+    /// record for inspection.
+    pub async fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis) -> Result<()> {
+        let tx = self.tx(&[OUTBOX, DEAD], IdbTransactionMode::Readwrite, "quarantine")?;
+        let outbox = tx.store(OUTBOX)?;
+        let dead = tx.store(DEAD)?;
         for c in corrupt {
             let seq = c
                 .key
@@ -190,6 +273,11 @@ impl Store {
                 .map(|f| f as Seq);
             let Some(seq) = seq else { continue };
             let field = |k: &str| js::get(&c.raw, k).as_string();
+            let number = |k: &str| {
+                js::get(&c.raw, k)
+                    .as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+            };
             let meta = TxMeta {
                 seq: Some(seq),
                 id: field("id").unwrap_or_else(|| format!("corrupt-{seq}")),
@@ -197,14 +285,8 @@ impl Store {
                 keys: Vec::new(),
                 idempotency_key: field("idempotencyKey").unwrap_or_default(),
                 priority: Default::default(),
-                attempts: js::get(&c.raw, "attempts")
-                    .as_f64()
-                    .map(|f| f as u32)
-                    .unwrap_or(0),
-                created_at: js::get(&c.raw, "createdAt")
-                    .as_f64()
-                    .map(|f| f as Millis)
-                    .unwrap_or(now),
+                attempts: number("attempts").map_or(0, |f| f as u32),
+                created_at: number("createdAt").map_or(now, |f| f as Millis),
                 next_attempt_at: now,
                 last_error: Some(LastError {
                     name: "DecodeError".into(),
@@ -217,116 +299,107 @@ impl Store {
             if let Some(obj) = record.dyn_ref::<Object>() {
                 js::set(obj, "raw", &c.raw);
             }
-            records.push((c.key, record));
-            buried.push(meta);
+            tx.check(dead.put(&record))?;
+            tx.check(outbox.delete(&c.key))?;
         }
-        let ops = records.iter().map(|(key, record)| async {
-            dead.put(record, None).await?;
-            outbox.delete(key.clone()).await
-        });
-        let (results, done) = join(join_all(ops), tx.done()).await;
-        for r in results {
-            r.map_err(|e| storage("quarantine", e))?;
-        }
-        committed("quarantine", done)?;
-        Ok(buried)
+        tx.done().await
     }
 
     /// Appends transactions in one IndexedDB transaction (the group commit). Resolves
     /// after it commits, with the seq of each, in order. On failure nothing is stored.
     pub async fn append(&self, records: &[NewRecord<'_>]) -> Result<Vec<Seq>> {
-        let tx = self.tx(&[OUTBOX, PAYLOADS], TransactionMode::ReadWrite)?;
-        let outbox = tx.store(OUTBOX).map_err(|e| storage("enqueue", e))?;
-        let payloads = tx.store(PAYLOADS).map_err(|e| storage("enqueue", e))?;
-        let mut encoded = Vec::with_capacity(records.len());
-        for r in records {
-            encoded.push((encode(r.meta)?, JsValue::from_str(&r.meta.id), r.payload));
-        }
-        let ops = encoded.iter().map(|(meta, id, payload)| {
-            let outbox = &outbox;
-            let payloads = &payloads;
-            async move {
-                let (p, m) = join(payloads.put(payload, Some(id)), outbox.put(meta, None)).await;
-                p?;
-                m
-            }
-        });
-        let (results, done) = join(join_all(ops), tx.done()).await;
-        let mut seqs = Vec::with_capacity(results.len());
-        for r in results {
-            let key = r.map_err(|e| storage("enqueue", e))?;
-            let seq = key.as_f64().map(|f| f as Seq).ok_or_else(|| {
-                Error::new(ErrorCode::StorageUnavailable, "IndexedDB returned no seq")
-            })?;
-            seqs.push(seq);
-        }
-        committed("enqueue", done)?;
-        Ok(seqs)
-    }
-
-    /// The payload records of `ids`, `None` where one is missing.
-    pub async fn payloads(&self, ids: &[String]) -> Result<Vec<Option<JsValue>>> {
-        let tx = self.tx(&[PAYLOADS], TransactionMode::ReadOnly)?;
-        let payloads = tx.store(PAYLOADS).map_err(|e| storage("read payload", e))?;
-        let gets = ids.iter().map(|id| payloads.get(JsValue::from_str(id)));
-        let results = join_all(gets).await;
-        results
-            .into_iter()
-            .map(|r| r.map_err(|e| storage("read payload", e)))
+        let metas = records
+            .iter()
+            .map(|r| encode(r.meta))
+            .collect::<Result<Array>>()?;
+        let payloads: Array = records.iter().map(|r| r.payload.clone()).collect();
+        let tx = self.tx(
+            &[OUTBOX, PAYLOADS],
+            IdbTransactionMode::Readwrite,
+            "enqueue",
+        )?;
+        let requests = tx.check(append_records(&tx.tx, &metas, &payloads))?;
+        // Payload puts are still to come from the success callbacks, which commit.
+        tx.wait(false).await?;
+        requests
+            .iter()
+            .map(|req| {
+                result(req.unchecked_ref())
+                    .as_f64()
+                    .map(|f| f as Seq)
+                    .ok_or_else(|| {
+                        Error::new(ErrorCode::StorageUnavailable, "IndexedDB returned no seq")
+                    })
+            })
             .collect()
     }
 
-    /// Every payload record, by id (for `peek`, `deadLetters`).
-    pub async fn all_payloads(&self) -> Result<std::collections::HashMap<String, JsValue>> {
-        let tx = self.tx(&[PAYLOADS], TransactionMode::ReadOnly)?;
-        let payloads = tx
-            .store(PAYLOADS)
-            .map_err(|e| storage("read payloads", e))?;
-        let (keys, values) = join(
-            payloads.get_all_keys(None, None),
-            payloads.get_all(None, None),
-        )
-        .await;
-        let keys = keys.map_err(|e| storage("read payloads", e))?;
-        let values = values.map_err(|e| storage("read payloads", e))?;
-        Ok(keys
-            .into_iter()
-            .zip(values)
-            .filter_map(|(k, v)| Some((k.as_string()?, v)))
+    /// Payload records with seq in `range`, plus those of `extra`. A seq with no payload
+    /// record is absent from the map.
+    pub async fn payloads(
+        &self,
+        range: Option<(Seq, Seq)>,
+        extra: &[Seq],
+    ) -> Result<HashMap<Seq, JsValue>> {
+        let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
+        let (lo, hi) = range.map_or((1.0, 0.0), |(lo, hi)| (lo as f64, hi as f64));
+        let extra_keys: Array = extra.iter().map(|s| seq_key(*s)).collect();
+        let reqs = tx.check(read_payloads(&tx.tx, lo, hi, &extra_keys))?;
+        tx.done().await?;
+        let mut out = HashMap::new();
+        let keys = js::get(&reqs, "keys");
+        if !keys.is_null() {
+            let keys = Array::from(&result(keys.unchecked_ref()));
+            let values = Array::from(&result(js::get(&reqs, "values").unchecked_ref()));
+            for (k, v) in keys.iter().zip(values.iter()) {
+                if let Some(seq) = k.as_f64() {
+                    out.insert(seq as Seq, v);
+                }
+            }
+        }
+        let extra_reqs = Array::from(&js::get(&reqs, "extra"));
+        for (seq, req) in extra.iter().zip(extra_reqs.iter()) {
+            let v = result(req.unchecked_ref());
+            if !v.is_undefined() {
+                out.insert(*seq, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every payload record, by seq (for `peek`, `deadLetters` over many records).
+    pub async fn all_payloads(&self) -> Result<HashMap<Seq, JsValue>> {
+        let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
+        let payloads = tx.store(PAYLOADS)?;
+        let keys = tx.check(payloads.get_all_keys())?;
+        let values = tx.check(payloads.get_all())?;
+        tx.done().await?;
+        Ok(Array::from(&result(&keys))
+            .iter()
+            .zip(Array::from(&result(&values)).iter())
+            .filter_map(|(k, v)| Some((k.as_f64()? as Seq, v)))
             .collect())
     }
 
-    /// Removes acknowledged transactions and their payloads, all in one write.
-    pub async fn delete(&self, done: &[(Seq, String)]) -> Result<()> {
-        let tx = self.tx(&[OUTBOX, PAYLOADS], TransactionMode::ReadWrite)?;
-        let outbox = tx.store(OUTBOX).map_err(|e| storage("acknowledge", e))?;
-        let payloads = tx.store(PAYLOADS).map_err(|e| storage("acknowledge", e))?;
-        let ops = done.iter().map(|(seq, id)| {
-            let (outbox, payloads) = (&outbox, &payloads);
-            async move {
-                let (a, b) = join(
-                    outbox.delete(seq_key(*seq)),
-                    payloads.delete(JsValue::from_str(id)),
-                )
-                .await;
-                a.and(b)
-            }
-        });
-        let (results, fin) = join(join_all(ops), tx.done()).await;
-        for r in results {
-            r.map_err(|e| storage("acknowledge", e))?;
-        }
-        committed("acknowledge", fin)
+    /// Removes acknowledged transactions and their payloads, all in one write: one
+    /// range delete per run of consecutive seqs. `seqs` must be sorted.
+    pub async fn delete(&self, seqs: &[Seq]) -> Result<()> {
+        let tx = self.tx(
+            &[OUTBOX, PAYLOADS],
+            IdbTransactionMode::Readwrite,
+            "acknowledge",
+        )?;
+        let stores = Array::of2(&OUTBOX.into(), &PAYLOADS.into());
+        tx.check(delete_ranges(&tx.tx, &stores, &ranges_array(seqs)))?;
+        tx.done().await
     }
 
     /// Rewrites a pending transaction's metadata (after a failed attempt).
     pub async fn update(&self, meta: &TxMeta) -> Result<()> {
         let record = encode(meta)?;
-        let tx = self.tx(&[OUTBOX], TransactionMode::ReadWrite)?;
-        let outbox = tx.store(OUTBOX).map_err(|e| storage("update", e))?;
-        let (put, done) = join(outbox.put(&record, None), tx.done()).await;
-        put.map_err(|e| storage("update", e))?;
-        committed("update", done)
+        let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readwrite, "update")?;
+        tx.check(tx.store(OUTBOX)?.put(&record))?;
+        tx.done().await
     }
 
     /// Moves a transaction from the outbox to the dead letters, in one write.
@@ -335,52 +408,45 @@ impl Store {
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
         let record = encode(meta)?;
-        let tx = self.tx(&[OUTBOX, DEAD], TransactionMode::ReadWrite)?;
-        let outbox = tx.store(OUTBOX).map_err(|e| storage("dead-letter", e))?;
-        let dead = tx.store(DEAD).map_err(|e| storage("dead-letter", e))?;
-        let (a, b, done) = join3(
-            dead.put(&record, None),
-            outbox.delete(seq_key(seq)),
-            tx.done(),
-        )
-        .await;
-        a.map_err(|e| storage("dead-letter", e))?;
-        b.map_err(|e| storage("dead-letter", e))?;
-        committed("dead-letter", done)
+        let tx = self.tx(
+            &[OUTBOX, DEAD],
+            IdbTransactionMode::Readwrite,
+            "dead-letter",
+        )?;
+        tx.check(tx.store(DEAD)?.put(&record))?;
+        tx.check(tx.store(OUTBOX)?.delete(&seq_key(seq)))?;
+        tx.done().await
     }
 
     pub async fn dead_letters(&self) -> Result<Vec<TxMeta>> {
-        let tx = self.tx(&[DEAD], TransactionMode::ReadOnly)?;
-        let dead = tx.store(DEAD).map_err(|e| storage("dead letters", e))?;
-        let all = dead
-            .get_all(None, None)
-            .await
-            .map_err(|e| storage("dead letters", e))?;
-        Ok(all.into_iter().filter_map(|raw| decode(raw).ok()).collect())
+        let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
+        let all = tx.check(tx.store(DEAD)?.get_all())?;
+        tx.done().await?;
+        Ok(Array::from(&result(&all))
+            .iter()
+            .filter_map(|raw| decode(raw).ok())
+            .collect())
     }
 
     pub async fn count_dead(&self) -> Result<u32> {
-        let tx = self.tx(&[DEAD], TransactionMode::ReadOnly)?;
-        let dead = tx.store(DEAD).map_err(|e| storage("dead letters", e))?;
-        dead.count(None)
-            .await
-            .map_err(|e| storage("dead letters", e))
+        let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
+        let n = tx.check(tx.store(DEAD)?.count())?;
+        tx.done().await?;
+        Ok(result(&n).as_f64().unwrap_or(0.0) as u32)
     }
 
     pub async fn find_dead(&self, id: &str) -> Result<Option<TxMeta>> {
-        let tx = self.tx(&[DEAD], TransactionMode::ReadOnly)?;
-        let dead = tx.store(DEAD).map_err(|e| storage("dead letters", e))?;
-        let index = dead.index("id").map_err(|e| storage("dead letters", e))?;
-        let raw = index
-            .get(JsValue::from_str(id))
-            .await
-            .map_err(|e| storage("dead letters", e))?;
-        match raw {
-            None => Ok(None),
-            Some(raw) => decode(raw)
-                .map(Some)
-                .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e)),
+        let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
+        let index = tx.check(tx.store(DEAD)?.index("id"))?;
+        let req = tx.check(index.get(&JsValue::from_str(id)))?;
+        tx.done().await?;
+        let raw = result(&req);
+        if raw.is_undefined() {
+            return Ok(None);
         }
+        decode(raw)
+            .map(Some)
+            .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e))
     }
 
     /// Puts a dead letter back into the outbox under its original seq.
@@ -389,34 +455,22 @@ impl Store {
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
         let record = encode(meta)?;
-        let tx = self.tx(&[OUTBOX, DEAD], TransactionMode::ReadWrite)?;
-        let outbox = tx.store(OUTBOX).map_err(|e| storage("retry dead", e))?;
-        let dead = tx.store(DEAD).map_err(|e| storage("retry dead", e))?;
-        let (a, b, done) = join3(
-            outbox.put(&record, None),
-            dead.delete(seq_key(seq)),
-            tx.done(),
-        )
-        .await;
-        a.map_err(|e| storage("retry dead", e))?;
-        b.map_err(|e| storage("retry dead", e))?;
-        committed("retry dead", done)
+        let tx = self.tx(&[OUTBOX, DEAD], IdbTransactionMode::Readwrite, "retry dead")?;
+        tx.check(tx.store(OUTBOX)?.put(&record))?;
+        tx.check(tx.store(DEAD)?.delete(&seq_key(seq)))?;
+        tx.done().await
     }
 
     /// Deletes a record (from `outbox` or `dead`) together with its payload.
-    pub async fn discard(&self, from_dead: bool, seq: Seq, id: &str) -> Result<()> {
+    pub async fn discard(&self, from_dead: bool, seq: Seq) -> Result<()> {
         let store_name = if from_dead { DEAD } else { OUTBOX };
-        let tx = self.tx(&[store_name, PAYLOADS], TransactionMode::ReadWrite)?;
-        let records = tx.store(store_name).map_err(|e| storage("remove", e))?;
-        let payloads = tx.store(PAYLOADS).map_err(|e| storage("remove", e))?;
-        let (a, b, done) = join3(
-            records.delete(seq_key(seq)),
-            payloads.delete(JsValue::from_str(id)),
-            tx.done(),
-        )
-        .await;
-        a.map_err(|e| storage("remove", e))?;
-        b.map_err(|e| storage("remove", e))?;
-        committed("remove", done)
+        let tx = self.tx(
+            &[store_name, PAYLOADS],
+            IdbTransactionMode::Readwrite,
+            "remove",
+        )?;
+        tx.check(tx.store(store_name)?.delete(&seq_key(seq)))?;
+        tx.check(tx.store(PAYLOADS)?.delete(&seq_key(seq)))?;
+        tx.done().await
     }
 }

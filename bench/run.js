@@ -1,0 +1,32 @@
+// `make bench`: runs the benchmarks in headless Chromium and prints figures with ratios
+// against baselines measured in the same run. Targets are printed, never asserted.
+import os from 'node:os';
+import { startServer, launch } from '../tests-e2e/harness.js';
+
+const srv = await startServer();
+const browser = await launch();
+try {
+  const page = await (await browser.newContext()).newPage();
+  page.on('pageerror', (e) => console.error('[pageerror]', e.message));
+  await page.goto(`${srv.origin}/bench/bench.html`);
+  await page.waitForFunction(() => window.benchReady === true);
+  const r = await page.evaluate(() => window.runBench());
+  const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  const rows = [
+    ['sequential enqueue (1 KiB, awaited)', `${fmt(r.sequentialEnqueuePerSec)} /s`,
+      `${fmt(r.sequentialEnqueuePerSec / r.rawSequentialPerSec, 2)}x raw put (${fmt(r.rawSequentialPerSec)} /s)`, '>= 0.8x'],
+    ['100 concurrent enqueues', `${fmt(r.concurrentEnqueuePerSec)} /s`,
+      `${fmt(r.concurrentEnqueuePerSec / r.rawSequentialPerSec, 1)}x raw put; ${fmt(r.concurrentEnqueuePerSec / r.rawConcurrentPerSec, 1)}x 100 raw puts at once (${fmt(r.rawConcurrentPerSec)} /s)`, '>= 5x'],
+    [`drain, instant handler (${r.drainCount} after reopen)`, `${fmt(r.drainPerSec)} tx/s`, '', '>= 5,000 tx/s'],
+    ['50 keys, 20 ms handler, maxConcurrency 8', `${fmt(r.fiftyKeysSec, 3)} s`,
+      `${fmt(r.fiftyKeysFifoSec / r.fiftyKeysSec, 1)}x faster than fifo (${fmt(r.fiftyKeysFifoSec, 3)} s)`, '<= 0.25 s'],
+  ];
+  console.log(`offline-outbox benchmarks — ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Chromium ${browser.version()}`);
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length), 6));
+  const line = (cells) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
+  console.log(line(['benchmark', 'figure', 'ratio (same run)', 'target']));
+  for (const row of rows) console.log(line(row));
+} finally {
+  await browser.close();
+  await srv.close();
+}
