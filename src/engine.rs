@@ -1,13 +1,19 @@
 //! The executor: drives the scheduler with IndexedDB writes, handler calls and timers.
 //!
-//! Owns the in-memory view of the outbox (the metadata of every pending transaction) and
-//! every background task: the enqueue group commit, the batched removal of acknowledged
-//! records, payload prefetch, the retry timer. State sits in one `RefCell`; no borrow is
-//! held across an `.await` or across a call into JS that could re-enter the outbox
-//! (listeners, handlers), so no borrow can fail.
+//! Every context that opens an outbox runs an engine; the one that leads (see
+//! [`crate::leader`]) holds the in-memory view of the outbox (the metadata of every pending
+//! transaction) and sends. The others are followers: they enqueue durably and learn what
+//! happens over the channel (`sync`). Background tasks: the enqueue group commit, the
+//! batched removal of acknowledged records, payload prefetch, the retry timer.
+//!
+//! State sits in one `RefCell`; no borrow is held across an `.await` or across a call into
+//! JS that could re-enter the outbox (listeners, handlers), so no borrow can fail.
+
+mod query;
+mod sync;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -19,6 +25,8 @@ use web_sys::AbortController;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http;
 use crate::js::{self, Deferred};
+use crate::leader::{self, Channel, LockRequest, Mode};
+use crate::lease::{Lease, Timing};
 use crate::model::{DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
 use crate::options::{Handler, NewTransaction, Options};
 use crate::retry::{Decision, RetryPolicy, Rng};
@@ -59,6 +67,30 @@ struct DrainWait {
 
 struct State {
     closed: bool,
+    /// `Some` while this context leads: the epoch its fenced writes carry.
+    epoch: Option<u64>,
+    /// Bumped on every change of leadership; an attempt started under an older one is
+    /// ignored when it ends.
+    generation: u64,
+    /// Aborts the handlers of this leadership (on close or loss of leadership).
+    handler_abort: AbortController,
+    /// The highest seq this leader has read from the store; others' enqueues lie above.
+    last_synced: Option<Seq>,
+    syncing: bool,
+    sync_again: bool,
+    lock: Option<LockRequest>,
+    lease: Option<Lease>,
+    lease_timer: Option<Timeout>,
+    channel: Option<Channel>,
+    /// Events for the other contexts, posted together once per task.
+    outgoing: Vec<JsValue>,
+    outgoing_timer: Option<Timeout>,
+    /// The leader's start-up when the lock was free at open.
+    gaining: Option<Promise>,
+    /// Followers: ids the leader is sending now (from its events).
+    remote_in_flight: HashSet<String>,
+    /// Followers: requests to the leader awaiting its reply (and their time limit).
+    rpcs: HashMap<u32, (Deferred, Option<Timeout>)>,
     sched: Scheduler,
     pending: HashMap<Seq, TxMeta>,
     ids: HashMap<String, Seq>,
@@ -93,8 +125,23 @@ pub struct Engine {
     store: Store,
     handlers: HashMap<String, Handler>,
     retry: RetryPolicy,
-    abort: AbortController,
+    ordering: crate::model::Ordering,
+    max_concurrency: usize,
+    mode: Mode,
+    /// This context's id in the election and on the channel.
+    me: u64,
+    /// Itself, for timers and tasks started from `&self`.
+    this: Weak<Engine>,
     st: RefCell<State>,
+}
+
+fn abort_controller() -> Result<AbortController> {
+    AbortController::new().map_err(|_| {
+        Error::new(
+            ErrorCode::StorageUnavailable,
+            "AbortController is not available",
+        )
+    })
 }
 
 /// A `TransactionInfo` object for JS.
@@ -160,41 +207,43 @@ fn payload_record(mutations: &JsValue, metadata: &JsValue) -> JsValue {
 impl Engine {
     pub async fn open(opts: Options) -> Result<Rc<Engine>> {
         let store = Store::open(&opts.name).await?;
-        let now = js::now();
-        let loaded = store.load().await?;
-        if !loaded.corrupt.is_empty() {
-            store.quarantine(loaded.corrupt, now).await?;
+        let mode = leader::mode(opts.leader_election);
+        if mode == Mode::WebLocks && !leader::locks_available() {
+            return Err(Error::new(
+                ErrorCode::InvalidOptions,
+                "leaderElection 'web-locks': navigator.locks is not available in this context",
+            ));
         }
-        let mut sched = Scheduler::new(opts.ordering, opts.max_concurrency);
-        let mut pending = HashMap::with_capacity(loaded.metas.len());
-        let mut ids = HashMap::with_capacity(loaded.metas.len());
-        for m in loaded.metas {
-            let Some(seq) = m.seq else { continue };
-            if sched
-                .insert(seq, &m.keys, m.priority, m.next_attempt_at)
-                .is_ok()
-            {
-                ids.insert(m.id.clone(), seq);
-                pending.insert(seq, m);
-            }
-        }
-        let abort = AbortController::new().map_err(|_| {
-            Error::new(
-                ErrorCode::StorageUnavailable,
-                "AbortController is not available",
-            )
-        })?;
-        let engine = Rc::new(Engine {
-            name: opts.name,
+        let handler_abort = abort_controller()?;
+        let engine = Rc::new_cyclic(|this| Engine {
+            this: this.clone(),
             store,
             handlers: opts.handlers,
             retry: opts.retry,
-            abort,
+            ordering: opts.ordering,
+            max_concurrency: opts.max_concurrency,
+            mode,
+            me: leader::context_id(),
             st: RefCell::new(State {
                 closed: false,
-                sched,
-                pending,
-                ids,
+                epoch: None,
+                generation: 0,
+                handler_abort,
+                last_synced: None,
+                syncing: false,
+                sync_again: false,
+                lock: None,
+                lease: None,
+                lease_timer: None,
+                channel: None,
+                outgoing: Vec::new(),
+                outgoing_timer: None,
+                gaining: None,
+                remote_in_flight: HashSet::new(),
+                rpcs: HashMap::new(),
+                sched: Scheduler::new(opts.ordering, opts.max_concurrency),
+                pending: HashMap::new(),
+                ids: HashMap::new(),
                 rng: Rng::new(js::random_u64()),
                 listeners: Vec::new(),
                 next_id: 0,
@@ -215,7 +264,21 @@ impl Engine {
                 active: false,
                 triggers: None,
             }),
+            name: opts.name,
         });
+        let weak = Rc::downgrade(&engine);
+        let channel = Channel::open(&Store::database_name(&engine.name), move |msg| {
+            if let Some(e) = weak.upgrade() {
+                e.on_message(msg);
+            }
+        });
+        if mode == Mode::Lease && channel.is_none() {
+            return Err(Error::new(
+                ErrorCode::InvalidOptions,
+                "leaderElection 'broadcast-channel': BroadcastChannel is not available in this context",
+            ));
+        }
+        engine.st.borrow_mut().channel = channel;
         let (on_online, on_visible) = (Rc::downgrade(&engine), Rc::downgrade(&engine));
         let triggers = Triggers::install(
             move || {
@@ -225,22 +288,193 @@ impl Engine {
             },
             move || {
                 if let Some(e) = on_visible.upgrade() {
-                    e.pump();
+                    e.wake();
                 }
             },
         );
         engine.st.borrow_mut().triggers = Some(triggers);
-        engine.pump();
+        engine.start_election().await;
         Ok(engine)
+    }
+
+    /// Joins the election. Resolves once it is known whether this context leads right
+    /// away (then after its start-up), so `isLeader` is meaningful when `open` resolves;
+    /// with the lease that takes a claim window, so it resolves at once as a follower.
+    async fn start_election(self: &Rc<Self>) {
+        match self.mode {
+            Mode::Always => self.clone().gain().await,
+            Mode::WebLocks => {
+                let weak = Rc::downgrade(self);
+                let lock = LockRequest::request(&Store::database_name(&self.name), move || {
+                    if let Some(e) = weak.upgrade() {
+                        e.on_granted();
+                    }
+                });
+                let immediate = lock.immediate();
+                self.st.borrow_mut().lock = Some(lock);
+                if JsFuture::from(immediate)
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_bool())
+                    == Some(true)
+                {
+                    let gaining = self.st.borrow().gaining.clone();
+                    if let Some(p) = gaining {
+                        let _ = JsFuture::from(p).await;
+                    }
+                }
+            }
+            Mode::Lease => {
+                let (lease, actions) = Lease::start(self.me, Timing::default(), js::now());
+                self.st.borrow_mut().lease = Some(lease);
+                self.lease_actions(actions);
+            }
+        }
+    }
+
+    fn on_granted(self: &Rc<Self>) {
+        let done = Deferred::new();
+        self.st.borrow_mut().gaining = Some(done.promise.clone());
+        let me = self.clone();
+        spawn_local(async move {
+            me.gain().await;
+            done.resolve(&JsValue::UNDEFINED);
+        });
+    }
+
+    /// Takes over as leader: bumps the epoch (fencing out any earlier leader), loads the
+    /// outbox and starts sending. In-flight transactions of a leader that died are simply
+    /// pending here and go out again, with their idempotency keys.
+    async fn gain(self: Rc<Self>) {
+        if self.st.borrow().closed {
+            return;
+        }
+        let started = async {
+            let epoch = self.store.bump_epoch().await?;
+            let loaded = self.store.load(None, None).await?;
+            if !loaded.corrupt.is_empty() {
+                self.store
+                    .quarantine(loaded.corrupt, js::now(), epoch)
+                    .await?;
+            }
+            Ok::<_, Error>((epoch, loaded.metas))
+        }
+        .await;
+        let (epoch, metas) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                self.report_error(None, &e);
+                return;
+            }
+        };
+        {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return;
+            }
+            st.epoch = Some(epoch);
+            st.generation += 1;
+            if let Ok(a) = abort_controller() {
+                st.handler_abort = a;
+            }
+            st.sched = Scheduler::new(self.ordering, self.max_concurrency);
+            st.pending.clear();
+            st.ids.clear();
+            st.cache.clear();
+            st.awaiting_payload.clear();
+            st.last_synced = metas.iter().filter_map(|m| m.seq).max();
+            for m in metas {
+                self.insert_pending(&mut st, m);
+            }
+            if let Some(lease) = st.lease.as_mut() {
+                lease.set_epoch(epoch);
+            }
+        }
+        self.emit_leader(true);
+        // Anything committed by others while we loaded.
+        self.request_sync();
+        self.pump();
+    }
+
+    /// Stops leading: in-flight handlers are aborted and their outcomes ignored; the
+    /// records stay pending for the next leader.
+    fn demote(self: &Rc<Self>) {
+        let drains = {
+            let mut st = self.st.borrow_mut();
+            if st.epoch.take().is_none() {
+                return;
+            }
+            st.generation += 1;
+            st.handler_abort.abort();
+            st.sched = Scheduler::new(self.ordering, self.max_concurrency);
+            st.pending.clear();
+            st.ids.clear();
+            st.cache.clear();
+            st.awaiting_payload.clear();
+            st.timer = None;
+            std::mem::take(&mut st.drains)
+        };
+        let totals = self.st.borrow().totals;
+        for d in drains {
+            d.deferred.resolve(&report(&d, totals, 0, false));
+        }
+        self.emit_leader(false);
+    }
+
+    /// A fenced write failed: another context leads now. Step down, and queue for the
+    /// lock again (or follow the lease) so this context can take over later.
+    fn lost_fence(self: &Rc<Self>) {
+        self.demote();
+        match self.mode {
+            Mode::WebLocks => {
+                let weak = Rc::downgrade(self);
+                let lock = LockRequest::request(&Store::database_name(&self.name), move || {
+                    if let Some(e) = weak.upgrade() {
+                        e.on_granted();
+                    }
+                });
+                // Dropping the old request releases the lock we held.
+                let old = self.st.borrow_mut().lock.replace(lock);
+                drop(old);
+            }
+            Mode::Lease => {
+                if let Some(lease) = self.st.borrow_mut().lease.as_mut() {
+                    lease.step_down(js::now());
+                }
+                self.arm_lease_timer();
+            }
+            Mode::Always => {}
+        }
+    }
+
+    fn insert_pending(&self, st: &mut State, m: TxMeta) {
+        let Some(seq) = m.seq else { return };
+        if st
+            .sched
+            .insert(seq, &m.keys, m.priority, m.next_attempt_at)
+            .is_ok()
+        {
+            st.ids.insert(m.id.clone(), seq);
+            st.pending.insert(seq, m);
+        }
+    }
+
+    fn report_error(&self, id: Option<&str>, e: &Error) {
+        self.emit(|| {
+            let ev = event("error", id);
+            js::set(&ev, "error", &js::to_js(e));
+            ev
+        });
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// This context runs handlers. Single-context until leader election lands.
+    /// This context runs handlers now.
     pub fn is_leader(&self) -> bool {
-        !self.st.borrow().closed
+        let st = self.st.borrow();
+        !st.closed && st.epoch.is_some()
     }
 
     fn closed_error() -> Error {
@@ -255,8 +489,26 @@ impl Engine {
         }
     }
 
-    /// Calls every listener with the event `build` makes; builds nothing without one.
+    /// An event of this context: to the local listeners and to every other context.
+    /// Builds nothing when nobody could hear it.
     fn emit(&self, build: impl FnOnce() -> Object) {
+        let (listeners, broadcast) = {
+            let st = self.st.borrow();
+            let l: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
+            (l, st.channel.is_some())
+        };
+        if listeners.is_empty() && !broadcast {
+            return;
+        }
+        let ev = build();
+        if broadcast {
+            self.queue_outgoing(ev.clone().into());
+        }
+        Self::deliver(&listeners, &ev);
+    }
+
+    /// The `leader` event concerns only this context.
+    fn emit_leader(&self, is_leader: bool) {
         let listeners: Vec<Function> = self
             .st
             .borrow()
@@ -264,13 +516,15 @@ impl Engine {
             .iter()
             .map(|(_, f)| f.clone())
             .collect();
-        if listeners.is_empty() {
-            return;
-        }
-        let ev = build();
+        let ev = event("leader", None);
+        js::set(&ev, "isLeader", &JsValue::from_bool(is_leader));
+        Self::deliver(&listeners, &ev);
+    }
+
+    fn deliver(listeners: &[Function], ev: &Object) {
         for f in listeners {
             // A listener that throws must not stop the outbox or the other listeners.
-            let _ = f.call1(&JsValue::UNDEFINED, &ev);
+            let _ = f.call1(&JsValue::UNDEFINED, ev);
         }
     }
 
@@ -368,22 +622,34 @@ impl Engine {
             match result {
                 Ok(seqs) => {
                     let mut done = Vec::with_capacity(batch.len());
-                    {
+                    let leading = {
                         let mut st = self.st.borrow_mut();
+                        let leading = st.epoch.is_some();
                         for (mut item, seq) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
-                            let m = &item.meta;
-                            if st.sched.insert(seq, &m.keys, m.priority, 0).is_ok() {
-                                st.ids.insert(m.id.clone(), seq);
-                                st.pending.insert(seq, m.clone());
-                                if let Some(snap) = item.snapshot.take() {
-                                    if st.cache.len() < WINDOW {
-                                        st.cache.insert(seq, snap);
+                            if leading {
+                                let m = &item.meta;
+                                if st.sched.insert(seq, &m.keys, m.priority, 0).is_ok() {
+                                    st.ids.insert(m.id.clone(), seq);
+                                    st.pending.insert(seq, m.clone());
+                                    if let Some(snap) = item.snapshot.take() {
+                                        if st.cache.len() < WINDOW {
+                                            st.cache.insert(seq, snap);
+                                        }
                                     }
+                                }
+                                // Our own seq right after what we synced: nothing of
+                                // another context's can lie in between.
+                                if st.last_synced.map_or(seq == 1, |l| seq == l + 1) {
+                                    st.last_synced = Some(seq);
                                 }
                             }
                             done.push(item);
                         }
+                        leading
+                    };
+                    if !leading {
+                        self.post(&leader::message("wake", &[]));
                     }
                     for item in done {
                         item.deferred.resolve(&info(
@@ -424,7 +690,7 @@ impl Engine {
         let mut ready = Vec::new();
         {
             let mut st = self.st.borrow_mut();
-            if st.closed {
+            if st.closed || st.epoch.is_none() {
                 return;
             }
             while let Some(seq) = st.sched.start_next(now) {
@@ -575,8 +841,12 @@ impl Engine {
     }
 
     async fn attempt(self: Rc<Self>, seq: Seq, payload: Option<JsValue>) {
-        let Some(meta) = self.st.borrow().pending.get(&seq).cloned() else {
-            return;
+        let (meta, generation, signal) = {
+            let st = self.st.borrow();
+            let Some(meta) = st.pending.get(&seq).cloned() else {
+                return;
+            };
+            (meta, st.generation, st.handler_abort.signal())
         };
         let Some(payload) = payload else {
             let err = LastError {
@@ -600,7 +870,6 @@ impl Engine {
             js::set(&ev, "attempt", &JsValue::from(attempt));
             ev
         });
-        let signal = self.abort.signal();
         let outcome = match handler {
             Handler::Js(f) => {
                 let ctx = Object::new();
@@ -627,12 +896,16 @@ impl Engine {
                 .await
             }
         };
+        if self.st.borrow().generation != generation {
+            // Closed, or leadership changed meanwhile: the record is still pending in the
+            // store and whoever leads now sends it again.
+            return;
+        }
         self.finish_attempt(seq, attempt, outcome).await;
     }
 
     async fn finish_attempt(self: Rc<Self>, seq: Seq, attempt: u32, outcome: Outcome) {
         if self.st.borrow().closed {
-            // The record stays pending in the store; the next open sends it again.
             return;
         }
         match outcome {
@@ -692,14 +965,22 @@ impl Engine {
             };
             let mut seqs: Vec<Seq> = batch.iter().filter_map(|m| m.seq).collect();
             seqs.sort_unstable();
-            if let Err(e) = self.store.delete(&seqs).await {
+            let epoch = self.st.borrow().epoch;
+            let removed = match epoch {
+                Some(epoch) => self.store.delete(&seqs, epoch).await,
+                None => Err(Error::new(ErrorCode::NotLeader, "no longer the leader")),
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.code == ErrorCode::NotLeader => {
+                    // Another context leads: it sends these again (same idempotency keys)
+                    // and reports them; this one must not touch the records.
+                    self.lost_fence();
+                    continue;
+                }
                 // The handler did acknowledge; a record that could not be removed is sent
-                // again after the next open, with the same idempotency key.
-                self.emit(|| {
-                    let ev = event("error", None);
-                    js::set(&ev, "error", &js::to_js(&e));
-                    ev
-                });
+                // again by the next leader, with the same idempotency key.
+                Err(e) => self.report_error(None, &e),
             }
             for meta in batch {
                 let waiters = {
@@ -744,13 +1025,12 @@ impl Engine {
         // later write about the same record.
         let me = self.clone();
         let record = meta.clone();
+        let epoch = self.st.borrow().epoch.unwrap_or(0);
         spawn_local(async move {
-            if let Err(e) = me.store.update(&record).await {
-                me.emit(|| {
-                    let ev = event("error", Some(&record.id));
-                    js::set(&ev, "error", &js::to_js(&e));
-                    ev
-                });
+            match me.store.update(&record, epoch).await {
+                Ok(()) => {}
+                Err(e) if e.code == ErrorCode::NotLeader => me.lost_fence(),
+                Err(e) => me.report_error(Some(&record.id), &e),
             }
             me.st.borrow_mut().writes -= 1;
             me.settle_quiet();
@@ -782,7 +1062,17 @@ impl Engine {
             st.writes += 1;
             meta
         };
-        let stored = self.store.bury(&meta).await;
+        let epoch = self.st.borrow().epoch.unwrap_or(0);
+        let stored = self.store.bury(&meta, epoch).await;
+        if stored
+            .as_ref()
+            .is_err_and(|e| e.code == ErrorCode::NotLeader)
+        {
+            self.st.borrow_mut().writes -= 1;
+            self.lost_fence();
+            self.settle_quiet();
+            return;
+        }
         let waiters = {
             let mut st = self.st.borrow_mut();
             st.writes -= 1;
@@ -834,10 +1124,16 @@ impl Engine {
         }
     }
 
+    /// Resets backoff delays and drains now; a follower asks the leader to.
     pub fn notify_online(self: &Rc<Self>) {
         {
             let mut st = self.st.borrow_mut();
             if st.closed {
+                return;
+            }
+            if st.epoch.is_none() {
+                drop(st);
+                self.post(&leader::message("online", &[]));
                 return;
             }
             st.sched.reset_delays();
@@ -887,9 +1183,14 @@ impl Engine {
         }
     }
 
+    /// Runs until nothing is runnable now, or the budget passes. A follower asks the
+    /// leader and reports what the leader did.
     pub fn drain(self: &Rc<Self>, budget_ms: Option<Millis>) -> Promise {
         if let Err(e) = self.check_open() {
             return Promise::reject(&js::to_js(&e));
+        }
+        if !self.is_leader() {
+            return self.drain_remote(budget_ms);
         }
         let deferred = Deferred::new();
         let promise = deferred.promise.clone();
@@ -943,245 +1244,10 @@ impl Engine {
         }
     }
 
-    // ---- queries and management ------------------------------------------------------
-
-    pub async fn peek(self: Rc<Self>) -> Result<JsValue> {
-        self.check_open()?;
-        let metas: Vec<(TxMeta, Status)> = {
-            let st = self.st.borrow();
-            st.sched
-                .seqs()
-                .filter_map(|s| {
-                    let status = if st.sched.is_in_flight(s) {
-                        Status::InFlight
-                    } else {
-                        Status::Pending
-                    };
-                    Some((st.pending.get(&s)?.clone(), status))
-                })
-                .collect()
-        };
-        let payloads = self
-            .payload_map(metas.iter().filter_map(|(m, _)| m.seq))
-            .await?;
-        let out: Array = metas
-            .iter()
-            .map(|(m, status)| info(m, *status, m.seq.and_then(|s| payloads.get(&s))))
-            .collect();
-        Ok(out.into())
-    }
-
-    async fn payload_map(&self, seqs: impl Iterator<Item = Seq>) -> Result<HashMap<Seq, JsValue>> {
-        let seqs: Vec<Seq> = seqs.collect();
-        if seqs.len() > WINDOW {
-            return self.store.all_payloads().await;
-        }
-        self.store.payloads(None, &seqs).await
-    }
-
-    pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
-        self.check_open()?;
-        let dead = self.store.dead_letters().await?;
-        let payloads = self.payload_map(dead.iter().filter_map(|m| m.seq)).await?;
-        let out: Array = dead
-            .iter()
-            .map(|m| info(m, Status::Dead, m.seq.and_then(|s| payloads.get(&s))))
-            .collect();
-        Ok(out.into())
-    }
-
-    pub async fn retry_dead(self: Rc<Self>, id: String) -> Result<()> {
-        self.check_open()?;
-        let mut meta = self.store.find_dead(&id).await?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::NotFound,
-                format!("no dead letter with id {id:?}"),
-            )
-        })?;
-        if meta.dead_reason == Some(DeadReason::Corrupt) {
-            return Err(Error::new(
-                ErrorCode::InvalidTransaction,
-                "a corrupt record cannot be retried; inspect it in deadLetters() and discard it",
-            ));
-        }
-        let seq = meta
-            .seq
-            .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
-        meta.dead_reason = None;
-        meta.dead_at = None;
-        meta.attempts = 0;
-        meta.next_attempt_at = js::now();
-        self.store.revive(&meta).await?;
-        {
-            let mut st = self.st.borrow_mut();
-            if st.sched.insert(seq, &meta.keys, meta.priority, 0).is_ok() {
-                st.ids.insert(meta.id.clone(), seq);
-                st.pending.insert(seq, meta.clone());
-            }
-        }
-        self.emit(|| {
-            let ev = event("enqueued", Some(&meta.id));
-            js::set(&ev, "seq", &JsValue::from_f64(seq as f64));
-            ev
-        });
-        self.pump();
-        Ok(())
-    }
-
-    pub async fn discard_dead(self: Rc<Self>, id: String) -> Result<()> {
-        self.check_open()?;
-        let meta = self.store.find_dead(&id).await?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::NotFound,
-                format!("no dead letter with id {id:?}"),
-            )
-        })?;
-        let seq = meta
-            .seq
-            .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
-        self.store.discard(true, seq).await
-    }
-
-    pub async fn remove(self: Rc<Self>, id: String) -> Result<()> {
-        self.check_open()?;
-        let (seq, meta) = {
-            let mut st = self.st.borrow_mut();
-            let seq = *st.ids.get(&id).ok_or_else(|| {
-                Error::new(
-                    ErrorCode::NotFound,
-                    format!("no pending transaction with id {id:?}"),
-                )
-            })?;
-            if st.sched.is_in_flight(seq) {
-                return Err(Error::new(
-                    ErrorCode::InFlight,
-                    format!("transaction {id:?} is being sent"),
-                ));
-            }
-            // Out of the scheduler first, so it cannot start while the delete commits.
-            let _ = st.sched.remove(seq);
-            st.cache.remove(&seq);
-            let meta = st.pending.remove(&seq);
-            st.ids.remove(&id);
-            (seq, meta)
-        };
-        match self.store.discard(false, seq).await {
-            Ok(()) => {
-                let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
-                let err = js::err(
-                    ErrorCode::Removed,
-                    format!("transaction {id:?} was removed"),
-                );
-                for w in waiters {
-                    w.reject(&err);
-                }
-                self.emit(|| event("removed", Some(&id)));
-                self.pump();
-                Ok(())
-            }
-            Err(e) => {
-                if let Some(meta) = meta {
-                    let mut st = self.st.borrow_mut();
-                    if st
-                        .sched
-                        .insert(seq, &meta.keys, meta.priority, meta.next_attempt_at)
-                        .is_ok()
-                    {
-                        st.ids.insert(id, seq);
-                        st.pending.insert(seq, meta);
-                    }
-                }
-                self.pump();
-                Err(e)
-            }
-        }
-    }
-
-    pub fn settled(self: &Rc<Self>, id: String) -> Promise {
-        if let Err(e) = self.check_open() {
-            return Promise::reject(&js::to_js(&e));
-        }
-        {
-            let mut st = self.st.borrow_mut();
-            if st.ids.contains_key(&id) {
-                let d = Deferred::new();
-                let p = d.promise.clone();
-                st.waiters.entry(id).or_default().push(d);
-                return p;
-            }
-            if let Some(m) = st.recent.iter().rev().find(|m| m.id == id) {
-                return Promise::resolve(&info(m, Status::Acknowledged, None));
-            }
-        }
-        let me = self.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            match me.store.find_dead(&id).await.map_err(|e| js::to_js(&e))? {
-                Some(m) => Err(js::err(
-                    ErrorCode::Dead,
-                    format!(
-                        "transaction {id} is dead: {}",
-                        m.last_error.map(|e| e.message).unwrap_or_default()
-                    ),
-                )),
-                // Not pending, not dead: acknowledged before this context saw it.
-                None => {
-                    let o = Object::new();
-                    js::set(&o, "id", &JsValue::from_str(&id));
-                    js::set(
-                        &o,
-                        "status",
-                        &JsValue::from_str(Status::Acknowledged.as_str()),
-                    );
-                    Ok(o.into())
-                }
-            }
-        })
-    }
-
-    pub async fn stats(self: Rc<Self>) -> Result<JsValue> {
-        self.check_open()?;
-        let dead = self.store.count_dead().await?;
-        let st = self.st.borrow();
-        let o = Object::new();
-        let in_flight = st.sched.in_flight();
-        js::set(
-            &o,
-            "pending",
-            &JsValue::from_f64((st.sched.len() - in_flight) as f64),
-        );
-        js::set(&o, "inFlight", &JsValue::from_f64(in_flight as f64));
-        js::set(&o, "dead", &JsValue::from(dead));
-        let oldest = st.pending.values().map(|m| m.created_at).min();
-        js::set(
-            &o,
-            "oldestCreatedAt",
-            &oldest
-                .map(|t| JsValue::from_f64(t as f64))
-                .unwrap_or(JsValue::NULL),
-        );
-        let next = st.sched.next_due().filter(|t| *t != Millis::MAX);
-        js::set(
-            &o,
-            "nextAttemptAt",
-            &next
-                .map(|t| JsValue::from_f64(t as f64))
-                .unwrap_or(JsValue::NULL),
-        );
-        js::set(&o, "sent", &JsValue::from_f64(st.totals.sent as f64));
-        js::set(&o, "retried", &JsValue::from_f64(st.totals.retried as f64));
-        js::set(
-            &o,
-            "deadLettered",
-            &JsValue::from_f64(st.totals.dead as f64),
-        );
-        js::set(&o, "isLeader", &JsValue::from_bool(!st.closed));
-        Ok(o.into())
-    }
-
     /// Stops sending, waits for every write under way (so nothing enqueued or
-    /// acknowledged is lost), then closes the database.
+    /// acknowledged is lost), leaves the election, then closes the database.
     pub async fn close(self: Rc<Self>) {
-        let quiet = {
+        let (quiet, lease_actions) = {
             let mut st = self.st.borrow_mut();
             if st.closed {
                 return;
@@ -1190,30 +1256,46 @@ impl Engine {
             st.triggers = None;
             st.timer = None;
             st.cache.clear();
-            if st.enqueue_busy || st.ack_busy || st.writes > 0 {
+            st.lease_timer = None;
+            let lease_actions = st.lease.as_mut().map(|l| l.stop()).unwrap_or_default();
+            let quiet = if st.enqueue_busy || st.ack_busy || st.writes > 0 {
                 let d = Deferred::new();
                 let p = d.promise.clone();
                 st.quiet.push(d);
                 Some(p)
             } else {
                 None
-            }
+            };
+            (quiet, lease_actions)
         };
-        self.abort.abort();
+        self.st.borrow().handler_abort.abort();
         if let Some(p) = quiet {
             let _ = JsFuture::from(p).await;
         }
-        let (waiters, drains, totals, remaining) = {
+        // The lock goes only now: the next leader must not start before our last writes.
+        let lock = self.st.borrow_mut().lock.take();
+        drop(lock);
+        self.lease_actions(lease_actions);
+        self.flush_outgoing();
+        let (waiters, drains, rpcs, totals, remaining) = {
             let mut st = self.st.borrow_mut();
+            st.epoch = None;
+            st.generation += 1;
+            st.channel = None;
             (
                 std::mem::take(&mut st.waiters),
                 std::mem::take(&mut st.drains),
+                std::mem::take(&mut st.rpcs),
                 st.totals,
                 st.sched.len(),
             )
         };
         let err = js::to_js(&Self::closed_error());
-        for w in waiters.into_values().flatten() {
+        for w in waiters
+            .into_values()
+            .flatten()
+            .chain(rpcs.into_values().map(|(d, _)| d))
+        {
             w.reject(&err);
         }
         for d in drains {

@@ -24,9 +24,31 @@ pub enum ErrorCode {
     InFlight,
     /// `settled` of a transaction that `remove` cancelled.
     Removed,
+    /// This context no longer leads: another one bumped the epoch (a fenced write).
+    NotLeader,
 }
 
 impl ErrorCode {
+    const ALL: [ErrorCode; 12] = [
+        Self::InvalidTransaction,
+        Self::InvalidOptions,
+        Self::UnknownHandler,
+        Self::NotSerializable,
+        Self::QuotaExceeded,
+        Self::StorageUnavailable,
+        Self::Closed,
+        Self::Dead,
+        Self::NotFound,
+        Self::InFlight,
+        Self::Removed,
+        Self::NotLeader,
+    ];
+
+    /// The code named `s` (as another context reported it).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidTransaction => "InvalidTransaction",
@@ -40,6 +62,7 @@ impl ErrorCode {
             Self::NotFound => "NotFound",
             Self::InFlight => "InFlight",
             Self::Removed => "Removed",
+            Self::NotLeader => "NotLeader",
         }
     }
 }
@@ -69,3 +92,16 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_its_name() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("Nope"), None);
+    }
+}

@@ -32,6 +32,15 @@ pub fn to_js(err: &Error) -> JsValue {
     JsOutboxError::new(err.code.as_str(), &err.message).into()
 }
 
+/// An `OutboxError` (or any thrown value) back as a Rust error.
+pub fn from_js(e: &JsValue) -> Error {
+    let code = get(e, "code")
+        .as_string()
+        .and_then(|c| ErrorCode::parse(&c))
+        .unwrap_or(ErrorCode::StorageUnavailable);
+    Error::new(code, describe(e).message)
+}
+
 pub fn err(code: ErrorCode, message: impl Into<String>) -> JsValue {
     to_js(&Error::new(code, message))
 }
@@ -139,6 +148,11 @@ impl Deferred {
             resolve: resolve.unchecked_into(),
             reject: reject.unchecked_into(),
         }
+    }
+
+    /// The resolve function itself, for a callback that outlives this value.
+    pub fn resolver(&self) -> Function {
+        self.resolve.clone()
     }
 
     pub fn resolve(&self, value: &JsValue) {

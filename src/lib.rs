@@ -6,6 +6,7 @@
 //! layer (`store`, `engine`, `triggers`, `js`, ...) is compiled for `wasm32` only.
 
 pub mod error;
+pub mod lease;
 pub mod model;
 pub mod retry;
 pub mod scheduler;
@@ -16,6 +17,8 @@ mod engine;
 mod http;
 #[cfg(target_arch = "wasm32")]
 mod js;
+#[cfg(target_arch = "wasm32")]
+mod leader;
 #[cfg(target_arch = "wasm32")]
 mod options;
 #[cfg(target_arch = "wasm32")]

@@ -9,7 +9,9 @@
 //!   `getAll` per window, one `delete` per run of acknowledged seqs.
 //! - `dead`: dead letters (metadata plus reason), keyPath `seq`, unique index on `id`.
 //!   Their payloads stay in `payloads` until discarded.
-//! - `meta`: the schema version.
+//! - `meta`: the schema version and the leader epoch. Gaining leadership bumps the epoch;
+//!   every write a leader makes to a record checks it in the same IndexedDB transaction
+//!   (`fenced`), so a context that lost leadership cannot change records any more.
 //!
 //! Written on web-sys directly rather than a wrapper: every request of a transaction is
 //! issued at once and the transaction's completion is awaited once, which is what makes
@@ -49,12 +51,19 @@ extern "C" {
         metas: &Array,
         payloads: &Array,
     ) -> std::result::Result<Array, JsValue>;
-    #[wasm_bindgen(js_name = deleteRanges, catch)]
-    fn delete_ranges(
+    #[wasm_bindgen(js_name = fencedOps, catch)]
+    fn fenced_ops(tx: &IdbTransaction, epoch: f64, ops: &Array)
+        -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(js_name = bumpEpoch, catch)]
+    fn bump_epoch(tx: &IdbTransaction) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = loadRange, catch)]
+    fn load_range(
         tx: &IdbTransaction,
-        stores: &Array,
-        ranges: &Array,
-    ) -> std::result::Result<(), JsValue>;
+        after: JsValue,
+        upto: JsValue,
+    ) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = locate, catch)]
+    fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = readPayloads, catch)]
     fn read_payloads(
         tx: &IdbTransaction,
@@ -64,11 +73,39 @@ extern "C" {
     ) -> std::result::Result<JsValue, JsValue>;
 }
 
-fn ranges_array(seqs: &[Seq]) -> Array {
-    crate::model::seq_runs(seqs)
-        .into_iter()
-        .map(|(lo, hi)| JsValue::from(Array::of2(&seq_key(lo), &seq_key(hi))))
+/// One write for `fencedOps`.
+enum Op<'a> {
+    Put(&'a str, &'a JsValue),
+    Delete(&'a str, Seq),
+    DeleteRange(&'a str, Seq, Seq),
+}
+
+fn ops_array(ops: &[Op]) -> Array {
+    ops.iter()
+        .map(|op| -> JsValue {
+            match op {
+                Op::Put(store, v) => Array::of3(&"put".into(), &(*store).into(), v).into(),
+                Op::Delete(store, seq) => {
+                    Array::of3(&"delete".into(), &(*store).into(), &seq_key(*seq)).into()
+                }
+                Op::DeleteRange(store, lo, hi) => Array::of4(
+                    &"deleteRange".into(),
+                    &(*store).into(),
+                    &seq_key(*lo),
+                    &seq_key(*hi),
+                )
+                .into(),
+            }
+        })
         .collect()
+}
+
+/// Where a transaction is, as far as the store knows.
+pub enum Location {
+    Pending,
+    Dead(TxMeta),
+    /// Neither pending nor dead: acknowledged (or never enqueued).
+    Gone,
 }
 
 /// A record found in `outbox` that does not decode.
@@ -178,13 +215,14 @@ impl Store {
                 let auto = IdbObjectStoreParameters::new();
                 auto.set_key_path(&JsValue::from_str("seq"));
                 auto.set_auto_increment(true);
-                db.create_object_store_with_optional_parameters(OUTBOX, &auto)?;
+                let outbox = db.create_object_store_with_optional_parameters(OUTBOX, &auto)?;
+                let unique = IdbIndexParameters::new();
+                unique.set_unique(true);
+                outbox.create_index_with_str_and_optional_parameters("id", "id", &unique)?;
                 db.create_object_store(PAYLOADS)?;
                 let by_seq = IdbObjectStoreParameters::new();
                 by_seq.set_key_path(&JsValue::from_str("seq"));
                 let dead = db.create_object_store_with_optional_parameters(DEAD, &by_seq)?;
-                let unique = IdbIndexParameters::new();
-                unique.set_unique(true);
                 dead.create_index_with_str_and_optional_parameters("id", "id", &unique)?;
                 let meta = db.create_object_store(META)?;
                 meta.put_with_key(
@@ -234,15 +272,15 @@ impl Store {
         Ok(Tx { tx, context })
     }
 
-    /// Every record of the outbox, metadata only, in `seq` order.
-    pub async fn load(&self) -> Result<Loaded> {
+    /// Records of the outbox with `after < seq <= upto` (unbounded where `None`),
+    /// metadata only, in `seq` order.
+    pub async fn load(&self, after: Option<Seq>, upto: Option<Seq>) -> Result<Loaded> {
         let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readonly, "load")?;
-        let outbox = tx.store(OUTBOX)?;
-        let keys = tx.check(outbox.get_all_keys())?;
-        let values = tx.check(outbox.get_all())?;
+        let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
+        let reqs = tx.check(load_range(&tx.tx, bound(after), bound(upto)))?;
         tx.done().await?;
-        let keys = Array::from(&result(&keys));
-        let values = Array::from(&result(&values));
+        let keys = Array::from(&result(js::get(&reqs, "keys").unchecked_ref()));
+        let values = Array::from(&result(js::get(&reqs, "values").unchecked_ref()));
         let mut metas = Vec::with_capacity(values.length() as usize);
         let mut corrupt = Vec::new();
         for (key, raw) in keys.iter().zip(values.iter()) {
@@ -259,12 +297,50 @@ impl Store {
         Ok(Loaded { metas, corrupt })
     }
 
+    /// Bumps the leader epoch and returns the new value: this context now leads, and
+    /// every earlier leader's fenced writes fail.
+    pub async fn bump_epoch(&self) -> Result<u64> {
+        let tx = self.tx(&[META], IdbTransactionMode::Readwrite, "leader epoch")?;
+        let out = tx.check(bump_epoch(&tx.tx))?;
+        tx.wait(false).await?;
+        Ok(js::get(&out, "epoch").as_f64().unwrap_or(0.0) as u64)
+    }
+
+    async fn fenced(
+        &self,
+        stores: &[&str],
+        context: &'static str,
+        epoch: u64,
+        ops: &[Op<'_>],
+    ) -> Result<()> {
+        let mut scope = vec![META];
+        scope.extend_from_slice(stores);
+        let tx = self.tx(&scope, IdbTransactionMode::Readwrite, context)?;
+        tx.check(fenced_ops(&tx.tx, epoch as f64, &ops_array(ops)))?;
+        tx.wait(false).await
+    }
+
+    /// Where `id` is: pending in the outbox, dead, or gone (acknowledged).
+    pub async fn locate(&self, id: &str) -> Result<Location> {
+        let tx = self.tx(&[OUTBOX, DEAD], IdbTransactionMode::Readonly, "locate")?;
+        let out = tx.check(locate_id(&tx.tx, id))?;
+        tx.done().await?;
+        if !js::get(&out, "pending").is_undefined() {
+            return Ok(Location::Pending);
+        }
+        let dead = js::get(&out, "dead");
+        if dead.is_undefined() {
+            return Ok(Location::Gone);
+        }
+        decode(dead)
+            .map(Location::Dead)
+            .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e))
+    }
+
     /// Moves undecodable records to the dead letters (reason `corrupt`), keeping the raw
     /// record for inspection.
-    pub async fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis) -> Result<()> {
-        let tx = self.tx(&[OUTBOX, DEAD], IdbTransactionMode::Readwrite, "quarantine")?;
-        let outbox = tx.store(OUTBOX)?;
-        let dead = tx.store(DEAD)?;
+    pub async fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis, epoch: u64) -> Result<()> {
+        let mut records = Vec::new();
         for c in corrupt {
             let seq = c
                 .key
@@ -280,7 +356,11 @@ impl Store {
             };
             let meta = TxMeta {
                 seq: Some(seq),
-                id: field("id").unwrap_or_else(|| format!("corrupt-{seq}")),
+                // A unique id even when the record's own is missing or clashes.
+                id: field("id").map_or_else(
+                    || format!("corrupt-{seq}"),
+                    |id| format!("{id}#corrupt-{seq}"),
+                ),
                 handler: field("handler").unwrap_or_default(),
                 keys: Vec::new(),
                 idempotency_key: field("idempotencyKey").unwrap_or_default(),
@@ -299,10 +379,15 @@ impl Store {
             if let Some(obj) = record.dyn_ref::<Object>() {
                 js::set(obj, "raw", &c.raw);
             }
-            tx.check(dead.put(&record))?;
-            tx.check(outbox.delete(&c.key))?;
+            records.push((seq, record));
         }
-        tx.done().await
+        let mut ops = Vec::with_capacity(records.len() * 2);
+        for (seq, record) in &records {
+            ops.push(Op::Put(DEAD, record));
+            ops.push(Op::Delete(OUTBOX, *seq));
+        }
+        self.fenced(&[OUTBOX, DEAD], "quarantine", epoch, &ops)
+            .await
     }
 
     /// Appends transactions in one IndexedDB transaction (the group commit). Resolves
@@ -383,39 +468,39 @@ impl Store {
 
     /// Removes acknowledged transactions and their payloads, all in one write: one
     /// range delete per run of consecutive seqs. `seqs` must be sorted.
-    pub async fn delete(&self, seqs: &[Seq]) -> Result<()> {
-        let tx = self.tx(
-            &[OUTBOX, PAYLOADS],
-            IdbTransactionMode::Readwrite,
-            "acknowledge",
-        )?;
-        let stores = Array::of2(&OUTBOX.into(), &PAYLOADS.into());
-        tx.check(delete_ranges(&tx.tx, &stores, &ranges_array(seqs)))?;
-        tx.done().await
+    pub async fn delete(&self, seqs: &[Seq], epoch: u64) -> Result<()> {
+        let mut ops = Vec::new();
+        for (lo, hi) in crate::model::seq_runs(seqs) {
+            ops.push(Op::DeleteRange(OUTBOX, lo, hi));
+            ops.push(Op::DeleteRange(PAYLOADS, lo, hi));
+        }
+        self.fenced(&[OUTBOX, PAYLOADS], "acknowledge", epoch, &ops)
+            .await
     }
 
     /// Rewrites a pending transaction's metadata (after a failed attempt).
-    pub async fn update(&self, meta: &TxMeta) -> Result<()> {
+    pub async fn update(&self, meta: &TxMeta, epoch: u64) -> Result<()> {
         let record = encode(meta)?;
-        let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readwrite, "update")?;
-        tx.check(tx.store(OUTBOX)?.put(&record))?;
-        tx.done().await
+        self.fenced(&[OUTBOX], "update", epoch, &[Op::Put(OUTBOX, &record)])
+            .await
     }
 
     /// Moves a transaction from the outbox to the dead letters, in one write.
-    pub async fn bury(&self, meta: &TxMeta) -> Result<()> {
+    pub async fn bury(&self, meta: &TxMeta, epoch: u64) -> Result<()> {
         let seq = meta
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
         let record = encode(meta)?;
-        let tx = self.tx(
-            &[OUTBOX, DEAD],
-            IdbTransactionMode::Readwrite,
-            "dead-letter",
-        )?;
-        tx.check(tx.store(DEAD)?.put(&record))?;
-        tx.check(tx.store(OUTBOX)?.delete(&seq_key(seq)))?;
-        tx.done().await
+        let ops = [Op::Put(DEAD, &record), Op::Delete(OUTBOX, seq)];
+        self.fenced(&[OUTBOX, DEAD], "dead-letter", epoch, &ops)
+            .await
+    }
+
+    /// Cancels a pending transaction: its record and payload go.
+    pub async fn cancel(&self, seq: Seq, epoch: u64) -> Result<()> {
+        let ops = [Op::Delete(OUTBOX, seq), Op::Delete(PAYLOADS, seq)];
+        self.fenced(&[OUTBOX, PAYLOADS], "remove", epoch, &ops)
+            .await
     }
 
     pub async fn dead_letters(&self) -> Result<Vec<TxMeta>> {
@@ -461,15 +546,10 @@ impl Store {
         tx.done().await
     }
 
-    /// Deletes a record (from `outbox` or `dead`) together with its payload.
-    pub async fn discard(&self, from_dead: bool, seq: Seq) -> Result<()> {
-        let store_name = if from_dead { DEAD } else { OUTBOX };
-        let tx = self.tx(
-            &[store_name, PAYLOADS],
-            IdbTransactionMode::Readwrite,
-            "remove",
-        )?;
-        tx.check(tx.store(store_name)?.delete(&seq_key(seq)))?;
+    /// Deletes a dead letter together with its payload.
+    pub async fn discard(&self, seq: Seq) -> Result<()> {
+        let tx = self.tx(&[DEAD, PAYLOADS], IdbTransactionMode::Readwrite, "discard")?;
+        tx.check(tx.store(DEAD)?.delete(&seq_key(seq)))?;
         tx.check(tx.store(PAYLOADS)?.delete(&seq_key(seq)))?;
         tx.done().await
     }

@@ -13,8 +13,71 @@ export function transactionDone(tx, commit) {
   }
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
-    tx.onabort = () => reject(tx.error ?? new DOMException('transaction aborted', 'AbortError'));
+    tx.onabort = () => {
+      if (tx.fenced) reject(new DOMException('another context leads this outbox now (epoch changed)', 'NotLeaderError'));
+      else reject(tx.error ?? new DOMException('transaction aborted', 'AbortError'));
+    };
   });
+}
+
+/**
+ * Fenced writes: reads the epoch in the same transaction and issues `ops` only if it is
+ * still `epoch`; otherwise aborts (transactionDone then rejects with NotLeaderError).
+ * ops: ['put', store, value, key?] | ['delete', store, key] | ['deleteRange', store, lo, hi]
+ */
+export function fencedOps(tx, epoch, ops) {
+  const req = tx.objectStore('meta').get('epoch');
+  req.onsuccess = () => {
+    if ((req.result ?? 0) !== epoch) {
+      tx.fenced = true;
+      tx.abort();
+      return;
+    }
+    try {
+      for (const [op, name, a, b] of ops) {
+        const store = tx.objectStore(name);
+        if (op === 'put') (b === undefined ? store.put(a) : store.put(a, b));
+        else if (op === 'delete') store.delete(a);
+        else store.delete(IDBKeyRange.bound(a, b));
+      }
+    } catch (e) {
+      tx.abort();
+      return;
+    }
+    if (typeof tx.commit === 'function') tx.commit();
+  };
+}
+
+/** Increments the epoch; `out.epoch` holds the new value once the transaction commits. */
+export function bumpEpoch(tx) {
+  const meta = tx.objectStore('meta');
+  const out = { epoch: 0 };
+  const req = meta.get('epoch');
+  req.onsuccess = () => {
+    out.epoch = (req.result ?? 0) + 1;
+    meta.put(out.epoch, 'epoch');
+  };
+  return out;
+}
+
+/** Outbox records with after < seq <= upto (either bound may be null), metadata only. */
+export function loadRange(tx, after, upto) {
+  const store = tx.objectStore('outbox');
+  let range = null;
+  if (after !== null && upto !== null) range = IDBKeyRange.bound(after, upto, true, false);
+  else if (after !== null) range = IDBKeyRange.lowerBound(after, true);
+  else if (upto !== null) range = IDBKeyRange.upperBound(upto);
+  return { keys: store.getAllKeys(range), values: store.getAll(range) };
+}
+
+/** Where a transaction id is: { pending: seq } | { dead: record } | {} (neither). */
+export function locate(tx, id) {
+  const out = {};
+  const p = tx.objectStore('outbox').index('id').getKey(id);
+  p.onsuccess = () => { if (p.result !== undefined) out.pending = p.result; };
+  const d = tx.objectStore('dead').index('id').get(id);
+  d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
+  return out;
 }
 
 /** Opens `name` at `version`; `upgrade(db, tx, oldVersion)` runs inside versionchange. */
@@ -64,14 +127,6 @@ export function appendRecords(tx, metas, payloads) {
     };
     return req;
   });
-}
-
-/** Deletes every `[lo, hi]` range from the stores named, in one transaction. */
-export function deleteRanges(tx, storeNames, ranges) {
-  for (const name of storeNames) {
-    const store = tx.objectStore(name);
-    for (const [lo, hi] of ranges) store.delete(IDBKeyRange.bound(lo, hi));
-  }
 }
 
 /** Payloads with seq in `[lo, hi]` (none when lo > hi), and those of `extra` seqs. */

@@ -539,7 +539,11 @@ pub async fn corrupt_records_move_to_dead_letters_without_stopping_the_drain() {
         })
         .collect();
     assert!(
-        reasons.contains(&("garbage".into(), "corrupt".into(), "DecodeError".into())),
+        reasons.contains(&(
+            "garbage#corrupt-1000".into(),
+            "corrupt".into(),
+            "DecodeError".into()
+        )),
         "{reasons:?}"
     );
     assert!(
@@ -551,7 +555,7 @@ pub async fn corrupt_records_move_to_dead_letters_without_stopping_the_drain() {
         "{reasons:?}"
     );
     assert_eq!(
-        code(b.retry_dead("garbage".into())).await,
+        code(b.retry_dead("garbage#corrupt-1000".into())).await,
         "InvalidTransaction"
     );
     assert_eq!(count(&name, "outbox").await, 0.0);

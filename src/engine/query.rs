@@ -1,0 +1,300 @@
+//! Queries and management: `peek`, `stats`, `settled`, the dead-letter calls and `remove`.
+//! The leader answers from memory; a follower reads the store, or asks the leader where
+//! only the leader can act (`remove` of a record it may be sending).
+
+use super::sync::REMOVE_TIMEOUT_MS;
+use super::*;
+use crate::store::Location;
+
+impl Engine {
+    /// Pending transactions in seq order, with their status.
+    async fn pending_metas(&self) -> Result<Vec<(TxMeta, Status)>> {
+        if self.is_leader() {
+            let st = self.st.borrow();
+            return Ok(st
+                .sched
+                .seqs()
+                .filter_map(|s| {
+                    let status = if st.sched.is_in_flight(s) {
+                        Status::InFlight
+                    } else {
+                        Status::Pending
+                    };
+                    Some((st.pending.get(&s)?.clone(), status))
+                })
+                .collect());
+        }
+        let loaded = self.store.load(None, None).await?;
+        let st = self.st.borrow();
+        Ok(loaded
+            .metas
+            .into_iter()
+            .map(|m| {
+                let status = if st.remote_in_flight.contains(&m.id) {
+                    Status::InFlight
+                } else {
+                    Status::Pending
+                };
+                (m, status)
+            })
+            .collect())
+    }
+
+    pub async fn peek(self: Rc<Self>) -> Result<JsValue> {
+        self.check_open()?;
+        let metas = self.pending_metas().await?;
+        let payloads = self
+            .payload_map(metas.iter().filter_map(|(m, _)| m.seq))
+            .await?;
+        let out: Array = metas
+            .iter()
+            .map(|(m, status)| info(m, *status, m.seq.and_then(|s| payloads.get(&s))))
+            .collect();
+        Ok(out.into())
+    }
+
+    async fn payload_map(&self, seqs: impl Iterator<Item = Seq>) -> Result<HashMap<Seq, JsValue>> {
+        let seqs: Vec<Seq> = seqs.collect();
+        if seqs.len() > WINDOW {
+            return self.store.all_payloads().await;
+        }
+        self.store.payloads(None, &seqs).await
+    }
+
+    pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
+        self.check_open()?;
+        let dead = self.store.dead_letters().await?;
+        let payloads = self.payload_map(dead.iter().filter_map(|m| m.seq)).await?;
+        let out: Array = dead
+            .iter()
+            .map(|m| info(m, Status::Dead, m.seq.and_then(|s| payloads.get(&s))))
+            .collect();
+        Ok(out.into())
+    }
+
+    async fn find_dead(&self, id: &str) -> Result<TxMeta> {
+        self.store.find_dead(id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::NotFound,
+                format!("no dead letter with id {id:?}"),
+            )
+        })
+    }
+
+    /// Back into the outbox under its original seq, so it takes its old place in every
+    /// key's order; attempts start over.
+    pub async fn retry_dead(self: Rc<Self>, id: String) -> Result<()> {
+        self.check_open()?;
+        let mut meta = self.find_dead(&id).await?;
+        if meta.dead_reason == Some(DeadReason::Corrupt) {
+            return Err(Error::new(
+                ErrorCode::InvalidTransaction,
+                "a corrupt record cannot be retried; inspect it in deadLetters() and discard it",
+            ));
+        }
+        let seq = meta
+            .seq
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
+        meta.dead_reason = None;
+        meta.dead_at = None;
+        meta.attempts = 0;
+        meta.next_attempt_at = js::now();
+        self.store.revive(&meta).await?;
+        let leading = {
+            let mut st = self.st.borrow_mut();
+            let leading = st.epoch.is_some();
+            if leading {
+                self.insert_pending(&mut st, meta.clone());
+            }
+            leading
+        };
+        if !leading {
+            self.post(&leader::message(
+                "revived",
+                &[("seq", JsValue::from_f64(seq as f64))],
+            ));
+        }
+        self.emit(|| {
+            let ev = event("enqueued", Some(&meta.id));
+            js::set(&ev, "seq", &JsValue::from_f64(seq as f64));
+            ev
+        });
+        self.pump();
+        Ok(())
+    }
+
+    pub async fn discard_dead(self: Rc<Self>, id: String) -> Result<()> {
+        self.check_open()?;
+        let meta = self.find_dead(&id).await?;
+        let seq = meta
+            .seq
+            .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
+        self.store.discard(seq).await
+    }
+
+    /// Cancels a pending transaction that is not being sent.
+    pub async fn remove(self: Rc<Self>, id: String) -> Result<()> {
+        self.check_open()?;
+        let Some(epoch) = self.st.borrow().epoch else {
+            let reply = self.rpc(
+                "remove",
+                &[("id", JsValue::from_str(&id))],
+                Some(REMOVE_TIMEOUT_MS),
+            );
+            return JsFuture::from(reply)
+                .await
+                .map(|_| ())
+                .map_err(|e| js::from_js(&e));
+        };
+        let (seq, meta) = {
+            let mut st = self.st.borrow_mut();
+            let seq = *st.ids.get(&id).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NotFound,
+                    format!("no pending transaction with id {id:?}"),
+                )
+            })?;
+            if st.sched.is_in_flight(seq) {
+                return Err(Error::new(
+                    ErrorCode::InFlight,
+                    format!("transaction {id:?} is being sent"),
+                ));
+            }
+            // Out of the scheduler first, so it cannot start while the delete commits.
+            let _ = st.sched.remove(seq);
+            st.cache.remove(&seq);
+            let meta = st.pending.remove(&seq);
+            st.ids.remove(&id);
+            (seq, meta)
+        };
+        match self.store.cancel(seq, epoch).await {
+            Ok(()) => {
+                let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
+                let err = js::err(
+                    ErrorCode::Removed,
+                    format!("transaction {id:?} was removed"),
+                );
+                for w in waiters {
+                    w.reject(&err);
+                }
+                self.emit(|| event("removed", Some(&id)));
+                self.pump();
+                Ok(())
+            }
+            Err(e) => {
+                if e.code == ErrorCode::NotLeader {
+                    self.lost_fence();
+                } else if let Some(meta) = meta {
+                    self.insert_pending(&mut self.st.borrow_mut(), meta);
+                }
+                self.pump();
+                Err(e)
+            }
+        }
+    }
+
+    /// Resolves when the transaction is acknowledged, by whichever context sends it;
+    /// rejects if it is or becomes dead (or is removed).
+    pub fn settled(self: &Rc<Self>, id: String) -> Promise {
+        if let Err(e) = self.check_open() {
+            return Promise::reject(&js::to_js(&e));
+        }
+        let d = Deferred::new();
+        let promise = d.promise.clone();
+        {
+            let mut st = self.st.borrow_mut();
+            if let Some(m) = st.recent.iter().rev().find(|m| m.id == id) {
+                return Promise::resolve(&info(m, Status::Acknowledged, None));
+            }
+            let known = st.ids.contains_key(&id);
+            // Registered before the store is asked, so an outcome announced meanwhile is
+            // not missed.
+            st.waiters.entry(id.clone()).or_default().push(d);
+            if known {
+                return promise;
+            }
+        }
+        let me = self.clone();
+        spawn_local(async move {
+            let location = me.store.locate(&id).await;
+            let settle: Option<std::result::Result<JsValue, JsValue>> = match location {
+                Ok(Location::Pending) => None,
+                Ok(Location::Dead(m)) => Some(Err(js::err(
+                    ErrorCode::Dead,
+                    format!(
+                        "transaction {id} is dead: {}",
+                        m.last_error.map(|e| e.message).unwrap_or_default()
+                    ),
+                ))),
+                // Neither pending nor dead: acknowledged before this context saw it.
+                Ok(Location::Gone) => Some(Ok(acknowledged(&id))),
+                Err(e) => Some(Err(js::to_js(&e))),
+            };
+            if let Some(outcome) = settle {
+                let waiters = me.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
+                for w in waiters {
+                    match &outcome {
+                        Ok(v) => w.resolve(v),
+                        Err(e) => w.reject(e),
+                    }
+                }
+            }
+        });
+        promise
+    }
+
+    pub async fn stats(self: Rc<Self>) -> Result<JsValue> {
+        self.check_open()?;
+        let dead = self.store.count_dead().await?;
+        let metas = self.pending_metas().await?;
+        let st = self.st.borrow();
+        let o = Object::new();
+        let in_flight = metas.iter().filter(|(_, s)| *s == Status::InFlight).count();
+        js::set(
+            &o,
+            "pending",
+            &JsValue::from_f64((metas.len() - in_flight) as f64),
+        );
+        js::set(&o, "inFlight", &JsValue::from_f64(in_flight as f64));
+        js::set(&o, "dead", &JsValue::from(dead));
+        let number_or_null =
+            |v: Option<Millis>| v.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
+        let oldest = metas.iter().map(|(m, _)| m.created_at).min();
+        js::set(&o, "oldestCreatedAt", &number_or_null(oldest));
+        let next = if st.epoch.is_some() {
+            st.sched.next_due().filter(|t| *t != Millis::MAX)
+        } else {
+            metas
+                .iter()
+                .filter(|(_, s)| *s == Status::Pending)
+                .map(|(m, _)| m.next_attempt_at)
+                .min()
+        };
+        js::set(&o, "nextAttemptAt", &number_or_null(next));
+        js::set(&o, "sent", &JsValue::from_f64(st.totals.sent as f64));
+        js::set(&o, "retried", &JsValue::from_f64(st.totals.retried as f64));
+        js::set(
+            &o,
+            "deadLettered",
+            &JsValue::from_f64(st.totals.dead as f64),
+        );
+        js::set(
+            &o,
+            "isLeader",
+            &JsValue::from_bool(st.epoch.is_some() && !st.closed),
+        );
+        Ok(o.into())
+    }
+}
+
+/// What `settled` reports for a transaction this context holds no record of.
+pub(super) fn acknowledged(id: &str) -> JsValue {
+    let o = Object::new();
+    js::set(&o, "id", &JsValue::from_str(id));
+    js::set(
+        &o,
+        "status",
+        &JsValue::from_str(Status::Acknowledged.as_str()),
+    );
+    o.into()
+}

@@ -1,0 +1,398 @@
+//! What contexts tell each other over the outbox's BroadcastChannel: election messages,
+//! wake-ups for the leader (`wake` after a follower's enqueue, `revived`, `online`),
+//! events (batched, once per task), and requests only the leader can serve (`remove`,
+//! `drain`) with their replies. Messages carry ids and small fields, never payloads.
+
+use super::query::acknowledged;
+use super::*;
+use crate::leader::{decode_lease, encode_lease, message};
+use crate::lease::Action;
+
+/// How long a follower waits for the leader to answer a `remove`.
+pub(super) const REMOVE_TIMEOUT_MS: u32 = 5_000;
+
+impl Engine {
+    pub(super) fn post(&self, msg: &JsValue) {
+        if let Some(c) = self.st.borrow().channel.as_ref() {
+            c.post(msg);
+        }
+    }
+
+    /// Events go out together at the end of the task: one message, not one per event.
+    pub(super) fn queue_outgoing(&self, ev: JsValue) {
+        let mut st = self.st.borrow_mut();
+        st.outgoing.push(ev);
+        if st.outgoing_timer.is_none() {
+            let this = self.this.clone();
+            st.outgoing_timer = Some(Timeout::new(0, move || {
+                if let Some(e) = this.upgrade() {
+                    spawn_local(async move { e.flush_outgoing() });
+                }
+            }));
+        }
+    }
+
+    pub(super) fn flush_outgoing(&self) {
+        let evs = {
+            let mut st = self.st.borrow_mut();
+            st.outgoing_timer = None;
+            std::mem::take(&mut st.outgoing)
+        };
+        if !evs.is_empty() {
+            let evs: Array = evs.into_iter().collect();
+            self.post(&message("evs", &[("evs", evs.into())]));
+        }
+    }
+
+    pub(super) fn on_message(self: &Rc<Self>, msg: JsValue) {
+        let Some(kind) = js::get(&msg, "t").as_string() else {
+            return;
+        };
+        if self.st.borrow().closed {
+            return;
+        }
+        let leading = self.is_leader();
+        match kind.as_str() {
+            "hb" | "claim" | "resign" | "who" => {
+                let Some(m) = decode_lease(&kind, &msg) else {
+                    return;
+                };
+                let actions = match self.st.borrow_mut().lease.as_mut() {
+                    Some(lease) => lease.on_message(m, js::now()),
+                    None => return,
+                };
+                self.lease_actions(actions);
+            }
+            "wake" if leading => self.request_sync(),
+            "revived" if leading => {
+                if let Some(seq) = js::get(&msg, "seq").as_f64() {
+                    self.load_revived(seq as Seq);
+                }
+            }
+            "online" if leading => self.notify_online(),
+            "evs" => {
+                for ev in Array::from(&js::get(&msg, "evs")).iter() {
+                    self.remote_event(&ev);
+                }
+            }
+            "rpc" if leading => self.serve(msg),
+            "reply" => self.take_reply(&msg),
+            _ => {}
+        }
+    }
+
+    pub(super) fn lease_actions(self: &Rc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send(m) => self.post(&encode_lease(m)),
+                Action::BecomeLeader => spawn_local(self.clone().gain()),
+                Action::BecomeFollower => self.demote(),
+            }
+        }
+        self.arm_lease_timer();
+    }
+
+    pub(super) fn arm_lease_timer(self: &Rc<Self>) {
+        let mut st = self.st.borrow_mut();
+        let Some(at) = st.lease.as_ref().and_then(|l| l.next_tick()) else {
+            st.lease_timer = None;
+            return;
+        };
+        let delay = at.saturating_sub(js::now()).min(MAX_TIMER_MS) as u32;
+        let this = Rc::downgrade(self);
+        st.lease_timer = Some(Timeout::new(delay, move || {
+            if let Some(e) = this.upgrade() {
+                spawn_local(async move {
+                    let actions = match e.st.borrow_mut().lease.as_mut() {
+                        Some(lease) => lease.tick(js::now()),
+                        None => return,
+                    };
+                    e.lease_actions(actions);
+                });
+            }
+        }));
+    }
+
+    /// A nudge from the environment (the page became visible): the leader drains, a
+    /// follower passes it on (the leader may be a throttled background tab).
+    pub(super) fn wake(self: &Rc<Self>) {
+        if self.is_leader() {
+            self.pump();
+        } else {
+            self.post(&message("wake", &[]));
+        }
+    }
+
+    /// The leader reads what other contexts enqueued: every record above what it has
+    /// seen. Requests arriving during a read are served by one more read.
+    pub(super) fn request_sync(self: &Rc<Self>) {
+        {
+            let mut st = self.st.borrow_mut();
+            if st.epoch.is_none() {
+                return;
+            }
+            if st.syncing {
+                st.sync_again = true;
+                return;
+            }
+            st.syncing = true;
+        }
+        spawn_local(self.clone().sync_loop());
+    }
+
+    async fn sync_loop(self: Rc<Self>) {
+        loop {
+            let (after, generation) = {
+                let st = self.st.borrow();
+                (st.last_synced, st.generation)
+            };
+            let loaded = self.store.load(after, None).await;
+            let mut st = self.st.borrow_mut();
+            if st.generation != generation {
+                st.syncing = false;
+                return;
+            }
+            match loaded {
+                Ok(loaded) => {
+                    for m in loaded.metas {
+                        let Some(seq) = m.seq else { continue };
+                        st.last_synced = Some(st.last_synced.map_or(seq, |l| l.max(seq)));
+                        if !st.pending.contains_key(&seq) {
+                            self.insert_pending(&mut st, m);
+                        }
+                    }
+                    // Undecodable records are quarantined by the next leader start-up.
+                }
+                Err(e) => {
+                    drop(st);
+                    self.report_error(None, &e);
+                    st = self.st.borrow_mut();
+                }
+            }
+            if !std::mem::take(&mut st.sync_again) {
+                st.syncing = false;
+                break;
+            }
+        }
+        self.pump();
+    }
+
+    fn load_revived(self: &Rc<Self>, seq: Seq) {
+        let me = self.clone();
+        spawn_local(async move {
+            let generation = me.st.borrow().generation;
+            match me.store.load(seq.checked_sub(1), Some(seq)).await {
+                Ok(loaded) => {
+                    let mut st = me.st.borrow_mut();
+                    if st.generation == generation {
+                        for m in loaded.metas {
+                            me.insert_pending(&mut st, m);
+                        }
+                    }
+                }
+                Err(e) => me.report_error(None, &e),
+            }
+            me.pump();
+        });
+    }
+
+    /// An event from another context: to the local listeners, and what followers track
+    /// (what is being sent, who waits on `settled`, counters).
+    fn remote_event(self: &Rc<Self>, ev: &JsValue) {
+        let kind = js::get(ev, "type").as_string().unwrap_or_default();
+        let id = js::get(ev, "id").as_string();
+        let (listeners, waiters) = {
+            let mut st = self.st.borrow_mut();
+            let mut waiters = Vec::new();
+            if let Some(id) = &id {
+                match kind.as_str() {
+                    "sending" => {
+                        st.remote_in_flight.insert(id.clone());
+                    }
+                    "retry" => {
+                        st.remote_in_flight.remove(id);
+                        st.totals.retried += 1;
+                    }
+                    "sent" | "dead" | "removed" => {
+                        st.remote_in_flight.remove(id);
+                        match kind.as_str() {
+                            "sent" => st.totals.sent += 1,
+                            "dead" => st.totals.dead += 1,
+                            _ => {}
+                        }
+                        waiters = st.waiters.remove(id).unwrap_or_default();
+                    }
+                    _ => {}
+                }
+            }
+            let l: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
+            (l, waiters)
+        };
+        if let Some(id) = &id {
+            for w in waiters {
+                match kind.as_str() {
+                    "sent" => w.resolve(&acknowledged(id)),
+                    "dead" => w.reject(&js::err(
+                        ErrorCode::Dead,
+                        format!("transaction {id} is dead"),
+                    )),
+                    _ => w.reject(&js::err(
+                        ErrorCode::Removed,
+                        format!("transaction {id:?} was removed"),
+                    )),
+                }
+            }
+        }
+        if let Some(ev) = ev.dyn_ref::<Object>() {
+            Self::deliver(&listeners, ev);
+        }
+    }
+
+    /// Asks the leader to do `op`; the promise settles with its reply, or rejects after
+    /// `timeout_ms` if no leader answers.
+    pub(super) fn rpc(
+        self: &Rc<Self>,
+        op: &str,
+        fields: &[(&str, JsValue)],
+        timeout_ms: Option<u32>,
+    ) -> Promise {
+        let d = Deferred::new();
+        let promise = d.promise.clone();
+        let req = {
+            let mut st = self.st.borrow_mut();
+            st.next_id += 1;
+            st.next_id
+        };
+        let timeout = timeout_ms.map(|ms| {
+            let this = Rc::downgrade(self);
+            Timeout::new(ms, move || {
+                if let Some(e) = this.upgrade() {
+                    // Out of the callback: removing the entry drops this very Timeout.
+                    spawn_local(async move {
+                        let entry = e.st.borrow_mut().rpcs.remove(&req);
+                        if let Some((d, _)) = entry {
+                            d.reject(&js::err(
+                                ErrorCode::StorageUnavailable,
+                                format!("no leader answered within {ms} ms"),
+                            ));
+                        }
+                    });
+                }
+            })
+        });
+        self.st.borrow_mut().rpcs.insert(req, (d, timeout));
+        let mut all = vec![
+            ("op", JsValue::from_str(op)),
+            ("req", JsValue::from(req)),
+            ("from", JsValue::from_f64(self.me as f64)),
+        ];
+        all.extend(fields.iter().cloned());
+        self.post(&message("rpc", &all));
+        promise
+    }
+
+    /// The leader serves a follower's request and replies to it alone.
+    fn serve(self: &Rc<Self>, msg: JsValue) {
+        let op = js::get(&msg, "op").as_string().unwrap_or_default();
+        let (req, from) = (js::get(&msg, "req"), js::get(&msg, "from"));
+        let me = self.clone();
+        spawn_local(async move {
+            let result: Result<JsValue> = match op.as_str() {
+                "remove" => match js::get(&msg, "id").as_string() {
+                    Some(id) => me.clone().remove(id).await.map(|_| JsValue::UNDEFINED),
+                    None => Err(Error::new(
+                        ErrorCode::InvalidTransaction,
+                        "id must be a string",
+                    )),
+                },
+                "drain" => {
+                    let budget = js::get(&msg, "budgetMs").as_f64().map(|b| b as Millis);
+                    JsFuture::from(me.drain(budget))
+                        .await
+                        .map_err(|e| js::from_js(&e))
+                }
+                _ => Err(Error::new(
+                    ErrorCode::InvalidOptions,
+                    format!("unknown request {op:?}"),
+                )),
+            };
+            let mut fields = vec![
+                ("req", req),
+                ("to", from),
+                ("ok", JsValue::from_bool(result.is_ok())),
+            ];
+            match result {
+                Ok(v) => fields.push(("value", v)),
+                Err(e) => {
+                    fields.push(("code", JsValue::from_str(e.code.as_str())));
+                    fields.push(("message", JsValue::from_str(&e.message)));
+                }
+            }
+            me.post(&message("reply", &fields));
+        });
+    }
+
+    fn take_reply(&self, msg: &JsValue) {
+        if js::get(msg, "to").as_f64() != Some(self.me as f64) {
+            return;
+        }
+        let Some(req) = js::get(msg, "req").as_f64() else {
+            return;
+        };
+        let Some((d, _timeout)) = self.st.borrow_mut().rpcs.remove(&(req as u32)) else {
+            return;
+        };
+        if js::get(msg, "ok").as_bool() == Some(true) {
+            d.resolve(&js::get(msg, "value"));
+        } else {
+            let code = js::get(msg, "code").as_string().unwrap_or_default();
+            let message = js::get(msg, "message").as_string().unwrap_or_default();
+            d.reject(&js::to_js(&Error::new(
+                ErrorCode::parse(&code).unwrap_or(ErrorCode::StorageUnavailable),
+                message,
+            )));
+        }
+    }
+
+    /// A follower's `drain`: the leader drains and reports. With a budget, an incomplete
+    /// report comes back when it runs out, whatever the leader is doing.
+    pub(super) fn drain_remote(self: &Rc<Self>, budget_ms: Option<Millis>) -> Promise {
+        let fields = budget_ms.map_or_else(Vec::new, |b| {
+            vec![("budgetMs", JsValue::from_f64(b as f64))]
+        });
+        let reply = self.rpc("drain", &fields, None);
+        let Some(budget) = budget_ms else {
+            return reply;
+        };
+        let out = Deferred::new();
+        let promise = out.promise.clone();
+        let started = js_sys::Date::now();
+        let remaining = self.st.borrow().sched.len();
+        let timer = Timeout::new(budget.min(MAX_TIMER_MS) as u32, {
+            let out_resolve = out.resolver();
+            move || {
+                let o = Object::new();
+                for k in ["sent", "retried", "dead"] {
+                    js::set(&o, k, &JsValue::from_f64(0.0));
+                }
+                js::set(&o, "remaining", &JsValue::from_f64(remaining as f64));
+                js::set(&o, "complete", &JsValue::FALSE);
+                js::set(
+                    &o,
+                    "durationMs",
+                    &JsValue::from_f64(js_sys::Date::now() - started),
+                );
+                let _ = out_resolve.call1(&JsValue::UNDEFINED, &o);
+            }
+        });
+        spawn_local(async move {
+            let result = JsFuture::from(reply).await;
+            drop(timer);
+            match result {
+                Ok(v) => out.resolve(&v),
+                Err(e) => out.reject(&e),
+            }
+        });
+        promise
+    }
+}
