@@ -2,6 +2,7 @@
 // against baselines measured in the same run. Targets are printed, never asserted.
 import os from 'node:os';
 import { startServer, launch } from '../tests-e2e/harness.js';
+import { failover } from './failover.js';
 
 const srv = await startServer();
 const browser = await launch();
@@ -26,6 +27,8 @@ try {
   const line = (cells) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
   console.log(line(['benchmark', 'figure', 'ratio (same run)', 'target']));
   for (const row of rows) console.log(line(row));
+  console.log('');
+  for (const [what, figure, target] of await failover(srv.origin)) console.log(line([what, figure, '', target]));
 } finally {
   await browser.close();
   await srv.close();

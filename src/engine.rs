@@ -32,7 +32,7 @@ use crate::options::{Handler, NewTransaction, Options};
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
 use crate::store::{NewRecord, Store};
-use crate::triggers::Triggers;
+use crate::triggers::{Callbacks, Triggers};
 
 /// How many payloads the cache holds ahead of dispatch: the loader reads this many
 /// upcoming ones at a time, so a drain costs one IndexedDB read per window, not per
@@ -89,6 +89,9 @@ struct State {
     gaining: Option<Promise>,
     /// Followers: ids the leader is sending now (from its events).
     remote_in_flight: HashSet<String>,
+    /// Other contexts known to be open (they said hello or answered ours). Ordinary
+    /// events are broadcast only when there is someone to hear them.
+    peers: HashSet<u64>,
     /// Followers: requests to the leader awaiting its reply (and their time limit).
     rpcs: HashMap<u32, (Deferred, Option<Timeout>)>,
     sched: Scheduler,
@@ -240,6 +243,7 @@ impl Engine {
                 outgoing_timer: None,
                 gaining: None,
                 remote_in_flight: HashSet::new(),
+                peers: HashSet::new(),
                 rpcs: HashMap::new(),
                 sched: Scheduler::new(opts.ordering, opts.max_concurrency),
                 pending: HashMap::new(),
@@ -279,19 +283,32 @@ impl Engine {
             ));
         }
         engine.st.borrow_mut().channel = channel;
-        let (on_online, on_visible) = (Rc::downgrade(&engine), Rc::downgrade(&engine));
-        let triggers = Triggers::install(
-            move || {
-                if let Some(e) = on_online.upgrade() {
+        engine.say("hello");
+        let weak = || Rc::downgrade(&engine);
+        let (w1, w2, w3, w4) = (weak(), weak(), weak(), weak());
+        let triggers = Triggers::install(Callbacks {
+            online: move || {
+                if let Some(e) = w1.upgrade() {
                     e.notify_online();
                 }
             },
-            move || {
-                if let Some(e) = on_visible.upgrade() {
+            visible: move || {
+                if let Some(e) = w2.upgrade() {
                     e.wake();
                 }
             },
-        );
+            hidden: move || {
+                if let Some(e) = w3.upgrade() {
+                    e.leave_election();
+                }
+            },
+            restored: move || {
+                if let Some(e) = w4.upgrade() {
+                    e.say("hello");
+                    spawn_local(async move { e.start_election().await });
+                }
+            },
+        });
         engine.st.borrow_mut().triggers = Some(triggers);
         engine.start_election().await;
         Ok(engine)
@@ -447,6 +464,25 @@ impl Engine {
         }
     }
 
+    /// The page is going away: hand leadership over now rather than when the watchdogs
+    /// notice (the lock would go with the page anyway; the lease needs a resignation).
+    fn leave_election(self: &Rc<Self>) {
+        let (lock, actions) = {
+            let mut st = self.st.borrow_mut();
+            let actions = st.lease.take().map(|mut l| l.stop()).unwrap_or_default();
+            st.lease_timer = None;
+            (st.lock.take(), actions)
+        };
+        self.demote();
+        drop(lock);
+        self.say("bye");
+        for a in actions {
+            if let crate::lease::Action::Send(m) = a {
+                self.post(&leader::encode_lease(m));
+            }
+        }
+    }
+
     fn insert_pending(&self, st: &mut State, m: TxMeta) {
         let Some(seq) = m.seq else { return };
         if st
@@ -489,13 +525,26 @@ impl Engine {
         }
     }
 
-    /// An event of this context: to the local listeners and to every other context.
+    /// An event of this context: to the local listeners and to the other contexts.
     /// Builds nothing when nobody could hear it.
     fn emit(&self, build: impl FnOnce() -> Object) {
+        self.emit_to(false, build);
+    }
+
+    /// An outcome (`sent`, `dead`, `removed`): broadcast even when no peer is known yet,
+    /// since a context that has just opened may be waiting on it in `settled`.
+    fn emit_outcome(&self, build: impl FnOnce() -> Object) {
+        self.emit_to(true, build);
+    }
+
+    fn emit_to(&self, always_broadcast: bool, build: impl FnOnce() -> Object) {
         let (listeners, broadcast) = {
             let st = self.st.borrow();
             let l: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
-            (l, st.channel.is_some())
+            (
+                l,
+                st.channel.is_some() && (always_broadcast || !st.peers.is_empty()),
+            )
         };
         if listeners.is_empty() && !broadcast {
             return;
@@ -997,7 +1046,7 @@ impl Engine {
                         w.resolve(&settled);
                     }
                 }
-                self.emit(|| event("sent", Some(&meta.id)));
+                self.emit_outcome(|| event("sent", Some(&meta.id)));
             }
         }
         self.settle_quiet();
@@ -1100,7 +1149,7 @@ impl Engine {
                 for w in waiters {
                     w.reject(&err);
                 }
-                self.emit(|| {
+                self.emit_outcome(|| {
                     let ev = event("dead", Some(&meta.id));
                     let reason =
                         serde_wasm_bindgen::to_value(&reason).unwrap_or(JsValue::UNDEFINED);
@@ -1277,6 +1326,7 @@ impl Engine {
         drop(lock);
         self.lease_actions(lease_actions);
         self.flush_outgoing();
+        self.say("bye");
         let (waiters, drains, rpcs, totals, remaining) = {
             let mut st = self.st.borrow_mut();
             st.epoch = None;

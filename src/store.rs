@@ -140,6 +140,7 @@ fn storage(context: &str, e: JsValue) -> Error {
     let code = match name.as_str() {
         "QuotaExceededError" => ErrorCode::QuotaExceeded,
         "DataCloneError" => ErrorCode::NotSerializable,
+        "NotLeaderError" => ErrorCode::NotLeader,
         _ => ErrorCode::StorageUnavailable,
     };
     let detail = js::describe(&e);

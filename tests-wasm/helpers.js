@@ -202,3 +202,20 @@ export function badOptions(name) {
     ['not an object', 'outbox'],
   ];
 }
+
+/** Bumps the leader epoch behind the outbox's back, as a new leader elsewhere would. */
+export async function bumpEpochRaw(outboxName) {
+  const db = await openRaw(`offline-outbox:${outboxName}`);
+  try {
+    const t = db.transaction('meta', 'readwrite');
+    const store = t.objectStore('meta');
+    const req = store.get('epoch');
+    req.onsuccess = () => store.put((req.result ?? 0) + 1, 'epoch');
+    await new Promise((resolve, reject) => { t.oncomplete = resolve; t.onerror = () => reject(t.error); });
+  } finally { db.close(); }
+}
+
+/** Types of the `leader` events with their flag, e.g. "leader:false". */
+export function leaderEvents(events) {
+  return events.filter((e) => e.type === 'leader').map((e) => `leader:${e.isLeader}`);
+}

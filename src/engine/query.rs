@@ -177,7 +177,7 @@ impl Engine {
                 for w in waiters {
                     w.reject(&err);
                 }
-                self.emit(|| event("removed", Some(&id)));
+                self.emit_outcome(|| event("removed", Some(&id)));
                 self.pump();
                 Ok(())
             }

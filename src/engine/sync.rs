@@ -12,6 +12,14 @@ use crate::lease::Action;
 pub(super) const REMOVE_TIMEOUT_MS: u32 = 5_000;
 
 impl Engine {
+    /// Presence: `hello` on open, answered by `here`; `bye` on close.
+    pub(super) fn say(&self, kind: &str) {
+        self.post(&message(
+            kind,
+            &[("from", JsValue::from_f64(self.me as f64))],
+        ));
+    }
+
     pub(super) fn post(&self, msg: &JsValue) {
         if let Some(c) = self.st.borrow().channel.as_ref() {
             c.post(msg);
@@ -52,7 +60,21 @@ impl Engine {
             return;
         }
         let leading = self.is_leader();
+        let from = js::get(&msg, "from").as_f64().map(|f| f as u64);
         match kind.as_str() {
+            "hello" | "here" | "bye" => {
+                let Some(from) = from else { return };
+                let mut st = self.st.borrow_mut();
+                if kind == "bye" {
+                    st.peers.remove(&from);
+                } else {
+                    st.peers.insert(from);
+                }
+                drop(st);
+                if kind == "hello" {
+                    self.say("here");
+                }
+            }
             "hb" | "claim" | "resign" | "who" => {
                 let Some(m) = decode_lease(&kind, &msg) else {
                     return;

@@ -44,6 +44,8 @@ macro_rules! all_tests {
             drain_reports_and_honours_its_budget,
             peek_lists_pending_in_order_with_status,
             settled_and_subscribe_behave,
+            stale_leader_cannot_acknowledge,
+            stale_leader_cannot_remove,
         );
     };
 }
@@ -88,6 +90,10 @@ extern "C" {
     fn bad_options(name: &str) -> Array;
     #[wasm_bindgen(js_name = isOutboxError)]
     fn is_outbox_error(e: &JsValue) -> bool;
+    #[wasm_bindgen(js_name = bumpEpochRaw)]
+    fn bump_epoch_raw(outbox: &str) -> Promise;
+    #[wasm_bindgen(js_name = leaderEvents)]
+    fn leader_events(events: &Array) -> Vec<String>;
 }
 
 fn keys(k: &[&str]) -> Vec<String> {
@@ -688,5 +694,57 @@ pub async fn settled_and_subscribe_behave() {
             .as_deref(),
         Some("InvalidOptions")
     );
+    ok(ob.close()).await;
+}
+
+pub async fn stale_leader_cannot_acknowledge() {
+    let name = setup("stale-ack");
+    let ob = open(&name, obj(&[("leaderElection", "none".into())])).await;
+    assert!(ob.is_leader());
+    let events = collect(&ob);
+    enqueue(
+        &ob,
+        tx("slow", keys(&["a"]), "t1", obj(&[("ms", num(60.0))])),
+    )
+    .await;
+    enqueue(
+        &ob,
+        tx("slow", keys(&["a"]), "t2", obj(&[("ms", num(1.0))])),
+    )
+    .await;
+    wait(10).await;
+    // Another context takes over while t1 is being sent.
+    ok(bump_epoch_raw(&name)).await;
+    wait(200).await;
+    let log = log_lines();
+    assert!(log.contains(&"end:t1".to_string()), "{log:?}");
+    // The handlers did succeed, but the stale leader could not remove either record (it
+    // learns it is stale at its first fenced write, so t2 may already have been sent):
+    // both stay for the new leader, which sends them again with the same keys.
+    assert_eq!(count(&name, "outbox").await, 2.0);
+    assert!(!ob.is_leader());
+    assert_eq!(leader_events(&events), ["leader:false"]);
+    let calls = log.len();
+    wait(100).await;
+    assert_eq!(log_lines().len(), calls, "a demoted leader went on sending");
+    ok(ob.close()).await;
+}
+
+pub async fn stale_leader_cannot_remove() {
+    let name = setup("stale-remove");
+    let ob = open(&name, obj(&[("leaderElection", "none".into())])).await;
+    enqueue(&ob, tx("hang", keys(&["a"]), "t1", JsValue::UNDEFINED)).await;
+    let t2 = enqueue(&ob, tx("ok", keys(&["a"]), "t2", JsValue::UNDEFINED)).await;
+    ok(bump_epoch_raw(&name)).await;
+    let err = JsFuture::from(ob.remove(get(&t2, "id"))).await.unwrap_err();
+    assert_eq!(
+        get_str(&err, "code"),
+        "NotLeader",
+        "{}",
+        get_str(&err, "message")
+    );
+    assert_eq!(count(&name, "outbox").await, 2.0);
+    assert_eq!(count(&name, "payloads").await, 2.0);
+    assert!(!ob.is_leader());
     ok(ob.close()).await;
 }

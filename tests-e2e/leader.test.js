@@ -1,0 +1,209 @@
+// One sender across tabs, in real Chromium: several pages of one browser context share
+// the outbox. Run for Web Locks and for the BroadcastChannel lease.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launch, openApp } from './harness.js';
+
+let srv, browser;
+
+before(async () => {
+  srv = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Opens the outbox in a page; its `post` handler sends to the test server. */
+async function openOutbox(page, name, mode) {
+  await page.evaluate(async ({ name, mode }) => {
+    const { Outbox } = window.lib;
+    window.ob = await Outbox.open({ name, leaderElection: mode, handlers: window.handlers, maxConcurrency: 4, retry: { baseDelayMs: 50, maxDelayMs: 200 } });
+  }, { name, mode });
+}
+
+async function leaderFlags(pages) {
+  return Promise.all(pages.map((p) => p.evaluate(() => window.ob.isLeader).catch(() => null)));
+}
+
+async function waitForOneLeader(pages, ms = 5000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const flags = await leaderFlags(pages);
+    if (flags.filter((f) => f === true).length === 1) return flags.indexOf(true);
+    if (Date.now() > end) throw new Error(`no single leader: ${flags}`);
+    await sleep(20);
+  }
+}
+
+async function tabs(context, n, name, mode) {
+  const pages = [];
+  for (let i = 0; i < n; i++) {
+    const page = await openApp(context, srv.origin);
+    await openOutbox(page, name, mode);
+    pages.push(page);
+  }
+  return pages;
+}
+
+/** For each key, the `n` of each transaction in the order the server first saw it. */
+function firstSeenOrder() {
+  const out = {};
+  for (const entry of srv.api.unique()) {
+    const body = JSON.parse(entry.body);
+    (out[body.key] ??= []).push(body.n);
+  }
+  return out;
+}
+
+async function waitFor(pred, ms, what) {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+for (const mode of ['web-locks', 'broadcast-channel']) {
+  test(`${mode}: exactly one leader among 2 to 5 tabs, also after the leader closes`, async () => {
+    const context = await browser.newContext();
+    const name = `one-${mode}`;
+    const pages = await tabs(context, 2, name, mode);
+    for (const n of [2, 3, 5]) {
+      while (pages.length < n) {
+        const page = await openApp(context, srv.origin);
+        await openOutbox(page, name, mode);
+        pages.push(page);
+      }
+      await waitForOneLeader(pages);
+      for (let sample = 0; sample < 10; sample++) {
+        const flags = await leaderFlags(pages);
+        assert.equal(flags.filter((f) => f === true).length, 1, `${n} tabs, sample ${sample}: ${flags}`);
+        await sleep(30);
+      }
+    }
+    const leader = await waitForOneLeader(pages);
+    await pages[leader].close();
+    pages.splice(leader, 1);
+    await waitForOneLeader(pages);
+    for (let sample = 0; sample < 10; sample++) {
+      const flags = await leaderFlags(pages);
+      assert.equal(flags.filter((f) => f === true).length, 1, `after close, sample ${sample}: ${flags}`);
+      await sleep(30);
+    }
+    await context.close();
+  });
+
+  for (const how of ['close', 'crash']) {
+    test(`${mode}: the leader ${how === 'close' ? 'closes' : 'crashes'} during a drain of 200; the next leader finishes, exactly once, in order`, async () => {
+      srv.api.reset();
+      srv.api.delayMs = 3;
+      const context = await browser.newContext();
+      const name = `failover-${mode}-${how}`;
+      const pages = await tabs(context, 3, name, mode);
+      const leader = await waitForOneLeader(pages);
+      const writer = pages[(leader + 1) % pages.length];
+      await writer.evaluate(async () => {
+        const all = [];
+        for (let n = 0; n < 200; n++) {
+          const key = `k${n % 10}`;
+          all.push(window.ob.enqueue({ handler: 'post', keys: [key], mutations: { key, n } }));
+        }
+        await Promise.all(all);
+      });
+      await waitFor(() => srv.api.unique().length >= 40, 20000, '40 sent');
+      if (how === 'close') {
+        await pages[leader].close();
+      } else {
+        const crashed = new Promise((r) => pages[leader].once('crash', r));
+        (await context.newCDPSession(pages[leader])).send('Page.crash').catch(() => {});
+        await crashed;
+      }
+      const sentBefore = srv.api.unique().length;
+      pages.splice(leader, 1);
+      await waitForOneLeader(pages, 10000);
+      await waitFor(() => srv.api.unique().length === 200, 30000, 'all 200 sent');
+      assert.ok(sentBefore < 200, 'the failover happened mid-drain');
+      await waitFor(async () => (await pages[0].evaluate(() => window.ob.peek())).length === 0, 10000, 'empty outbox');
+      const order = firstSeenOrder();
+      for (const [key, ns] of Object.entries(order)) {
+        assert.deepEqual(ns, [...ns].sort((a, b) => a - b), `order of ${key}`);
+      }
+      assert.equal(new Set(srv.api.unique().map((e) => e.key)).size, 200);
+      await context.close();
+    });
+  }
+
+  test(`${mode}: followers in three tabs enqueue concurrently on shared keys; server order is seq order`, async () => {
+    srv.api.reset();
+    const context = await browser.newContext();
+    const name = `followers-${mode}`;
+    const pages = await tabs(context, 4, name, mode);
+    const leader = await waitForOneLeader(pages);
+    const followers = pages.filter((_, i) => i !== leader);
+    const results = await Promise.all(followers.map((page, tab) => page.evaluate(async (tab) => {
+      const all = [];
+      for (let i = 0; i < 30; i++) {
+        const key = ['a', 'b', 'c'][i % 3];
+        all.push(window.ob.enqueue({ handler: 'post', keys: [key], mutations: { key, n: tab * 1000 + i } }));
+      }
+      const infos = await Promise.all(all);
+      // Followers learn of every outcome.
+      await Promise.all(infos.map((t) => window.ob.settled(t.id)));
+      return infos.map((t) => ({ id: t.id, seq: t.seq, key: t.keys[0] }));
+    }, tab)));
+    const enqueued = results.flat();
+    assert.equal(srv.api.unique().length, 90);
+    const seqOf = new Map(enqueued.map((t) => [t.id, t.seq]));
+    const byKey = {};
+    for (const entry of srv.api.unique()) {
+      const key = JSON.parse(entry.body).key;
+      (byKey[key] ??= []).push(seqOf.get(entry.key));
+    }
+    for (const [key, seqs] of Object.entries(byKey)) {
+      assert.equal(seqs.length, 30);
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `server order of ${key} is seq order`);
+    }
+    await context.close();
+  });
+}
+
+test('followers: events, settled, peek, stats, drain and remove through the leader', async () => {
+  srv.api.reset();
+  srv.api.delayMs = 400;
+  const context = await browser.newContext();
+  const name = 'follower-api';
+  const [a, b] = await tabs(context, 2, name, 'web-locks');
+  assert.deepEqual(await leaderFlags([a, b]), [true, false]);
+  const out = await b.evaluate(async () => {
+    const events = [];
+    window.ob.subscribe((e) => events.push(e.type));
+    const first = await window.ob.enqueue({ handler: 'post', keys: ['k'], mutations: { key: 'k', n: 1 } });
+    const second = await window.ob.enqueue({ handler: 'post', keys: ['k'], mutations: { key: 'k', n: 2 } });
+    const third = await window.ob.enqueue({ handler: 'post', keys: ['k'], mutations: { key: 'k', n: 3 } });
+    const removedWaiter = window.ob.settled(third.id).then(() => 'settled', (e) => e.code);
+    while (!events.includes('sending')) await new Promise((r) => setTimeout(r, 10));
+    const peek = (await window.ob.peek()).map((t) => [t.mutations.n, t.status]);
+    const removeFlying = await window.ob.remove(first.id).then(() => 'removed', (e) => e.code);
+    const removeWaiting = await window.ob.remove(third.id).then(() => 'removed', (e) => e.code);
+    const removeUnknown = await window.ob.remove('no-such-id').then(() => 'removed', (e) => e.code);
+    await window.ob.settled(second.id);
+    const report = await window.ob.drain();
+    const stats = await window.ob.stats();
+    return { events, peek, removeFlying, removeWaiting, removeUnknown, removed: await removedWaiter, report, stats };
+  });
+  assert.deepEqual(out.peek, [[1, 'in-flight'], [2, 'pending'], [3, 'pending']]);
+  assert.equal(out.removeFlying, 'InFlight');
+  assert.equal(out.removeWaiting, 'removed');
+  assert.equal(out.removeUnknown, 'NotFound');
+  assert.equal(out.removed, 'Removed');
+  for (const t of ['enqueued', 'sending', 'sent', 'removed']) assert.ok(out.events.includes(t), `${t} in ${out.events}`);
+  assert.equal(out.report.complete, true);
+  assert.deepEqual([out.stats.isLeader, out.stats.pending, out.stats.inFlight, out.stats.sent], [false, 0, 0, 2]);
+  assert.deepEqual(srv.api.unique().map((e) => JSON.parse(e.body).n), [1, 2]);
+  await context.close();
+});
