@@ -29,7 +29,8 @@ export type ErrorCode =
   | 'Dead'
   | 'NotFound'
   | 'InFlight'
-  | 'Removed';
+  | 'Removed'
+  | 'NotLeader';
 
 export interface HandlerContext<M = unknown, D = unknown> {
   id: string;
@@ -68,7 +69,9 @@ export interface OutboxOptions {
   /** Default 'per-key'. */
   ordering?: 'per-key' | 'fifo';
   retry?: RetryOptions;
-  /** Default 'auto'. */
+  /** Who sends when several contexts (tabs, workers) open the same outbox. Default 'auto':
+   *  Web Locks where available, else a heartbeat lease over BroadcastChannel. 'none': this
+   *  context always sends (only for apps that open the outbox in one context). */
   leaderElection?: 'auto' | 'web-locks' | 'broadcast-channel' | 'none';
 }
 
@@ -165,7 +168,8 @@ export class Outbox {
   private constructor();
   static open(options: OutboxOptions): Promise<Outbox>;
   readonly name: string;
-  /** This context currently sends. */
+  /** This context currently sends. Known when `open` resolves with Web Locks; with the
+   *  BroadcastChannel lease it settles within a claim window (watch the `leader` event). */
   readonly isLeader: boolean;
   /** Resolves once the transaction is durable in IndexedDB. */
   enqueue(tx: NewTransaction): Promise<TransactionInfo>;

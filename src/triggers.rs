@@ -10,10 +10,12 @@ use web_sys::{Document, EventTarget, VisibilityState};
 
 use crate::js;
 
+type Listener = (&'static str, Closure<dyn FnMut(web_sys::Event)>);
+
 /// Listeners that stay installed until dropped.
 pub struct Triggers {
     global: EventTarget,
-    listeners: Vec<(&'static str, Closure<dyn FnMut(web_sys::Event)>)>,
+    listeners: Vec<Listener>,
     visibility: Option<(Document, Closure<dyn FnMut()>)>,
 }
 
@@ -35,7 +37,7 @@ impl Triggers {
         D: Fn() + 'static,
     {
         let global: EventTarget = js_sys::global().unchecked_into();
-        let mut listeners: Vec<(&'static str, Closure<dyn FnMut(web_sys::Event)>)> = Vec::new();
+        let mut listeners: Vec<Listener> = Vec::new();
         let online = cb.online;
         listeners.push(("online", Closure::new(move |_| online())));
         let has_document = !js::get(&global, "document").is_undefined();
