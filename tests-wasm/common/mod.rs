@@ -46,6 +46,7 @@ macro_rules! all_tests {
             settled_and_subscribe_behave,
             stale_leader_cannot_acknowledge,
             stale_leader_cannot_remove,
+            broadcast_channel_lease_elects_and_sends,
         );
     };
 }
@@ -747,4 +748,22 @@ pub async fn stale_leader_cannot_remove() {
     assert_eq!(count(&name, "payloads").await, 2.0);
     assert!(!ob.is_leader());
     ok(ob.close()).await;
+}
+
+pub async fn broadcast_channel_lease_elects_and_sends() {
+    let name = setup("lease");
+    let ob = open(
+        &name,
+        obj(&[("leaderElection", "broadcast-channel".into())]),
+    )
+    .await;
+    let events = collect(&ob);
+    // Alone, it claims after one window of silence (its timers run without a window).
+    let info = enqueue(&ob, tx("ok", keys(&["a"]), "t", JsValue::UNDEFINED)).await;
+    settled(&ob, &info).await;
+    assert!(ob.is_leader());
+    assert_eq!(leader_events(&events), ["leader:true"]);
+    assert_eq!(log_lines(), ["call:t@1"]);
+    ok(ob.close()).await;
+    assert!(!ob.is_leader());
 }
