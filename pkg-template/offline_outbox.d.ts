@@ -16,7 +16,7 @@ export function initSync(module: BufferSource | WebAssembly.Module | { module: B
 
 export type Priority = 'high' | 'normal' | 'low';
 export type Status = 'pending' | 'in-flight' | 'dead';
-export type DeadReason = 'handler-rejected' | 'max-attempts' | 'corrupt';
+export type DeadReason = 'handler-rejected' | 'max-attempts' | 'corrupt' | 'expired';
 
 export type ErrorCode =
   | 'InvalidTransaction'
@@ -73,6 +73,8 @@ export interface OutboxOptions {
    *  Web Locks where available, else a heartbeat lease over BroadcastChannel. 'none': this
    *  context always sends (only for apps that open the outbox in one context). */
   leaderElection?: 'auto' | 'web-locks' | 'broadcast-channel' | 'none';
+  /** Transactions older than this (since enqueue) go to the dead letters, reason 'expired'. */
+  maxAgeMs?: number;
 }
 
 /** The built-in `http` handler's mutations. */

@@ -19,8 +19,15 @@ node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
   --enable-mutable-globals --enable-reference-types --enable-multivalue \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
 
-cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts pkg/
+cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts \
+  pkg-template/offline_outbox_sw.js pkg-template/offline_outbox_sw.d.ts pkg/
 rm -f pkg/.gitignore pkg/offline_outbox_bg.wasm.d.ts
+
+# Classic service workers cannot import modules: the same code bundled as one script
+# that defines the global `offlineOutbox` (wasm-bindgen's no-modules target cannot carry
+# the JS snippets this crate uses).
+node_modules/.bin/esbuild pkg/offline_outbox_sw.js --bundle --format=iife --global-name=offlineOutbox \
+  --log-override:empty-import-meta=silent --log-override:duplicate-object-key=silent --log-level=warning --outfile=pkg/offline_outbox_classic.js
 
 wasm=$(gzip -9c pkg/offline_outbox_bg.wasm | wc -c)
 js=$(gzip -9c pkg/offline_outbox.js | wc -c)

@@ -25,7 +25,7 @@ use web_sys::AbortController;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http;
 use crate::js::{self, Deferred};
-use crate::leader::{self, Channel, LockRequest, Mode};
+use crate::leader::{self, Channel, HeldLock, LockRequest, Mode};
 use crate::lease::{Lease, Timing};
 use crate::model::{DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
 use crate::options::{Handler, NewTransaction, Options};
@@ -130,6 +130,7 @@ pub struct Engine {
     retry: RetryPolicy,
     ordering: crate::model::Ordering,
     max_concurrency: usize,
+    max_age_ms: Option<Millis>,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -225,6 +226,7 @@ impl Engine {
             retry: opts.retry,
             ordering: opts.ordering,
             max_concurrency: opts.max_concurrency,
+            max_age_ms: opts.max_age_ms,
             mode,
             me: leader::context_id(),
             st: RefCell::new(State {
@@ -320,6 +322,7 @@ impl Engine {
     async fn start_election(self: &Rc<Self>) {
         match self.mode {
             Mode::Always => self.clone().gain().await,
+            Mode::OnDemand => {}
             Mode::WebLocks => {
                 let weak = Rc::downgrade(self);
                 let lock = LockRequest::request(&Store::database_name(&self.name), move || {
@@ -408,9 +411,53 @@ impl Engine {
             }
         }
         self.emit_leader(true);
+        self.expire_old();
         // Anything committed by others while we loaded.
         self.request_sync();
         self.pump();
+    }
+
+    fn is_expired(&self, meta: &TxMeta, now: Millis) -> bool {
+        self.max_age_ms
+            .is_some_and(|max| now.saturating_sub(meta.created_at) >= max)
+    }
+
+    fn expired_error(&self) -> LastError {
+        LastError {
+            name: "Expired".into(),
+            message: format!(
+                "not sent within maxAgeMs ({} ms)",
+                self.max_age_ms.unwrap_or(0)
+            ),
+        }
+    }
+
+    /// Moves every pending transaction older than `maxAgeMs` to the dead letters, blocked
+    /// ones included (a transaction stuck behind a failing head expires too). Nothing is
+    /// dropped silently: each gets a `dead` event with reason `expired`.
+    fn expire_old(self: &Rc<Self>) {
+        if self.max_age_ms.is_none() {
+            return;
+        }
+        let now = js::now();
+        let expired: Vec<(Seq, u32)> = {
+            let mut st = self.st.borrow_mut();
+            let old: Vec<(Seq, u32)> = st
+                .pending
+                .iter()
+                .filter(|(s, m)| self.is_expired(m, now) && !st.sched.is_in_flight(**s))
+                .map(|(s, m)| (*s, m.attempts))
+                .collect();
+            // Out of the scheduler first, so none of them starts meanwhile.
+            for (seq, _) in &old {
+                let _ = st.sched.remove(*seq);
+            }
+            old
+        };
+        for (seq, attempts) in expired {
+            let error = self.expired_error();
+            spawn_local(self.clone().bury(seq, DeadReason::Expired, error, attempts));
+        }
     }
 
     /// Stops leading: in-flight handlers are aborted and their outcomes ignored; the
@@ -460,7 +507,7 @@ impl Engine {
                 }
                 self.arm_lease_timer();
             }
-            Mode::Always => {}
+            Mode::Always | Mode::OnDemand => {}
         }
     }
 
@@ -505,6 +552,11 @@ impl Engine {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The Background Sync tag of this outbox.
+    fn sync_tag(&self) -> String {
+        format!("offline-outbox:{}", self.name)
     }
 
     /// This context runs handlers now.
@@ -699,6 +751,9 @@ impl Engine {
                     };
                     if !leading {
                         self.post(&leader::message("wake", &[]));
+                    }
+                    if leader::is_offline() {
+                        leader::register_sync(&self.sync_tag());
                     }
                     for item in done {
                         item.deferred.resolve(&info(
@@ -906,6 +961,12 @@ impl Engine {
                 .await;
             return;
         };
+        if self.is_expired(&meta, js::now()) {
+            let error = self.expired_error();
+            self.bury(seq, DeadReason::Expired, error, meta.attempts)
+                .await;
+            return;
+        }
         let Some(handler) = self.handlers.get(&meta.handler) else {
             // Written by a context that has this handler: leave it for one that has it.
             // It keeps its place (and blocks its keys) without spending attempts.
@@ -1085,6 +1146,8 @@ impl Engine {
             me.settle_quiet();
             me.check_idle();
         });
+        // If this context goes away before the retry, a service worker can send it.
+        leader::register_sync(&self.sync_tag());
         self.emit(|| {
             let ev = event("retry", Some(&meta.id));
             js::set(&ev, "attempt", &JsValue::from(attempt));
@@ -1239,8 +1302,42 @@ impl Engine {
             return Promise::reject(&js::to_js(&e));
         }
         if !self.is_leader() {
+            if self.mode == Mode::OnDemand {
+                return self.drain_on_demand(budget_ms);
+            }
             return self.drain_remote(budget_ms);
         }
+        self.drain_local(budget_ms)
+    }
+
+    /// A service worker's drain: lead for its duration if no live context holds the lock,
+    /// otherwise let the leader drain. Pending backoff delays are reset first.
+    fn drain_on_demand(self: &Rc<Self>, budget_ms: Option<Millis>) -> Promise {
+        let me = self.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some(lock) = HeldLock::try_take(&Store::database_name(&me.name)).await else {
+                return JsFuture::from(me.drain_remote(budget_ms)).await;
+            };
+            me.clone().gain().await;
+            let report = if me.is_leader() {
+                // The worker drains when the network is back (a sync event, `online`, its
+                // start): backoff delays from before are moot, as on `online`.
+                me.notify_online();
+                JsFuture::from(me.drain_local(budget_ms)).await
+            } else {
+                Err(js::err(
+                    ErrorCode::StorageUnavailable,
+                    "could not take over the outbox",
+                ))
+            };
+            me.demote();
+            drop(lock);
+            report
+        })
+    }
+
+    fn drain_local(self: &Rc<Self>, budget_ms: Option<Millis>) -> Promise {
+        self.expire_old();
         let deferred = Deferred::new();
         let promise = deferred.promise.clone();
         {

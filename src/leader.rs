@@ -32,11 +32,49 @@ pub enum Mode {
     WebLocks,
     Lease,
     Always,
+    /// A service worker: it may lack the handlers a page registered, so it never sits on
+    /// leadership. It takes the lock only to drain (a `sync` event), and only if no live
+    /// context holds it; otherwise the drain goes to the leader.
+    OnDemand,
 }
 
-/// `auto` picks Web Locks where the context has them, the lease otherwise.
+#[wasm_bindgen(module = "/src/js/sync.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = isServiceWorker)]
+    fn is_service_worker() -> bool;
+    #[wasm_bindgen(js_name = tryLock)]
+    fn try_lock(name: &str) -> Promise;
+    #[wasm_bindgen(js_name = registerSync)]
+    pub fn register_sync(tag: &str);
+    #[wasm_bindgen(js_name = isOffline)]
+    pub fn is_offline() -> bool;
+}
+
+/// The lock if it is free right now; released on drop.
+pub struct HeldLock(JsValue);
+
+impl HeldLock {
+    pub async fn try_take(name: &str) -> Option<Self> {
+        let handle = wasm_bindgen_futures::JsFuture::from(try_lock(name))
+            .await
+            .ok()?;
+        (!handle.is_null() && !handle.is_undefined()).then_some(Self(handle))
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Ok(f) = js::get(&self.0, "release").dyn_into::<Function>() {
+            let _ = f.call0(&self.0);
+        }
+    }
+}
+
+/// `auto` picks Web Locks where the context has them (on demand in a service worker), the
+/// lease otherwise.
 pub fn mode(option: LeaderElection) -> Mode {
     match option {
+        LeaderElection::Auto if has_locks() && is_service_worker() => Mode::OnDemand,
         LeaderElection::Auto if has_locks() => Mode::WebLocks,
         LeaderElection::Auto | LeaderElection::BroadcastChannel => Mode::Lease,
         LeaderElection::WebLocks => Mode::WebLocks,

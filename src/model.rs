@@ -92,6 +92,8 @@ pub enum DeadReason {
     MaxAttempts,
     /// The stored record could not be decoded.
     Corrupt,
+    /// Older than `maxAgeMs` before it could be sent.
+    Expired,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

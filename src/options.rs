@@ -8,7 +8,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
-use crate::model::{Ordering, Priority};
+use crate::model::{Millis, Ordering, Priority};
 use crate::retry::{Jitter, RetryPolicy};
 
 /// The built-in handler that replays a described HTTP request with `fetch`.
@@ -37,6 +37,8 @@ pub struct Options {
     pub ordering: Ordering,
     pub retry: RetryPolicy,
     pub leader_election: LeaderElection,
+    /// Transactions older than this go to the dead letters (reason `expired`).
+    pub max_age_ms: Option<Millis>,
 }
 
 pub struct NewTransaction {
@@ -145,6 +147,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             "ordering",
             "retry",
             "leaderElection",
+            "maxAgeMs",
         ],
         "option",
         C,
@@ -171,6 +174,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         .entry(HTTP_HANDLER.to_string())
         .or_insert(Handler::Http);
     let max_concurrency = whole(v, "maxConcurrency", 1.0, 1024.0, C)?.unwrap_or(4) as usize;
+    let max_age_ms = whole(v, "maxAgeMs", 1.0, 9_007_199_254_740_991.0, C)?;
     let ordering =
         choice(v, "ordering", Ordering::parse, "'per-key', 'fifo'", C)?.unwrap_or_default();
     let leader_election = choice(
@@ -218,6 +222,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         ordering,
         retry,
         leader_election,
+        max_age_ms,
     })
 }
 

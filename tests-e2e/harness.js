@@ -26,7 +26,8 @@ export async function startServer() {
     byKey: new Map(),      // idempotency key -> first body
     script: [],            // queued { status, headers, body } answers for /api/mutate
     delayMs: 0,
-    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; },
+    statusSeen: new Map(), // idempotency key -> times /api/status/<code> was called
+    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); },
     unique() { return [...this.byKey.values()]; },
   };
   const server = http.createServer(async (req, res) => {
@@ -34,6 +35,22 @@ export async function startServer() {
     if (url.pathname.startsWith('/api/')) {
       let body = '';
       for await (const chunk of req) body += chunk;
+      // /api/status/<code>: answers <code> the first time per idempotency key, then 200.
+      const status = url.pathname.match(/^\/api\/status\/(\d{3})$/);
+      if (status) {
+        const key = req.headers['idempotency-key'] ?? null;
+        const code = Number(status[1]);
+        const seen = api.statusSeen.get(key) ?? [];
+        seen.push(Date.now());
+        api.statusSeen.set(key, seen);
+        const first = seen.length === 1;
+        const headers = { 'content-type': 'text/plain' };
+        if (first && code === 429) headers['retry-after'] = '1';
+        if (first && code === 503) headers['retry-after'] = new Date(Date.now() + 2000).toUTCString();
+        res.writeHead(first ? code : 200, headers);
+        res.end(first ? `status ${code} body for ${key}` : 'ok');
+        return;
+      }
       if (url.pathname === '/api/mutate') {
         const key = req.headers['idempotency-key'] ?? null;
         const entry = { key, method: req.method, body, headers: req.headers, at: Date.now() };

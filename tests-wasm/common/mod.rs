@@ -47,6 +47,7 @@ macro_rules! all_tests {
             stale_leader_cannot_acknowledge,
             stale_leader_cannot_remove,
             broadcast_channel_lease_elects_and_sends,
+            expired_transactions_become_dead_letters,
         );
     };
 }
@@ -766,4 +767,53 @@ pub async fn broadcast_channel_lease_elects_and_sends() {
     assert_eq!(log_lines(), ["call:t@1"]);
     ok(ob.close()).await;
     assert!(!ob.is_leader());
+}
+
+pub async fn expired_transactions_become_dead_letters() {
+    let name = setup("expiry");
+    let ob = open(&name, obj(&[("maxAgeMs", num(80.0))])).await;
+    let events = collect(&ob);
+    // The head keeps failing (next try in 10 min); the one behind it waits on its key.
+    let extra = obj(&[("retryAfterMs", num(600_000.0))]);
+    let head = enqueue(&ob, tx("gated", keys(&["a"]), "head", extra)).await;
+    let behind = enqueue(&ob, tx("ok", keys(&["a"]), "behind", JsValue::UNDEFINED)).await;
+    drain(&ob).await;
+    assert_eq!(count(&name, "dead").await, 0.0);
+    wait(100).await;
+    // Both are past maxAgeMs: the next drain moves them, the blocked one too.
+    drain(&ob).await;
+    wait(20).await;
+    for t in [&head, &behind] {
+        assert_eq!(code(ob.settled(get(t, "id"))).await, "Dead");
+    }
+    let dead = Array::from(&ok(ob.dead_letters()).await);
+    let reasons: Vec<(String, String)> = dead
+        .iter()
+        .map(|d| {
+            (
+                get_str(&d, "deadReason"),
+                get_str(&get(&d, "lastError"), "name"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![("expired".to_string(), "Expired".to_string()); 2]
+    );
+    assert_eq!(count(&name, "outbox").await, 0.0);
+    assert_eq!(
+        log_lines(),
+        ["call:head@1"],
+        "the blocked one was never sent"
+    );
+    let types = event_types(&events);
+    assert_eq!(
+        types.iter().filter(|t| *t == "dead").count(),
+        2,
+        "{types:?}"
+    );
+    // One enqueued now and sent at once is not affected.
+    let fresh = enqueue(&ob, tx("ok", keys(&["b"]), "fresh", JsValue::UNDEFINED)).await;
+    settled(&ob, &fresh).await;
+    ok(ob.close()).await;
 }

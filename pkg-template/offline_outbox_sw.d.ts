@@ -1,0 +1,15 @@
+import type { Handler, InitInput, Outbox, OutboxOptions } from './offline_outbox.js';
+
+export interface OutboxSyncOptions extends Omit<OutboxOptions, 'handlers'> {
+  /** Handlers available in the worker; the built-in 'http' needs none. */
+  handlers?: Record<string, Handler>;
+  /** Time a `sync` event may spend draining (browsers allow a few minutes). Default 25000. */
+  budgetMs?: number;
+  /** Where the .wasm is (needed by the classic bundle). */
+  wasm?: InitInput;
+}
+
+/** Drains the outbox on Background Sync (tag `offline-outbox:<name>`), or on worker start,
+ *  `online` and page requests where the Sync API is missing. */
+export function installOutboxSync(options: OutboxSyncOptions): Promise<Outbox>;
+export { default as init, Outbox } from './offline_outbox.js';

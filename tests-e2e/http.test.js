@@ -1,0 +1,73 @@
+// The built-in `http` handler: how each response is classified, end to end.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launch, openApp } from './harness.js';
+
+let srv, browser, page;
+
+before(async () => {
+  srv = await startServer();
+  browser = await launch();
+  page = await openApp(await browser.newContext(), srv.origin);
+});
+
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+test('responses are classified: 2xx acknowledges, 408/425/429/5xx and network errors retry, other 4xx are final', async () => {
+  srv.api.reset();
+  const codes = [200, 201, 204, 400, 404, 408, 422, 425, 429, 500, 503];
+  const r = await page.evaluate(async (codes) => {
+    const { Outbox } = window.lib;
+    const ob = await Outbox.open({ name: 'http-table', handlers: {}, maxConcurrency: 16, retry: { baseDelayMs: 20, maxDelayMs: 20, jitter: 'none' } });
+    const out = {};
+    const infos = await Promise.all(codes.map((code) => ob.enqueue({
+      handler: 'http', keys: [`c${code}`], mutations: { method: 'POST', url: `/api/status/${code}`, body: `n=${code}` },
+    })));
+    await Promise.all(infos.map(async (t, i) => {
+      out[codes[i]] = await ob.settled(t.id).then(() => ({ outcome: 'acknowledged' }), (e) => ({ outcome: e.code }));
+      out[codes[i]].key = t.idempotencyKey;
+    }));
+    for (const d of await ob.deadLetters()) {
+      const code = Number(d.mutations.url.split('/').pop());
+      out[code].error = d.lastError;
+      out[code].attempts = d.attempts;
+    }
+    // A network error (nothing listens on port 1): retried, never final.
+    const net = await ob.enqueue({ handler: 'http', keys: ['net'], mutations: { method: 'POST', url: 'http://127.0.0.1:1/x', body: 'x' } });
+    let info;
+    for (let i = 0; i < 200; i++) {
+      [info] = (await ob.peek()).filter((t) => t.id === net.id);
+      if (info?.attempts >= 2) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    out.network = { attempts: info.attempts, error: info.lastError.name, status: info.status };
+    await ob.close();
+    return out;
+  }, codes);
+  const calls = (code) => srv.api.statusSeen.get(r[code].key) ?? [];
+  for (const code of [200, 201, 204]) {
+    assert.equal(r[code].outcome, 'acknowledged', `${code}`);
+    assert.equal(calls(code).length, 1, `${code} sent once`);
+  }
+  for (const code of [400, 404, 422]) {
+    assert.equal(r[code].outcome, 'Dead', `${code}`);
+    assert.equal(calls(code).length, 1, `${code} not retried`);
+    assert.equal(r[code].error.name, 'HttpError');
+    assert.match(r[code].error.message, new RegExp(`^HTTP ${code} .*status ${code} body for`));
+  }
+  for (const code of [408, 425, 429, 500, 503]) {
+    assert.equal(r[code].outcome, 'acknowledged', `${code} retried until 200`);
+    assert.equal(calls(code).length, 2, `${code} sent twice`);
+  }
+  const gap = (code) => calls(code)[1] - calls(code)[0];
+  assert.ok(gap(429) >= 950, `Retry-After: 1 honoured (${gap(429)} ms)`);
+  assert.ok(gap(503) >= 950, `Retry-After as an HTTP date honoured (${gap(503)} ms)`);
+  assert.ok(gap(500) < 900, `no Retry-After: the 20 ms backoff (${gap(500)} ms)`);
+  assert.deepEqual(r.network, { attempts: r.network.attempts, error: 'NetworkError', status: r.network.status });
+  assert.ok(r.network.attempts >= 2);
+  // Every request carried its transaction's idempotency key.
+  for (const code of codes) assert.ok(srv.api.statusSeen.has(r[code].key));
+});

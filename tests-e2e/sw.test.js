@@ -1,0 +1,193 @@
+// Queued work goes out after every tab has closed: the service worker drains on
+// Background Sync (fired through CDP), and without the Sync API on worker start / online.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launch, openApp } from './harness.js';
+
+let srv, browser;
+
+before(async () => {
+  srv = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const TAG = 'offline-outbox:sw-test';
+
+async function waitFor(pred, ms, what) {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+/** Registers the worker, then enqueues 5 HTTP transactions while offline; returns ids. */
+async function enqueueOffline(context, script, type) {
+  const page = await openApp(context, srv.origin);
+  await page.evaluate(async ({ script, type }) => {
+    await navigator.serviceWorker.register(script, { type });
+    await navigator.serviceWorker.ready;
+  }, { script, type });
+  await context.setOffline(true);
+  const ids = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    // The page's own retries are far off: only the worker can send these soon.
+    const ob = await Outbox.open({ name: 'sw-test', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000 } });
+    const ids = [];
+    for (let n = 0; n < 5; n++) {
+      const t = await ob.enqueue({ handler: 'http', keys: [`k${n}`], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: `k${n}`, n }) } });
+      ids.push(t.id);
+    }
+    while ((await ob.peek()).some((t) => t.attempts < 1)) await new Promise((r) => setTimeout(r, 20));
+    return ids;
+  });
+  return { page, ids };
+}
+
+async function registrationId(cdp, scope) {
+  const found = new Promise((resolve) => {
+    cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+      const r = registrations.find((x) => x.scopeURL === scope && !x.isDeleted);
+      if (r) resolve(r.registrationId);
+    });
+  });
+  await cdp.send('ServiceWorker.enable');
+  return found;
+}
+
+for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['classic', 'sw-classic.js', 'classic']]) {
+  test(`${kind} service worker: sync after every tab closed sends each transaction once`, async () => {
+    srv.api.reset();
+    const context = await browser.newContext();
+    const blank = await context.newPage();
+    const cdp = await context.newCDPSession(blank);
+    const { page, ids } = await enqueueOffline(context, script, type);
+    const tags = await page.evaluate(async () => (await navigator.serviceWorker.ready).sync.getTags());
+    assert.ok(tags.includes(TAG), `the page registered the sync tag: ${tags}`);
+    assert.equal(srv.api.received.length, 0);
+    await page.close();
+    await context.setOffline(false);
+    const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+    await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+    await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to send all five');
+    await sleep(200);
+    assert.equal(srv.api.received.length, 5, 'each request exactly once');
+    assert.deepEqual(srv.api.received.map((r) => r.key).sort(), [...ids].sort());
+    await context.close();
+  });
+}
+
+test('without the Sync API in the page, work drains when the browser is back online', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.addInitScript(() => {
+    delete window.SyncManager;
+    Object.defineProperty(ServiceWorkerRegistration.prototype, 'sync', { get: () => undefined });
+  });
+  await page.goto(`${srv.origin}/tests-e2e/pages/app.html`);
+  await page.waitForFunction(() => window.ready === true);
+  await context.setOffline(true);
+  await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    window.ob = await Outbox.open({ name: 'nosync-page', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000 } });
+    for (let n = 0; n < 3; n++) {
+      await window.ob.enqueue({ handler: 'http', keys: ['k'], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: 'k', n }) } });
+    }
+    while ((await window.ob.peek())[0].attempts < 1) await new Promise((r) => setTimeout(r, 20));
+  });
+  assert.equal(srv.api.received.length, 0);
+  await context.setOffline(false);
+  await waitFor(() => srv.api.unique().length === 3, 5000, 'the drain on online');
+  await context.close();
+});
+
+test('without the Sync API in the worker, it drains when it starts', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const { page, ids } = await enqueueOffline(context, 'sw-nosync.js', 'classic');
+  await page.close();
+  await context.setOffline(false);
+  await cdp.send('ServiceWorker.enable');
+  await cdp.send('ServiceWorker.stopAllWorkers');
+  assert.equal(srv.api.received.length, 0);
+  // The browser starts the worker again (for any event); it drains on start.
+  await cdp.send('ServiceWorker.startWorker', { scopeURL: `${srv.origin}/tests-e2e/pages/` });
+  await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to drain on start');
+  assert.deepEqual(srv.api.unique().map((r) => r.key).sort(), [...ids].sort());
+  await context.close();
+});
+
+test('a sync that cannot finish rejects (the browser retries) and registers again on its last chance', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const { page } = await enqueueOffline(context, 'sw-module.js', 'module');
+  await page.close();
+  await context.setOffline(false);
+  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  // The server is down: every request gets a 503.
+  srv.api.script = Array.from({ length: 1000 }, () => ({ status: 503 }));
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: true });
+  const [sw] = context.serviceWorkers();
+  await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) === 1, 15000, 'the sync outcome');
+  assert.deepEqual(await sw.evaluate(() => self.syncOutcomes), ['rejected']);
+  assert.deepEqual(await sw.evaluate(() => self.registered), [TAG]);
+  assert.ok(srv.api.received.length >= 5, 'it did try');
+  // The server is back; the next sync finishes and resolves.
+  srv.api.script = [];
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) === 2, 15000, 'the second sync outcome');
+  assert.deepEqual(await sw.evaluate(() => self.syncOutcomes), ['rejected', 'resolved']);
+  assert.equal(srv.api.unique().length, 5);
+  await context.close();
+});
+
+test('a worker sync while a tab leads: the tab drains, nothing is sent twice', async () => {
+  srv.api.reset();
+  srv.api.delayMs = 200;
+  const context = await browser.newContext();
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const page = await openApp(context, srv.origin);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
+    await navigator.serviceWorker.ready;
+    const { Outbox } = window.lib;
+    window.ob = await Outbox.open({ name: 'sw-test', handlers: {} });
+    for (let n = 0; n < 10; n++) {
+      await window.ob.enqueue({ handler: 'http', keys: [`k${n % 2}`], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: `k${n % 2}`, n }) } });
+    }
+  });
+  assert.equal(await page.evaluate(() => window.ob.isLeader), true);
+  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  const [sw] = context.serviceWorkers();
+  await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) === 1, 20000, 'the sync outcome');
+  assert.deepEqual(await sw.evaluate(() => self.syncOutcomes), ['resolved']);
+  assert.equal(await sw.evaluate(async () => (await self.outbox).isLeader), false);
+  assert.equal(srv.api.received.length, 10, 'each sent once');
+  assert.equal(srv.api.unique().length, 10);
+  await context.close();
+});
+
+test('without the Sync API in the worker, it drains when the browser is back online', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const { page, ids } = await enqueueOffline(context, 'sw-nosync.js', 'classic');
+  await page.close();
+  assert.equal(srv.api.received.length, 0);
+  await context.setOffline(false);
+  await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to drain on online');
+  assert.deepEqual(srv.api.unique().map((r) => r.key).sort(), [...ids].sort());
+  await context.close();
+});
