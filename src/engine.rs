@@ -31,7 +31,7 @@ use crate::model::{DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
 use crate::options::{Handler, NewTransaction, Options};
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
-use crate::store::{NewRecord, Store};
+use crate::store::{Append, Store};
 use crate::triggers::{Callbacks, Triggers};
 
 /// How many payloads the cache holds ahead of dispatch: the loader reads this many
@@ -102,8 +102,11 @@ struct State {
     next_id: u32,
     waiters: HashMap<String, Vec<Deferred>>,
     recent: VecDeque<TxMeta>,
-    enqueues: Vec<Enqueue>,
-    enqueue_busy: bool,
+    /// The group commit open in this task: every enqueue of the task adds its records to
+    /// this one IndexedDB transaction; a microtask seals it.
+    open_append: Option<(Append, Vec<Enqueue>)>,
+    /// Group commits sealed and not yet committed.
+    appends: u32,
     acks: Vec<TxMeta>,
     ack_busy: bool,
     /// Metadata rewrites and dead-letter moves under way.
@@ -255,8 +258,8 @@ impl Engine {
                 next_id: 0,
                 waiters: HashMap::new(),
                 recent: VecDeque::new(),
-                enqueues: Vec::new(),
-                enqueue_busy: false,
+                open_append: None,
+                appends: 0,
                 acks: Vec::new(),
                 ack_busy: false,
                 writes: 0,
@@ -641,24 +644,41 @@ impl Engine {
         self.st.borrow_mut().listeners.retain(|(i, _)| *i != id);
     }
 
-    // ---- enqueue: validate now, write in the next group commit -------------------------
+    // ---- enqueue: validate, write at once, commit with the rest of this task's ----------
 
     pub fn enqueue(self: &Rc<Self>, tx: &JsValue) -> Promise {
-        match self.prepare(tx) {
-            Ok(item) => {
-                let promise = item.deferred.promise.clone();
-                let start = {
-                    let mut st = self.st.borrow_mut();
-                    st.enqueues.push(item);
-                    !std::mem::replace(&mut st.enqueue_busy, true)
-                };
-                if start {
-                    spawn_local(self.clone().commit_enqueues());
+        let item = match self.prepare(tx) {
+            Ok(item) => item,
+            Err(e) => return Promise::reject(&js::to_js(&e)),
+        };
+        let promise = item.deferred.promise.clone();
+        let (opened, failed) = {
+            let mut st = self.st.borrow_mut();
+            let opened = st.open_append.is_none();
+            if opened {
+                match self.store.begin_append() {
+                    Ok(append) => st.open_append = Some((append, Vec::new())),
+                    Err(e) => return Promise::reject(&js::to_js(&e)),
                 }
-                promise
             }
-            Err(e) => Promise::reject(&js::to_js(&e)),
+            let mut failed = None;
+            if let Some((append, items)) = st.open_append.as_mut() {
+                let payload = item.snapshot.as_ref().unwrap_or(&item.payload);
+                match append.add(&item.meta, payload) {
+                    // The transaction is aborted: the others of this task fail with it.
+                    Err(e) => failed = Some((e, item)),
+                    Ok(()) => items.push(item),
+                }
+            }
+            (opened, failed)
+        };
+        if let Some((e, item)) = failed {
+            item.deferred.reject(&js::to_js(&e));
         }
+        if opened {
+            spawn_local(self.clone().seal_append());
+        }
+        promise
     }
 
     fn prepare(&self, tx: &JsValue) -> Result<Enqueue> {
@@ -699,27 +719,22 @@ impl Engine {
         })
     }
 
-    /// The group commit: everything queued while the previous write ran goes out in one
-    /// IndexedDB transaction. Each `enqueue` resolves only after its write commits.
-    async fn commit_enqueues(self: Rc<Self>) {
-        loop {
-            let batch = {
-                let mut st = self.st.borrow_mut();
-                if st.enqueues.is_empty() {
-                    st.enqueue_busy = false;
-                    break;
-                }
-                std::mem::take(&mut st.enqueues)
-            };
-            let records: Vec<NewRecord> = batch
-                .iter()
-                .map(|e| NewRecord {
-                    meta: &e.meta,
-                    payload: e.snapshot.as_ref().unwrap_or(&e.payload),
-                })
-                .collect();
-            let result = self.store.append(&records).await;
-            drop(records);
+    /// The group commit: every enqueue of the task that opened it went into one IndexedDB
+    /// transaction; commit it. Each `enqueue` resolves only after its write commits.
+    async fn seal_append(self: Rc<Self>) {
+        let Some((append, batch)) = ({
+            let mut st = self.st.borrow_mut();
+            let open = st.open_append.take();
+            if open.is_some() {
+                st.appends += 1;
+            }
+            open
+        }) else {
+            return;
+        };
+        let result = append.commit().await;
+        self.st.borrow_mut().appends -= 1;
+        {
             match result {
                 Ok(seqs) => {
                     let mut done = Vec::with_capacity(batch.len());
@@ -843,7 +858,7 @@ impl Engine {
     /// has run low: the transactions waiting, then the runnable ones (priority order), then
     /// the rest in seq order (what a chain on one key runs next), up to the window.
     fn load_payloads(self: &Rc<Self>) {
-        let (range, extra) = {
+        let batch: Vec<(Seq, String)> = {
             let mut st = self.st.borrow_mut();
             if st.loading || st.closed {
                 return;
@@ -857,56 +872,63 @@ impl Engine {
                 return;
             }
             let room = WINDOW.saturating_sub(st.cache.len());
+            // The runnable ones in priority order, then what comes next in seq order (a
+            // chain on one key runs in seq order).
+            let upcoming = st.sched.upcoming(now, room);
             let st = &mut *st;
             let (cache, sched) = (&st.cache, &st.sched);
-            let window: Vec<Seq> = sched
+            let mut seqs: Vec<Seq> = st.awaiting_payload.clone();
+            let in_order = sched
                 .seqs()
                 .filter(|s| !cache.contains_key(s) && !sched.is_in_flight(*s))
-                .take(room)
-                .collect();
-            let range = window.first().zip(window.last()).map(|(lo, hi)| (*lo, *hi));
-            let outside = |s: &Seq| range.is_none_or(|(lo, hi)| *s < lo || *s > hi);
-            let mut extra: Vec<Seq> = st
-                .awaiting_payload
-                .iter()
-                .copied()
-                .filter(outside)
-                .collect();
-            for s in st.sched.upcoming(now, room) {
-                if outside(&s) && !st.cache.contains_key(&s) && !extra.contains(&s) {
-                    extra.push(s);
+                .take(room);
+            let mut seen: HashSet<Seq> = seqs.iter().copied().collect();
+            for s in upcoming.into_iter().chain(in_order) {
+                if seqs.len() >= st.awaiting_payload.len() + room {
+                    break;
+                }
+                if !cache.contains_key(&s) && seen.insert(s) {
+                    seqs.push(s);
                 }
             }
-            if range.is_none() && extra.is_empty() {
+            let batch: Vec<(Seq, String)> = seqs
+                .into_iter()
+                .filter_map(|s| Some((s, st.pending.get(&s)?.id.clone())))
+                .collect();
+            if batch.is_empty() {
                 return;
             }
             st.loading = true;
-            (range, extra)
+            batch
         };
-        spawn_local(self.clone().read_payloads(range, extra));
+        spawn_local(self.clone().read_payloads(batch));
     }
 
-    async fn read_payloads(self: Rc<Self>, range: Option<(Seq, Seq)>, extra: Vec<Seq>) {
-        let result = self.store.payloads(range, &extra).await;
+    async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, String)>) {
+        let ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
+        let result = self.store.payloads(&ids).await;
         let (run, failed) = {
             let mut st = self.st.borrow_mut();
             st.loading = false;
             let awaiting = std::mem::take(&mut st.awaiting_payload);
+            let asked: HashSet<Seq> = batch.iter().map(|(s, _)| *s).collect();
             let mut run = Vec::new();
             let mut failed = Vec::new();
-            let asked =
-                |s: Seq| extra.contains(&s) || range.is_some_and(|(lo, hi)| (lo..=hi).contains(&s));
             match result {
                 Ok(mut found) => {
+                    let mut by_seq: HashMap<Seq, JsValue> = batch
+                        .iter()
+                        .filter_map(|(s, id)| Some((*s, found.remove(id)?)))
+                        .collect();
                     for seq in awaiting {
-                        match found.remove(&seq) {
+                        match by_seq.remove(&seq) {
                             Some(p) => run.push((seq, Some(p))),
                             // Asked for and absent: the payload record is missing.
-                            None if asked(seq) => run.push((seq, None)),
+                            None if asked.contains(&seq) => run.push((seq, None)),
                             None => st.awaiting_payload.push(seq),
                         }
                     }
-                    for (seq, p) in found {
+                    for (seq, p) in by_seq {
                         if st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
                             st.cache.insert(seq, p);
                         }
@@ -914,7 +936,7 @@ impl Engine {
                 }
                 Err(e) => {
                     for seq in awaiting {
-                        if asked(seq) {
+                        if asked.contains(&seq) {
                             failed.push((seq, e.message.clone()));
                         } else {
                             st.awaiting_payload.push(seq);
@@ -1073,11 +1095,13 @@ impl Engine {
                 }
                 std::mem::take(&mut st.acks)
             };
-            let mut seqs: Vec<Seq> = batch.iter().filter_map(|m| m.seq).collect();
-            seqs.sort_unstable();
+            let done: Vec<(Seq, String)> = batch
+                .iter()
+                .filter_map(|m| Some((m.seq?, m.id.clone())))
+                .collect();
             let epoch = self.st.borrow().epoch;
             let removed = match epoch {
-                Some(epoch) => self.store.delete(&seqs, epoch).await,
+                Some(epoch) => self.store.delete(&done, epoch).await,
                 None => Err(Error::new(ErrorCode::NotLeader, "no longer the leader")),
             };
             match removed {
@@ -1262,8 +1286,8 @@ impl Engine {
     fn is_idle(st: &State, now: Millis) -> bool {
         st.sched.in_flight() == 0
             && !st.sched.has_runnable(now)
-            && st.enqueues.is_empty()
-            && !st.enqueue_busy
+            && st.open_append.is_none()
+            && st.appends == 0
             && st.acks.is_empty()
             && !st.ack_busy
             && st.writes == 0
@@ -1380,7 +1404,7 @@ impl Engine {
     fn settle_quiet(&self) {
         let quiet = {
             let mut st = self.st.borrow_mut();
-            if st.enqueue_busy || st.ack_busy || st.writes > 0 {
+            if st.open_append.is_some() || st.appends > 0 || st.ack_busy || st.writes > 0 {
                 return;
             }
             std::mem::take(&mut st.quiet)
@@ -1404,14 +1428,15 @@ impl Engine {
             st.cache.clear();
             st.lease_timer = None;
             let lease_actions = st.lease.as_mut().map(|l| l.stop()).unwrap_or_default();
-            let quiet = if st.enqueue_busy || st.ack_busy || st.writes > 0 {
-                let d = Deferred::new();
-                let p = d.promise.clone();
-                st.quiet.push(d);
-                Some(p)
-            } else {
-                None
-            };
+            let quiet =
+                if st.open_append.is_some() || st.appends > 0 || st.ack_busy || st.writes > 0 {
+                    let d = Deferred::new();
+                    let p = d.promise.clone();
+                    st.quiet.push(d);
+                    Some(p)
+                } else {
+                    None
+                };
             (quiet, lease_actions)
         };
         self.st.borrow().handler_abort.abort();

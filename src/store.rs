@@ -3,10 +3,10 @@
 //! - `outbox`: scheduling metadata ([`TxMeta`]), keyPath `seq`, auto-increment. The key
 //!   generator is the seq counter: IndexedDB allocates `seq` inside the same write as the
 //!   record, atomically across every tab and worker, with no read first.
-//! - `payloads`: `{ mutations, metadata }` under the same seq, stored by structured clone.
+//! - `payloads`: `{ mutations, metadata }` by transaction id, stored by structured clone.
 //!   Kept apart so opening loads only metadata; payloads are read a window at a time when
-//!   dispatched. Sharing the seq key makes both reads and removals key ranges: one
-//!   `getAll` per window, one `delete` per run of acknowledged seqs.
+//!   dispatched (one transaction per window). Keyed by id, not seq, so an enqueue writes
+//!   both records at once instead of waiting for the seq IndexedDB allocates.
 //! - `dead`: dead letters (metadata plus reason), keyPath `seq`, unique index on `id`.
 //!   Their payloads stay in `payloads` until discarded.
 //! - `meta`: the schema version and the leader epoch. Gaining leadership bumps the epoch;
@@ -45,12 +45,6 @@ extern "C" {
     fn transaction_done(tx: &IdbTransaction, commit: bool) -> Promise;
     #[wasm_bindgen(js_name = openDatabase)]
     fn open_database(name: &str, version: u32, upgrade: &Function) -> Promise;
-    #[wasm_bindgen(js_name = appendRecords, catch)]
-    fn append_records(
-        tx: &IdbTransaction,
-        metas: &Array,
-        payloads: &Array,
-    ) -> std::result::Result<Array, JsValue>;
     #[wasm_bindgen(js_name = fencedOps, catch)]
     fn fenced_ops(tx: &IdbTransaction, epoch: f64, ops: &Array)
         -> std::result::Result<(), JsValue>;
@@ -65,12 +59,7 @@ extern "C" {
     #[wasm_bindgen(js_name = locate, catch)]
     fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = readPayloads, catch)]
-    fn read_payloads(
-        tx: &IdbTransaction,
-        lo: f64,
-        hi: f64,
-        extra: &Array,
-    ) -> std::result::Result<JsValue, JsValue>;
+    fn read_payloads(tx: &IdbTransaction, ids: &Array) -> std::result::Result<Array, JsValue>;
 }
 
 /// One write for `fencedOps`.
@@ -78,6 +67,8 @@ enum Op<'a> {
     Put(&'a str, &'a JsValue),
     Delete(&'a str, Seq),
     DeleteRange(&'a str, Seq, Seq),
+    /// A payload, by transaction id.
+    DeletePayload(&'a str),
 }
 
 fn ops_array(ops: &[Op]) -> Array {
@@ -87,6 +78,9 @@ fn ops_array(ops: &[Op]) -> Array {
                 Op::Put(store, v) => Array::of3(&"put".into(), &(*store).into(), v).into(),
                 Op::Delete(store, seq) => {
                     Array::of3(&"delete".into(), &(*store).into(), &seq_key(*seq)).into()
+                }
+                Op::DeletePayload(id) => {
+                    Array::of3(&"delete".into(), &PAYLOADS.into(), &JsValue::from_str(id)).into()
                 }
                 Op::DeleteRange(store, lo, hi) => Array::of4(
                     &"deleteRange".into(),
@@ -120,10 +114,42 @@ pub struct Loaded {
     pub corrupt: Vec<Corrupt>,
 }
 
-/// One transaction to append: its metadata (no seq yet) and its payload record.
-pub struct NewRecord<'a> {
-    pub meta: &'a TxMeta,
-    pub payload: &'a JsValue,
+/// A group commit being written: one IndexedDB transaction that every enqueue of the
+/// current task adds its records to. On any failure nothing of it is stored.
+pub struct Append {
+    tx: Tx,
+    outbox: IdbObjectStore,
+    payloads: IdbObjectStore,
+    requests: Vec<IdbRequest>,
+}
+
+impl Append {
+    /// Issues the writes of one transaction: its payload under its id, its metadata under
+    /// the seq the key generator allocates.
+    pub fn add(&mut self, meta: &TxMeta, payload: &JsValue) -> Result<()> {
+        let record = encode(meta)?;
+        self.tx.check(
+            self.payloads
+                .put_with_key(payload, &JsValue::from_str(&meta.id)),
+        )?;
+        let req = self.tx.check(self.outbox.put(&record))?;
+        self.requests.push(req);
+        Ok(())
+    }
+
+    /// Commits and waits; the seq of each record added, in order.
+    pub async fn commit(self) -> Result<Vec<Seq>> {
+        let requests = self.requests;
+        self.tx.done().await?;
+        requests
+            .iter()
+            .map(|req| {
+                result(req).as_f64().map(|f| f as Seq).ok_or_else(|| {
+                    Error::new(ErrorCode::StorageUnavailable, "IndexedDB returned no seq")
+                })
+            })
+            .collect()
+    }
 }
 
 pub struct Store {
@@ -216,14 +242,13 @@ impl Store {
                 let auto = IdbObjectStoreParameters::new();
                 auto.set_key_path(&JsValue::from_str("seq"));
                 auto.set_auto_increment(true);
-                let outbox = db.create_object_store_with_optional_parameters(OUTBOX, &auto)?;
-                let unique = IdbIndexParameters::new();
-                unique.set_unique(true);
-                outbox.create_index_with_str_and_optional_parameters("id", "id", &unique)?;
+                db.create_object_store_with_optional_parameters(OUTBOX, &auto)?;
                 db.create_object_store(PAYLOADS)?;
                 let by_seq = IdbObjectStoreParameters::new();
                 by_seq.set_key_path(&JsValue::from_str("seq"));
                 let dead = db.create_object_store_with_optional_parameters(DEAD, &by_seq)?;
+                let unique = IdbIndexParameters::new();
+                unique.set_unique(true);
                 dead.create_index_with_str_and_optional_parameters("id", "id", &unique)?;
                 let meta = db.create_object_store(META)?;
                 meta.put_with_key(
@@ -323,19 +348,20 @@ impl Store {
 
     /// Where `id` is: pending in the outbox, dead, or gone (acknowledged).
     pub async fn locate(&self, id: &str) -> Result<Location> {
-        let tx = self.tx(&[OUTBOX, DEAD], IdbTransactionMode::Readonly, "locate")?;
+        let tx = self.tx(&[PAYLOADS, DEAD], IdbTransactionMode::Readonly, "locate")?;
         let out = tx.check(locate_id(&tx.tx, id))?;
         tx.done().await?;
-        if !js::get(&out, "pending").is_undefined() {
-            return Ok(Location::Pending);
-        }
         let dead = js::get(&out, "dead");
-        if dead.is_undefined() {
-            return Ok(Location::Gone);
+        if !dead.is_undefined() {
+            return decode(dead)
+                .map(Location::Dead)
+                .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e));
         }
-        decode(dead)
-            .map(Location::Dead)
-            .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e))
+        if js::get(&out, "payload").is_truthy() {
+            Ok(Location::Pending)
+        } else {
+            Ok(Location::Gone)
+        }
     }
 
     /// Moves undecodable records to the dead letters (reason `corrupt`), keeping the raw
@@ -391,70 +417,40 @@ impl Store {
             .await
     }
 
-    /// Appends transactions in one IndexedDB transaction (the group commit). Resolves
-    /// after it commits, with the seq of each, in order. On failure nothing is stored.
-    pub async fn append(&self, records: &[NewRecord<'_>]) -> Result<Vec<Seq>> {
-        let metas = records
-            .iter()
-            .map(|r| encode(r.meta))
-            .collect::<Result<Array>>()?;
-        let payloads: Array = records.iter().map(|r| r.payload.clone()).collect();
+    /// Starts the write of a group commit. Records are added at once (the transaction
+    /// stays open for the rest of the current task), then [`Append::commit`] seals it.
+    pub fn begin_append(&self) -> Result<Append> {
         let tx = self.tx(
             &[OUTBOX, PAYLOADS],
             IdbTransactionMode::Readwrite,
             "enqueue",
         )?;
-        let requests = tx.check(append_records(&tx.tx, &metas, &payloads))?;
-        // Payload puts are still to come from the success callbacks, which commit.
-        tx.wait(false).await?;
-        requests
-            .iter()
-            .map(|req| {
-                result(req.unchecked_ref())
-                    .as_f64()
-                    .map(|f| f as Seq)
-                    .ok_or_else(|| {
-                        Error::new(ErrorCode::StorageUnavailable, "IndexedDB returned no seq")
-                    })
-            })
-            .collect()
+        Ok(Append {
+            outbox: tx.store(OUTBOX)?,
+            payloads: tx.store(PAYLOADS)?,
+            tx,
+            requests: Vec::new(),
+        })
     }
 
-    /// Payload records with seq in `range`, plus those of `extra`. A seq with no payload
-    /// record is absent from the map.
-    pub async fn payloads(
-        &self,
-        range: Option<(Seq, Seq)>,
-        extra: &[Seq],
-    ) -> Result<HashMap<Seq, JsValue>> {
+    /// The payload records of `ids`; an id with no payload record is absent from the map.
+    pub async fn payloads(&self, ids: &[String]) -> Result<HashMap<String, JsValue>> {
         let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
-        let (lo, hi) = range.map_or((1.0, 0.0), |(lo, hi)| (lo as f64, hi as f64));
-        let extra_keys: Array = extra.iter().map(|s| seq_key(*s)).collect();
-        let reqs = tx.check(read_payloads(&tx.tx, lo, hi, &extra_keys))?;
+        let keys: Array = ids.iter().map(|id| JsValue::from_str(id)).collect();
+        let reqs = tx.check(read_payloads(&tx.tx, &keys))?;
         tx.done().await?;
-        let mut out = HashMap::new();
-        let keys = js::get(&reqs, "keys");
-        if !keys.is_null() {
-            let keys = Array::from(&result(keys.unchecked_ref()));
-            let values = Array::from(&result(js::get(&reqs, "values").unchecked_ref()));
-            for (k, v) in keys.iter().zip(values.iter()) {
-                if let Some(seq) = k.as_f64() {
-                    out.insert(seq as Seq, v);
-                }
-            }
-        }
-        let extra_reqs = Array::from(&js::get(&reqs, "extra"));
-        for (seq, req) in extra.iter().zip(extra_reqs.iter()) {
-            let v = result(req.unchecked_ref());
-            if !v.is_undefined() {
-                out.insert(*seq, v);
-            }
-        }
-        Ok(out)
+        Ok(ids
+            .iter()
+            .zip(reqs.iter())
+            .filter_map(|(id, req)| {
+                let v = result(req.unchecked_ref());
+                (!v.is_undefined()).then(|| (id.clone(), v))
+            })
+            .collect())
     }
 
-    /// Every payload record, by seq (for `peek`, `deadLetters` over many records).
-    pub async fn all_payloads(&self) -> Result<HashMap<Seq, JsValue>> {
+    /// Every payload record, by id (for `peek`, `deadLetters` over many records).
+    pub async fn all_payloads(&self) -> Result<HashMap<String, JsValue>> {
         let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
         let payloads = tx.store(PAYLOADS)?;
         let keys = tx.check(payloads.get_all_keys())?;
@@ -463,18 +459,20 @@ impl Store {
         Ok(Array::from(&result(&keys))
             .iter()
             .zip(Array::from(&result(&values)).iter())
-            .filter_map(|(k, v)| Some((k.as_f64()? as Seq, v)))
+            .filter_map(|(k, v)| Some((k.as_string()?, v)))
             .collect())
     }
 
     /// Removes acknowledged transactions and their payloads, all in one write: one
-    /// range delete per run of consecutive seqs. `seqs` must be sorted.
-    pub async fn delete(&self, seqs: &[Seq], epoch: u64) -> Result<()> {
-        let mut ops = Vec::new();
-        for (lo, hi) in crate::model::seq_runs(seqs) {
+    /// range delete per run of consecutive seqs, one delete per payload.
+    pub async fn delete(&self, done: &[(Seq, String)], epoch: u64) -> Result<()> {
+        let mut seqs: Vec<Seq> = done.iter().map(|(s, _)| *s).collect();
+        seqs.sort_unstable();
+        let mut ops = Vec::with_capacity(done.len() + 1);
+        for (lo, hi) in crate::model::seq_runs(&seqs) {
             ops.push(Op::DeleteRange(OUTBOX, lo, hi));
-            ops.push(Op::DeleteRange(PAYLOADS, lo, hi));
         }
+        ops.extend(done.iter().map(|(_, id)| Op::DeletePayload(id)));
         self.fenced(&[OUTBOX, PAYLOADS], "acknowledge", epoch, &ops)
             .await
     }
@@ -498,8 +496,8 @@ impl Store {
     }
 
     /// Cancels a pending transaction: its record and payload go.
-    pub async fn cancel(&self, seq: Seq, epoch: u64) -> Result<()> {
-        let ops = [Op::Delete(OUTBOX, seq), Op::Delete(PAYLOADS, seq)];
+    pub async fn cancel(&self, seq: Seq, id: &str, epoch: u64) -> Result<()> {
+        let ops = [Op::Delete(OUTBOX, seq), Op::DeletePayload(id)];
         self.fenced(&[OUTBOX, PAYLOADS], "remove", epoch, &ops)
             .await
     }
@@ -548,10 +546,10 @@ impl Store {
     }
 
     /// Deletes a dead letter together with its payload.
-    pub async fn discard(&self, seq: Seq) -> Result<()> {
+    pub async fn discard(&self, seq: Seq, id: &str) -> Result<()> {
         let tx = self.tx(&[DEAD, PAYLOADS], IdbTransactionMode::Readwrite, "discard")?;
         tx.check(tx.store(DEAD)?.delete(&seq_key(seq)))?;
-        tx.check(tx.store(PAYLOADS)?.delete(&seq_key(seq)))?;
+        tx.check(tx.store(PAYLOADS)?.delete(&JsValue::from_str(id)))?;
         tx.done().await
     }
 }

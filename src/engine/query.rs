@@ -44,30 +44,33 @@ impl Engine {
         self.check_open()?;
         let metas = self.pending_metas().await?;
         let payloads = self
-            .payload_map(metas.iter().filter_map(|(m, _)| m.seq))
+            .payload_map(metas.iter().map(|(m, _)| m.id.clone()))
             .await?;
         let out: Array = metas
             .iter()
-            .map(|(m, status)| info(m, *status, m.seq.and_then(|s| payloads.get(&s))))
+            .map(|(m, status)| info(m, *status, payloads.get(&m.id)))
             .collect();
         Ok(out.into())
     }
 
-    async fn payload_map(&self, seqs: impl Iterator<Item = Seq>) -> Result<HashMap<Seq, JsValue>> {
-        let seqs: Vec<Seq> = seqs.collect();
-        if seqs.len() > WINDOW {
+    async fn payload_map(
+        &self,
+        ids: impl Iterator<Item = String>,
+    ) -> Result<HashMap<String, JsValue>> {
+        let ids: Vec<String> = ids.collect();
+        if ids.len() > WINDOW {
             return self.store.all_payloads().await;
         }
-        self.store.payloads(None, &seqs).await
+        self.store.payloads(&ids).await
     }
 
     pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         let dead = self.store.dead_letters().await?;
-        let payloads = self.payload_map(dead.iter().filter_map(|m| m.seq)).await?;
+        let payloads = self.payload_map(dead.iter().map(|m| m.id.clone())).await?;
         let out: Array = dead
             .iter()
-            .map(|m| info(m, Status::Dead, m.seq.and_then(|s| payloads.get(&s))))
+            .map(|m| info(m, Status::Dead, payloads.get(&m.id)))
             .collect();
         Ok(out.into())
     }
@@ -129,7 +132,7 @@ impl Engine {
         let seq = meta
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
-        self.store.discard(seq).await
+        self.store.discard(seq, &id).await
     }
 
     /// Cancels a pending transaction that is not being sent.
@@ -167,7 +170,7 @@ impl Engine {
             st.ids.remove(&id);
             (seq, meta)
         };
-        match self.store.cancel(seq, epoch).await {
+        match self.store.cancel(seq, &id, epoch).await {
             Ok(()) => {
                 let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
                 let err = js::err(

@@ -70,11 +70,14 @@ export function loadRange(tx, after, upto) {
   return { keys: store.getAllKeys(range), values: store.getAll(range) };
 }
 
-/** Where a transaction id is: { pending: seq } | { dead: record } | {} (neither). */
+/**
+ * Where a transaction id is: { dead: record } | { payload: true } (pending: a pending or
+ * dead transaction has its payload) | {} (neither: acknowledged or never enqueued).
+ */
 export function locate(tx, id) {
   const out = {};
-  const p = tx.objectStore('outbox').index('id').getKey(id);
-  p.onsuccess = () => { if (p.result !== undefined) out.pending = p.result; };
+  const p = tx.objectStore('payloads').getKey(id);
+  p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
   const d = tx.objectStore('dead').index('id').get(id);
   d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
   return out;
@@ -104,38 +107,8 @@ export function openDatabase(name, version, upgrade) {
   });
 }
 
-/**
- * Appends records in one readwrite transaction: each metadata record gets its seq from
- * the outbox's key generator, and its payload is stored under that same seq from the
- * put's success callback (still inside the transaction). The transaction is committed as
- * soon as the last payload is written. Returns the seq requests.
- */
-export function appendRecords(tx, metas, payloads) {
-  const outbox = tx.objectStore('outbox');
+/** The payload records of `ids`, one request each, in one transaction. */
+export function readPayloads(tx, ids) {
   const store = tx.objectStore('payloads');
-  let left = metas.length;
-  return metas.map((meta, i) => {
-    const req = outbox.put(meta);
-    req.onsuccess = () => {
-      try {
-        store.put(payloads[i], req.result);
-      } catch (e) {
-        tx.abort();
-        return;
-      }
-      if (--left === 0 && typeof tx.commit === 'function') tx.commit();
-    };
-    return req;
-  });
-}
-
-/** Payloads with seq in `[lo, hi]` (none when lo > hi), and those of `extra` seqs. */
-export function readPayloads(tx, lo, hi, extra) {
-  const store = tx.objectStore('payloads');
-  const range = lo <= hi ? IDBKeyRange.bound(lo, hi) : null;
-  return {
-    keys: range ? store.getAllKeys(range) : null,
-    values: range ? store.getAll(range) : null,
-    extra: extra.map((seq) => store.get(seq)),
-  };
+  return ids.map((id) => store.get(id));
 }

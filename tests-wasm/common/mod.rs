@@ -531,7 +531,7 @@ pub async fn corrupt_records_move_to_dead_letters_without_stopping_the_drain() {
         ("handler", num(5.0)),
     ]);
     ok(raw_put(&name, "outbox", &garbage, JsValue::UNDEFINED)).await;
-    ok(raw_delete(&name, "payloads", &get(&orphan, "seq"))).await;
+    ok(raw_delete(&name, "payloads", &get(&orphan, "id"))).await;
     let b = open(&name, JsValue::UNDEFINED).await;
     settled(&b, &good).await;
     assert_eq!(code(b.settled(get(&orphan, "id"))).await, "Dead");
