@@ -38,7 +38,7 @@ async function enqueueOffline(context, script, type) {
   const ids = await page.evaluate(async () => {
     const { Outbox } = window.lib;
     // The page's own retries are far off: only the worker can send these soon.
-    const ob = await Outbox.open({ name: 'sw-test', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000 } });
+    const ob = await Outbox.open({ name: 'sw-test', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000, jitter: 'none' } });
     const ids = [];
     for (let n = 0; n < 5; n++) {
       const t = await ob.enqueue({ handler: 'http', keys: [`k${n}`], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: `k${n}`, n }) } });
@@ -96,7 +96,7 @@ test('without the Sync API in the page, work drains when the browser is back onl
   await context.setOffline(true);
   await page.evaluate(async () => {
     const { Outbox } = window.lib;
-    window.ob = await Outbox.open({ name: 'nosync-page', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000 } });
+    window.ob = await Outbox.open({ name: 'nosync-page', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000, jitter: 'none' } });
     for (let n = 0; n < 3; n++) {
       await window.ob.enqueue({ handler: 'http', keys: ['k'], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: 'k', n }) } });
     }
@@ -108,7 +108,7 @@ test('without the Sync API in the page, work drains when the browser is back onl
   await context.close();
 });
 
-test('without the Sync API in the worker, it drains when it starts', async () => {
+test('without the Sync API in the worker, a restarted worker drains', async () => {
   srv.api.reset();
   const context = await browser.newContext();
   const blank = await context.newPage();
@@ -116,9 +116,10 @@ test('without the Sync API in the worker, it drains when it starts', async () =>
   const { page, ids } = await enqueueOffline(context, 'sw-nosync.js', 'classic');
   await page.close();
   await context.setOffline(false);
+  // Its `online` fallback may already be draining (tested on its own below); either way
+  // a restarted worker finishes the job.
   await cdp.send('ServiceWorker.enable');
   await cdp.send('ServiceWorker.stopAllWorkers');
-  assert.equal(srv.api.received.length, 0);
   // The browser starts the worker again (for any event); it drains on start.
   await cdp.send('ServiceWorker.startWorker', { scopeURL: `${srv.origin}/tests-e2e/pages/` });
   await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to drain on start');

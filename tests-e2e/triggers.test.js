@@ -24,7 +24,7 @@ test('going back online resets the backoff and drains at once', async () => {
   await page.evaluate(async () => {
     const { Outbox } = window.lib;
     // A backoff of ten minutes: only the online trigger can bring the retry forward.
-    window.ob = await Outbox.open({ name: 'online', handlers: window.handlers, retry: { baseDelayMs: 600000, maxDelayMs: 600000 } });
+    window.ob = await Outbox.open({ name: 'online', handlers: window.handlers, retry: { baseDelayMs: 600000, maxDelayMs: 600000, jitter: 'none' } });
   });
   await context.setOffline(true);
   const id = await page.evaluate(async () => {

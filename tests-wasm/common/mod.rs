@@ -357,6 +357,7 @@ pub async fn failure_is_persisted_with_attempts_and_error() {
     let retry = obj(&[
         ("baseDelayMs", num(600_000.0)),
         ("maxDelayMs", num(600_000.0)),
+        ("jitter", "none".into()),
     ]);
     let ob = open(&name, obj(&[("retry", retry)])).await;
     let info = enqueue(&ob, tx("throwsSync", keys(&["a"]), "t", JsValue::UNDEFINED)).await;
