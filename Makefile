@@ -34,7 +34,7 @@ wasm-tests:
 	for t in page worker; do \
 	  for attempt in 1 2 3; do \
 	    timeout -k 5 90 cargo test --target wasm32-unknown-unknown --test $$t && break; \
-	    pkill -f wasm-bindgen-test-runner; pkill -f chromedriver; pkill -f /usr/lib/chromium/chromium; sleep 1; \
+	    pkill -f '^wasm-bindgen-test-runner'; pkill -f '^/usr/bin/chromedriver'; pkill -f '^/usr/lib/chromium/chromium'; sleep 1; \
 	    [ $$attempt -lt 3 ] || exit 1; \
 	  done; \
 	done
