@@ -327,12 +327,7 @@ impl Engine {
             Mode::Always => self.clone().gain().await,
             Mode::OnDemand => {}
             Mode::WebLocks => {
-                let weak = Rc::downgrade(self);
-                let lock = LockRequest::request(&Store::database_name(&self.name), move || {
-                    if let Some(e) = weak.upgrade() {
-                        e.on_granted();
-                    }
-                });
+                let lock = self.request_lock();
                 let immediate = lock.immediate();
                 self.st.borrow_mut().lock = Some(lock);
                 if JsFuture::from(immediate)
@@ -353,6 +348,16 @@ impl Engine {
                 self.lease_actions(actions);
             }
         }
+    }
+
+    /// Queues for the leader lock; this context leads once it is granted.
+    fn request_lock(self: &Rc<Self>) -> LockRequest {
+        let weak = Rc::downgrade(self);
+        LockRequest::request(&Store::database_name(&self.name), move || {
+            if let Some(e) = weak.upgrade() {
+                e.on_granted();
+            }
+        })
     }
 
     fn on_granted(self: &Rc<Self>) {
@@ -494,12 +499,7 @@ impl Engine {
         self.demote();
         match self.mode {
             Mode::WebLocks => {
-                let weak = Rc::downgrade(self);
-                let lock = LockRequest::request(&Store::database_name(&self.name), move || {
-                    if let Some(e) = weak.upgrade() {
-                        e.on_granted();
-                    }
-                });
+                let lock = self.request_lock();
                 // Dropping the old request releases the lock we held.
                 let old = self.st.borrow_mut().lock.replace(lock);
                 drop(old);

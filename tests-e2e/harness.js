@@ -96,3 +96,14 @@ export async function openApp(context, origin, page = 'tests-e2e/pages/app.html'
   await p.waitForFunction(() => window.ready === true);
   return p;
 }
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `pred` (sync or async) until it holds; throws after `ms`. */
+export async function waitFor(pred, ms, what) {
+  const end = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}

@@ -2,7 +2,7 @@
 // the outbox. Run for Web Locks and for the BroadcastChannel lease.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp } from './harness.js';
+import { startServer, launch, openApp, sleep, waitFor } from './harness.js';
 
 let srv, browser;
 
@@ -16,7 +16,6 @@ after(async () => {
   await srv?.close();
 });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Opens the outbox in a page; its `post` handler sends to the test server. */
 async function openOutbox(page, name, mode) {
@@ -60,13 +59,6 @@ function firstSeenOrder() {
   return out;
 }
 
-async function waitFor(pred, ms, what) {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 for (const mode of ['web-locks', 'broadcast-channel']) {
   test(`${mode}: exactly one leader among 2 to 5 tabs, also after the leader closes`, async () => {

@@ -2,7 +2,7 @@
 // Background Sync (fired through CDP), and without the Sync API on worker start / online.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp } from './harness.js';
+import { startServer, launch, openApp, sleep, waitFor } from './harness.js';
 
 let srv, browser;
 
@@ -16,16 +16,8 @@ after(async () => {
   await srv?.close();
 });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const TAG = 'offline-outbox:sw-test';
 
-async function waitFor(pred, ms, what) {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** Registers the worker, then enqueues 5 HTTP transactions while offline; returns ids. */
 async function enqueueOffline(context, script, type) {

@@ -1,7 +1,7 @@
 // Drain triggers from the browser: the `online` event and the tab becoming visible.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp } from './harness.js';
+import { startServer, launch, openApp, sleep } from './harness.js';
 
 let srv, browser;
 
@@ -15,7 +15,6 @@ after(async () => {
   await srv?.close();
 });
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test('going back online resets the backoff and drains at once', async () => {
   srv.api.reset();
