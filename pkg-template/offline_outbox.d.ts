@@ -75,6 +75,9 @@ export interface OutboxOptions {
   leaderElection?: 'auto' | 'web-locks' | 'broadcast-channel' | 'none';
   /** Transactions older than this (since enqueue) go to the dead letters, reason 'expired'. */
   maxAgeMs?: number;
+  /** What later transactions on a dead transaction's keys do: 'skip' (default) runs them;
+   *  'block' holds them until the dead one is retried or discarded. */
+  deadLetterPolicy?: 'skip' | 'block';
 }
 
 /** The built-in `http` handler's mutations. */
@@ -132,6 +135,8 @@ export type SettledInfo =
 export interface OutboxStats {
   /** Waiting (not in flight, not dead). */
   pending: number;
+  /** Pending after at least one failed attempt. */
+  retrying: number;
   inFlight: number;
   dead: number;
   oldestCreatedAt: number | null;

@@ -27,7 +27,7 @@ use crate::http;
 use crate::js::{self, Deferred};
 use crate::leader::{self, Channel, HeldLock, LockRequest, Mode};
 use crate::lease::{Lease, Timing};
-use crate::model::{DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
+use crate::model::{DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
 use crate::options::{Handler, NewTransaction, Options};
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
@@ -134,6 +134,7 @@ pub struct Engine {
     ordering: crate::model::Ordering,
     max_concurrency: usize,
     max_age_ms: Option<Millis>,
+    dead_letters: DeadLetterPolicy,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -230,6 +231,7 @@ impl Engine {
             ordering: opts.ordering,
             max_concurrency: opts.max_concurrency,
             max_age_ms: opts.max_age_ms,
+            dead_letters: opts.dead_letters,
             mode,
             me: leader::context_id(),
             st: RefCell::new(State {
@@ -385,10 +387,16 @@ impl Engine {
                     .quarantine(loaded.corrupt, js::now(), epoch)
                     .await?;
             }
-            Ok::<_, Error>((epoch, loaded.metas))
+            // Under the block policy the dead letters hold their keys (a corrupt record's
+            // keys are unknown, so it holds nothing).
+            let held = match self.dead_letters {
+                DeadLetterPolicy::Skip => Vec::new(),
+                DeadLetterPolicy::Block => self.store.dead_letters().await?,
+            };
+            Ok::<_, Error>((epoch, loaded.metas, held))
         }
         .await;
-        let (epoch, metas) = match started {
+        let (epoch, metas, held) = match started {
             Ok(v) => v,
             Err(e) => {
                 self.report_error(None, &e);
@@ -413,6 +421,13 @@ impl Engine {
             st.last_synced = metas.iter().filter_map(|m| m.seq).max();
             for m in metas {
                 self.insert_pending(&mut st, m);
+            }
+            for m in held {
+                if let (Some(seq), false) = (m.seq, m.dead_reason == Some(DeadReason::Corrupt)) {
+                    if st.sched.insert(seq, &m.keys, m.priority, 0).is_ok() {
+                        let _ = st.sched.hold(seq);
+                    }
+                }
             }
             if let Some(lease) = st.lease.as_mut() {
                 lease.set_epoch(epoch);
@@ -535,6 +550,10 @@ impl Engine {
 
     fn insert_pending(&self, st: &mut State, m: TxMeta) {
         let Some(seq) = m.seq else { return };
+        // A dead letter revived under the block policy: it leaves its hold and runs.
+        if st.sched.is_held(seq) {
+            let _ = st.sched.remove(seq);
+        }
         if st
             .sched
             .insert(seq, &m.keys, m.priority, m.next_attempt_at)
@@ -1214,7 +1233,10 @@ impl Engine {
             st.writes -= 1;
             match &stored {
                 Ok(()) => {
-                    let _ = st.sched.finish(seq);
+                    let _ = match self.dead_letters {
+                        DeadLetterPolicy::Skip => st.sched.finish(seq),
+                        DeadLetterPolicy::Block => st.sched.hold(seq),
+                    };
                     st.pending.remove(&seq);
                     st.ids.remove(&meta.id);
                     st.cache.remove(&seq);

@@ -61,6 +61,26 @@ impl Ordering {
     }
 }
 
+/// What later transactions on a dead transaction's keys do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeadLetterPolicy {
+    /// They run: the dead one no longer holds its keys.
+    #[default]
+    Skip,
+    /// They wait until the dead one is retried (`retryDead`) or discarded (`discardDead`).
+    Block,
+}
+
+impl DeadLetterPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "skip" => Some(Self::Skip),
+            "block" => Some(Self::Block),
+            _ => None,
+        }
+    }
+}
+
 /// Where a transaction is in its life. `Acknowledged` is never stored: an acknowledged
 /// record leaves the outbox; the status only appears in what `settled` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
-use crate::model::{Millis, Ordering, Priority};
+use crate::model::{DeadLetterPolicy, Millis, Ordering, Priority};
 use crate::retry::{Jitter, RetryPolicy};
 
 /// The built-in handler that replays a described HTTP request with `fetch`.
@@ -39,6 +39,7 @@ pub struct Options {
     pub leader_election: LeaderElection,
     /// Transactions older than this go to the dead letters (reason `expired`).
     pub max_age_ms: Option<Millis>,
+    pub dead_letters: DeadLetterPolicy,
 }
 
 pub struct NewTransaction {
@@ -148,6 +149,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             "retry",
             "leaderElection",
             "maxAgeMs",
+            "deadLetterPolicy",
         ],
         "option",
         C,
@@ -185,6 +187,14 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         C,
     )?
     .unwrap_or(LeaderElection::Auto);
+    let dead_letters = choice(
+        v,
+        "deadLetterPolicy",
+        DeadLetterPolicy::parse,
+        "'skip', 'block'",
+        C,
+    )?
+    .unwrap_or_default();
     let mut retry = RetryPolicy::default();
     let rv = js::get(v, "retry");
     if !rv.is_undefined() {
@@ -223,6 +233,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         retry,
         leader_election,
         max_age_ms,
+        dead_letters,
     })
 }
 

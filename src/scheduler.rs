@@ -30,6 +30,9 @@ enum State {
     /// Runnable now; in `ready`.
     Ready,
     InFlight,
+    /// A dead letter under the `block` policy: never runs, keeps its keys (and, for a
+    /// barrier, everything later) waiting until revived or discarded.
+    Held,
 }
 
 #[derive(Debug)]
@@ -58,6 +61,7 @@ pub enum SchedError {
     Unknown(Seq),
     NotInFlight(Seq),
     InFlight(Seq),
+    NotHeld(Seq),
 }
 
 #[derive(Debug)]
@@ -256,10 +260,52 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Parks a transaction for good (it died under the `block` policy): it leaves the
+    /// runnable sets and, if in flight, frees the concurrency slot, but stays at its
+    /// place in its keys' queues, so everything after it on those keys waits.
+    pub fn hold(&mut self, seq: Seq) -> Result<(), SchedError> {
+        let e = self.entries.get_mut(&seq).ok_or(SchedError::Unknown(seq))?;
+        let (state, priority, not_before) = (e.state, e.priority, e.not_before);
+        e.state = State::Held;
+        match state {
+            State::InFlight => {
+                let (keys, barrier) = (e.keys.clone(), e.barrier);
+                self.release(seq, &keys, barrier);
+            }
+            State::Timed => {
+                self.timed.remove(&(not_before, seq));
+            }
+            State::Ready => {
+                self.ready.remove(&(priority, seq));
+            }
+            State::Blocked | State::Held => {}
+        }
+        self.heads.remove(&seq);
+        Ok(())
+    }
+
+    /// Undoes [`hold`](Self::hold): the transaction runs again from its place, due now.
+    pub fn unhold(&mut self, seq: Seq) -> Result<(), SchedError> {
+        let e = self.entries.get_mut(&seq).ok_or(SchedError::Unknown(seq))?;
+        if e.state != State::Held {
+            return Err(SchedError::NotHeld(seq));
+        }
+        e.state = State::Blocked;
+        e.not_before = 0;
+        self.sync(seq);
+        Ok(())
+    }
+
+    pub fn is_held(&self, seq: Seq) -> bool {
+        self.entries
+            .get(&seq)
+            .is_some_and(|e| e.state == State::Held)
+    }
+
     /// Makes every pending transaction due now (the network came back).
     pub fn reset_delays(&mut self) {
         for e in self.entries.values_mut() {
-            if e.state != State::InFlight {
+            if e.state != State::InFlight && e.state != State::Held {
                 e.not_before = 0;
             }
         }
@@ -366,7 +412,7 @@ impl Scheduler {
             State::Ready => {
                 self.ready.remove(&(e.priority, seq));
             }
-            State::Blocked | State::InFlight => {}
+            State::Blocked | State::InFlight | State::Held => {}
         }
         self.heads.remove(&seq);
         for k in e.keys.iter() {
@@ -415,7 +461,7 @@ impl Scheduler {
         let Some(e) = self.entries.get(&seq) else {
             return;
         };
-        if e.state == State::InFlight {
+        if matches!(e.state, State::InFlight | State::Held) {
             return;
         }
         let free = if e.barrier {

@@ -132,7 +132,29 @@ impl Engine {
         let seq = meta
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
-        self.store.discard(seq, &id).await
+        self.store.discard(seq, &id).await?;
+        self.release_held(seq);
+        Ok(())
+    }
+
+    /// A discarded dead letter no longer holds its keys (block policy): the leader frees
+    /// them; a follower tells the leader.
+    pub(super) fn release_held(self: &Rc<Self>, seq: Seq) {
+        let leading = {
+            let mut st = self.st.borrow_mut();
+            if st.sched.is_held(seq) {
+                let _ = st.sched.remove(seq);
+            }
+            st.epoch.is_some()
+        };
+        if leading {
+            self.pump();
+        } else {
+            self.post(&leader::message(
+                "discarded",
+                &[("seq", JsValue::from_f64(seq as f64))],
+            ));
+        }
     }
 
     /// Cancels a pending transaction that is not being sent.
@@ -259,6 +281,12 @@ impl Engine {
             &JsValue::from_f64((metas.len() - in_flight) as f64),
         );
         js::set(&o, "inFlight", &JsValue::from_f64(in_flight as f64));
+        // Pending after at least one failed attempt: what a UI shows as "retrying".
+        let retrying = metas
+            .iter()
+            .filter(|(m, s)| *s == Status::Pending && m.attempts > 0)
+            .count();
+        js::set(&o, "retrying", &JsValue::from_f64(retrying as f64));
         js::set(&o, "dead", &JsValue::from(dead));
         let number_or_null =
             |v: Option<Millis>| v.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));

@@ -91,6 +91,11 @@ impl Engine {
                     self.load_revived(seq as Seq);
                 }
             }
+            "discarded" if leading => {
+                if let Some(seq) = js::get(&msg, "seq").as_f64() {
+                    self.release_held(seq as Seq);
+                }
+            }
             "online" if leading => self.notify_online(),
             "evs" => {
                 for ev in Array::from(&js::get(&msg, "evs")).iter() {

@@ -184,6 +184,7 @@ struct NaiveTx {
     priority: Priority,
     not_before: Millis,
     in_flight: bool,
+    held: bool,
 }
 
 struct Naive {
@@ -198,7 +199,7 @@ impl Naive {
     }
 
     fn free(&self, t: &NaiveTx) -> bool {
-        if t.in_flight {
+        if t.in_flight || t.held {
             return false;
         }
         if self.barrier(t) {
@@ -252,6 +253,8 @@ enum Op {
     Fail(usize, u16),
     Remove(usize),
     Revive(usize),
+    Hold(usize),
+    Unhold(usize),
     Reset,
 }
 
@@ -264,6 +267,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), 0u16..800).prop_map(|(i, d)| Op::Fail(i, d)),
         1 => any::<usize>().prop_map(Op::Remove),
         1 => any::<usize>().prop_map(Op::Revive),
+        1 => any::<usize>().prop_map(Op::Hold),
+        1 => any::<usize>().prop_map(Op::Unhold),
         1 => Just(Op::Reset),
     ]
 }
@@ -302,6 +307,7 @@ fn run_against_naive(fifo: bool, max: usize, ops: Vec<Op>) -> Result<(), TestCas
                     priority: prio(priority),
                     not_before: now + delay as Millis,
                     in_flight: false,
+                    held: false,
                 });
             }
             Op::Start { advance } => {
@@ -346,13 +352,33 @@ fn run_against_naive(fifo: bool, max: usize, ops: Vec<Op>) -> Result<(), TestCas
                 }
                 let mut t = finished.remove(i % finished.len());
                 t.in_flight = false;
+                t.held = false;
                 t.not_before = now;
                 s.insert(t.seq, &t.keys, t.priority, t.not_before).unwrap();
                 n.txs.push(t);
             }
+            Op::Hold(i) => {
+                if n.txs.is_empty() {
+                    continue;
+                }
+                let j = i % n.txs.len();
+                s.hold(n.txs[j].seq).unwrap();
+                n.txs[j].in_flight = false;
+                n.txs[j].held = true;
+            }
+            Op::Unhold(i) => {
+                let held: Vec<usize> = (0..n.txs.len()).filter(|&j| n.txs[j].held).collect();
+                if held.is_empty() {
+                    continue;
+                }
+                let j = held[i % held.len()];
+                s.unhold(n.txs[j].seq).unwrap();
+                n.txs[j].held = false;
+                n.txs[j].not_before = 0;
+            }
             Op::Reset => {
                 s.reset_delays();
-                for t in n.txs.iter_mut().filter(|t| !t.in_flight) {
+                for t in n.txs.iter_mut().filter(|t| !t.in_flight && !t.held) {
                     t.not_before = 0;
                 }
             }

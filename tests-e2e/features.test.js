@@ -1,0 +1,159 @@
+// Issue 5's features through the JS API of pkg/ as built, in a real page.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launch, openApp } from './harness.js';
+
+let srv, browser, context, page;
+
+before(async () => {
+  srv = await startServer();
+  browser = await launch();
+  context = await browser.newContext();
+  page = await openApp(context, srv.origin);
+});
+
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+test('priorities: high before normal before low, never reordering a shared key', async () => {
+  const order = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const order = [];
+    let open;
+    const gate = new Promise((r) => { open = r; });
+    const ob = await Outbox.open({
+      name: 'features-priority', maxConcurrency: 1,
+      handlers: {
+        gate: () => gate,
+        log: async (ctx) => { order.push(ctx.mutations); },
+      },
+    });
+    await ob.enqueue({ handler: 'gate', keys: ['g'], mutations: 0 });
+    for (const [m, keys, priority] of [
+      ['low-a', ['a'], 'low'], ['normal-b', ['b'], 'normal'], ['high-c', ['c'], 'high'],
+      ['low-s', ['s'], 'low'], ['high-s', ['s'], 'high'],
+    ]) await ob.enqueue({ handler: 'log', keys, mutations: m, priority });
+    open();
+    await ob.drain();
+    await ob.close();
+    return order;
+  });
+  // high-s shares key 's' with the earlier low-s, so it waits for it.
+  assert.deepEqual(order, ['high-c', 'normal-b', 'low-a', 'low-s', 'high-s']);
+});
+
+test('send status: peek, events and stats show sending, retrying with its time and error, dead', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    let release;
+    const held = new Promise((r) => { release = r; });
+    const events = [];
+    const ob = await Outbox.open({
+      name: 'features-status',
+      retry: { baseDelayMs: 60000, maxDelayMs: 60000, jitter: 'none' },
+      handlers: {
+        flaky: async () => { const e = new Error('server said 503'); e.name = 'HttpError'; throw e; },
+        slow: () => held,
+        bad: async () => { throw new NonRetriableError('422 invalid'); },
+      },
+    });
+    ob.subscribe((e) => events.push(e));
+    const f = await ob.enqueue({ handler: 'flaky', keys: ['f'], mutations: 1 });
+    const s = await ob.enqueue({ handler: 'slow', keys: ['s'], mutations: 2 });
+    const b = await ob.enqueue({ handler: 'bad', keys: ['b'], mutations: 3 });
+    const waitFor = async (pred) => { for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 10)); };
+    await waitFor(() => events.some((e) => e.type === 'retry') && events.some((e) => e.type === 'dead'));
+    const before = Date.now();
+    const peek = Object.fromEntries((await ob.peek()).map((t) => [t.id, t]));
+    const stats = await ob.stats();
+    const dead = await ob.deadLetters();
+    release();
+    await ob.settled(s.id);
+    await ob.close();
+    const pf = peek[f.id];
+    const retry = events.find((e) => e.type === 'retry' && e.id === f.id);
+    const deadEv = events.find((e) => e.type === 'dead');
+    return {
+      flaky: [pf.status, pf.attempts, pf.lastError.name, pf.lastError.message, pf.nextAttemptAt - before > 50000],
+      slow: peek[s.id].status,
+      inPeek: b.id in peek,
+      stats: [stats.pending, stats.retrying, stats.inFlight, stats.dead],
+      retry: [retry.attempt, retry.nextAttemptAt === pf.nextAttemptAt, retry.error.message],
+      sending: events.filter((e) => e.type === 'sending').map((e) => [e.id === f.id || e.id === s.id || e.id === b.id, e.attempt]),
+      dead: [deadEv.id === b.id, deadEv.reason, deadEv.error.message, dead[0].status, dead[0].attempts, dead[0].deadReason, dead[0].lastError.message],
+    };
+  });
+  assert.deepEqual(r.flaky, ['pending', 1, 'HttpError', 'server said 503', true]);
+  assert.equal(r.slow, 'in-flight');
+  assert.equal(r.inPeek, false);
+  assert.deepEqual(r.stats, [1, 1, 1, 1]);
+  assert.deepEqual(r.retry, [1, true, 'server said 503']);
+  assert.deepEqual(r.sending, [[true, 1], [true, 1], [true, 1]]);
+  assert.deepEqual(r.dead, [true, 'handler-rejected', '422 invalid', 'dead', 1, 'handler-rejected', '422 invalid']);
+});
+
+// One scenario under both policies: 'x1' dies; 'x2' (same key) and 'y' (other key) follow.
+async function deadLetterScenario(policy) {
+  return page.evaluate(async (policy) => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const sent = [];
+    let refuse = true;
+    const opts = {
+      name: `features-dead-${policy}`,
+      handlers: {
+        send: async (ctx) => {
+          if (ctx.mutations === 'x1' && refuse) throw new NonRetriableError('rejected');
+          sent.push(ctx.mutations);
+        },
+      },
+      ...(policy ? { deadLetterPolicy: policy } : {}),
+    };
+    let ob = await Outbox.open(opts);
+    const x1 = await ob.enqueue({ handler: 'send', keys: ['x'], mutations: 'x1' });
+    const x2 = await ob.enqueue({ handler: 'send', keys: ['x'], mutations: 'x2' });
+    await ob.enqueue({ handler: 'send', keys: ['y'], mutations: 'y' });
+    await ob.drain();
+    const afterDeath = [...sent];
+    const waiting = (await ob.peek()).map((t) => t.mutations);
+    // The hold survives a reopen (a new leader reads it from the dead letters).
+    await ob.close();
+    ob = await Outbox.open(opts);
+    await ob.drain();
+    const afterReopen = [...sent];
+    refuse = false;
+    await ob.retryDead(x1.id);
+    await ob.settled(x2.id);
+    const afterRetry = [...sent];
+    // discardDead releases the key as well.
+    refuse = true;
+    const x3 = await ob.enqueue({ handler: 'send', keys: ['x'], mutations: 'x1' });
+    const x4 = await ob.enqueue({ handler: 'send', keys: ['x'], mutations: 'x4' });
+    await ob.drain();
+    const beforeDiscard = [...sent];
+    await ob.discardDead(x3.id);
+    await ob.settled(x4.id);
+    const end = [...sent];
+    await ob.close();
+    return { afterDeath, waiting, afterReopen, afterRetry, beforeDiscard, end };
+  }, policy);
+}
+
+test("dead letters, policy 'skip' (default): later transactions on the key go on", async () => {
+  const r = await deadLetterScenario(undefined);
+  assert.deepEqual(r.afterDeath, ['x2', 'y']);
+  assert.deepEqual(r.waiting, []);
+  assert.deepEqual(r.afterRetry, ['x2', 'y', 'x1']);
+  assert.deepEqual(r.end, ['x2', 'y', 'x1', 'x4']);
+});
+
+test("dead letters, policy 'block': the key waits until retryDead or discardDead, across reopen", async () => {
+  const r = await deadLetterScenario('block');
+  assert.deepEqual(r.afterDeath, ['y']);
+  assert.deepEqual(r.waiting, ['x2']);
+  assert.deepEqual(r.afterReopen, ['y']);
+  assert.deepEqual(r.afterRetry, ['y', 'x1', 'x2']);
+  assert.deepEqual(r.beforeDiscard, ['y', 'x1', 'x2']);
+  assert.deepEqual(r.end, ['y', 'x1', 'x2', 'x4']);
+});
