@@ -140,6 +140,13 @@ export interface OutboxStats {
   inFlight: number;
   dead: number;
   oldestCreatedAt: number | null;
+  oldestAgeMs: number | null;
+  /** Approximate stored size of the waiting transactions' mutations and metadata. */
+  bytes: number;
+  /** Acknowledged attempts over finished attempts since this context opened (null: none). */
+  successRate: number | null;
+  /** Over the last 1024 attempts this context ran (null: none yet). */
+  attemptLatencyMs: { p50: number | null; p90: number | null; p99: number | null };
   /** When the earliest waiting transaction becomes due, if any. */
   nextAttemptAt: number | null;
   /** Counters since this context opened the outbox. */
@@ -164,6 +171,9 @@ export type OutboxEvent =
   | { type: 'enqueued'; id: string; seq: number }
   | { type: 'sending'; id: string; attempt: number }
   | { type: 'sent'; id: string }
+  /** After each transaction settles (sent or dead) while work runs; `total` counts what is
+   *  settled in this run plus what is still waiting. */
+  | { type: 'progress'; done: number; total: number }
   | { type: 'retry'; id: string; attempt: number; nextAttemptAt: number; error: TransactionError }
   | { type: 'dead'; id: string; reason: DeadReason; error: TransactionError }
   | { type: 'removed'; id: string }

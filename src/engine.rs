@@ -27,6 +27,7 @@ use crate::http;
 use crate::js::{self, Deferred};
 use crate::leader::{self, Channel, HeldLock, LockRequest, Mode};
 use crate::lease::{Lease, Timing};
+use crate::metrics::{Metrics, Progress};
 use crate::model::{DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
 use crate::options::{Handler, NewTransaction, Options};
 use crate::retry::{Decision, RetryPolicy, Rng};
@@ -109,6 +110,9 @@ struct State {
     appends: u32,
     acks: Vec<TxMeta>,
     ack_busy: bool,
+    /// Acknowledged, out of `pending`, and not yet reported `sent` (their removal is
+    /// committing): progress still counts them as remaining.
+    unreported: usize,
     /// Metadata rewrites and dead-letter moves under way.
     writes: u32,
     /// Payloads read (or enqueued here) ahead of dispatch.
@@ -121,6 +125,7 @@ struct State {
     drains: Vec<DrainWait>,
     quiet: Vec<Deferred>,
     totals: Totals,
+    metrics: Metrics,
     /// Something ran since the last `drained` event.
     active: bool,
     triggers: Option<Triggers>,
@@ -264,6 +269,7 @@ impl Engine {
                 appends: 0,
                 acks: Vec::new(),
                 ack_busy: false,
+                unreported: 0,
                 writes: 0,
                 cache: HashMap::new(),
                 awaiting_payload: Vec::new(),
@@ -272,6 +278,7 @@ impl Engine {
                 drains: Vec::new(),
                 quiet: Vec::new(),
                 totals: Totals::default(),
+                metrics: Metrics::default(),
                 active: false,
                 triggers: None,
             }),
@@ -729,6 +736,7 @@ impl Engine {
             last_error: None,
             dead_reason: None,
             dead_at: None,
+            bytes: js::size_of(snapshot.as_ref().unwrap_or(&payload)),
         };
         Ok(Enqueue {
             meta,
@@ -1021,6 +1029,7 @@ impl Engine {
             js::set(&ev, "attempt", &JsValue::from(attempt));
             ev
         });
+        let started = js_sys::Date::now();
         let outcome = match handler {
             Handler::Js(f) => {
                 let ctx = Object::new();
@@ -1052,6 +1061,10 @@ impl Engine {
             // store and whoever leads now sends it again.
             return;
         }
+        self.st.borrow_mut().metrics.record(
+            js_sys::Date::now() - started,
+            outcome == Outcome::Acknowledged,
+        );
         self.finish_attempt(seq, attempt, outcome).await;
     }
 
@@ -1094,6 +1107,7 @@ impl Engine {
             };
             st.ids.remove(&meta.id);
             st.totals.sent += 1;
+            st.unreported += 1;
             st.acks.push(meta);
             !std::mem::replace(&mut st.ack_busy, true)
         };
@@ -1128,6 +1142,9 @@ impl Engine {
                 Err(e) if e.code == ErrorCode::NotLeader => {
                     // Another context leads: it sends these again (same idempotency keys)
                     // and reports them; this one must not touch the records.
+                    let mut st = self.st.borrow_mut();
+                    st.unreported = st.unreported.saturating_sub(batch.len());
+                    drop(st);
                     self.lost_fence();
                     continue;
                 }
@@ -1142,6 +1159,7 @@ impl Engine {
                         st.recent.pop_front();
                     }
                     st.recent.push_back(meta.clone());
+                    st.unreported = st.unreported.saturating_sub(1);
                     st.waiters.remove(&meta.id).unwrap_or_default()
                 };
                 if !waiters.is_empty() {
@@ -1151,6 +1169,7 @@ impl Engine {
                     }
                 }
                 self.emit_outcome(|| event("sent", Some(&meta.id)));
+                self.emit_progress();
             }
         }
         self.settle_quiet();
@@ -1266,6 +1285,7 @@ impl Engine {
                     js::set(&ev, "error", &error_object(&error));
                     ev
                 });
+                self.emit_progress();
                 self.settle_quiet();
                 self.pump();
             }
@@ -1303,6 +1323,21 @@ impl Engine {
         self.pump();
     }
 
+    /// `progress {done, total}` after each settlement: a drain's progress bar.
+    fn emit_progress(&self) {
+        let Progress { done, total } = {
+            let mut st = self.st.borrow_mut();
+            let remaining = st.pending.len() + st.unreported;
+            st.metrics.settled(remaining)
+        };
+        self.emit(|| {
+            let ev = event("progress", None);
+            js::set(&ev, "done", &JsValue::from_f64(done as f64));
+            js::set(&ev, "total", &JsValue::from_f64(total as f64));
+            ev
+        });
+    }
+
     // ---- quiescence: drain() and the `drained` event -----------------------------------
 
     fn is_idle(st: &State, now: Millis) -> bool {
@@ -1322,6 +1357,7 @@ impl Engine {
                 return;
             }
             let drained = std::mem::replace(&mut st.active, false);
+            st.metrics.end_run();
             (
                 std::mem::take(&mut st.drains),
                 drained,

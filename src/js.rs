@@ -20,6 +20,17 @@ extern "C" {
     pub type NonRetriableError;
 }
 
+#[wasm_bindgen(module = "/src/js/size.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = estimateBytes)]
+    fn estimate_bytes(value: &JsValue) -> f64;
+}
+
+/// Approximate stored size of a value (see `size.js`).
+pub fn size_of(value: &JsValue) -> u64 {
+    estimate_bytes(value) as u64
+}
+
 #[wasm_bindgen]
 extern "C" {
     /// Absent in old engines, hence `catch` on a missing function too.

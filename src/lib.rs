@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod lease;
+pub mod metrics;
 pub mod model;
 pub mod retry;
 pub mod scheduler;

@@ -158,6 +158,10 @@ pub struct TxMeta {
     pub dead_reason: Option<DeadReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_at: Option<Millis>,
+    /// Approximate stored size of `mutations` and `metadata` (0 in records written before
+    /// sizes were kept).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 impl TxMeta {

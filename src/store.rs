@@ -401,6 +401,7 @@ impl Store {
                 }),
                 dead_reason: Some(DeadReason::Corrupt),
                 dead_at: Some(now),
+                bytes: 0,
             };
             let record = encode(&meta)?;
             if let Some(obj) = record.dyn_ref::<Object>() {

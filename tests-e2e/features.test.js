@@ -157,3 +157,51 @@ test("dead letters, policy 'block': the key waits until retryDead or discardDead
   assert.deepEqual(r.beforeDiscard, ['y', 'x1', 'x2']);
   assert.deepEqual(r.end, ['y', 'x1', 'x2', 'x4']);
 });
+
+test('metrics and progress: depth, bytes, oldest age, success rate, latency percentiles, done/total', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const events = [];
+    let gate;
+    const gated = new Promise((r) => { gate = r; });
+    const failedOnce = new Set();
+    const ob = await Outbox.open({
+      name: 'features-metrics', maxConcurrency: 4,
+      retry: { baseDelayMs: 1, maxDelayMs: 1, jitter: 'none' },
+      handlers: {
+        gate: () => gated,
+        work: async (ctx) => {
+          await new Promise((r) => setTimeout(r, 10 + (ctx.mutations.n % 3) * 10));
+          if (ctx.mutations.n % 5 === 0 && !failedOnce.has(ctx.id)) { failedOnce.add(ctx.id); throw new Error('once'); }
+        },
+      },
+    });
+    ob.subscribe((e) => { if (e.type === 'progress' || e.type === 'drained') events.push(e); });
+    await ob.enqueue({ handler: 'gate', keys: [], mutations: null });
+    for (let n = 1; n <= 20; n++) {
+      await ob.enqueue({ handler: 'work', keys: [`k${n % 4}`], mutations: { n, text: 'x'.repeat(1000) } });
+    }
+    await new Promise((r) => setTimeout(r, 30));
+    const queued = await ob.stats();
+    gate();
+    await ob.drain();
+    const end = await ob.stats();
+    await ob.close();
+    return { queued, end, events };
+  });
+  assert.equal(r.queued.pending, 20);
+  assert.ok(r.queued.bytes >= 20 * 1000 && r.queued.bytes < 20 * 1200, `bytes ${r.queued.bytes}`);
+  assert.ok(r.queued.oldestAgeMs >= 30, `oldestAgeMs ${r.queued.oldestAgeMs}`);
+  assert.equal(r.queued.inFlight, 1);
+  assert.deepEqual([r.end.pending, r.end.bytes, r.end.oldestAgeMs], [0, 0, null]);
+  // 21 acknowledged attempts (the gate and 20), 4 failed ones (n = 5, 10, 15, 20).
+  assert.equal(r.end.successRate, 21 / 25);
+  const { p50, p90, p99 } = r.end.attemptLatencyMs;
+  assert.ok(p50 >= 10 && p50 <= p90 && p90 <= p99 && p99 >= 30, JSON.stringify(r.end.attemptLatencyMs));
+  const progress = r.events.filter((e) => e.type === 'progress');
+  assert.equal(progress.length, 21);
+  assert.deepEqual(progress.map((e) => e.done), Array.from({ length: 21 }, (_, i) => i + 1));
+  assert.deepEqual(progress.at(-1), { type: 'progress', done: 21, total: 21 });
+  assert.ok(progress.every((e) => e.total === 21), JSON.stringify(progress.map((e) => e.total)));
+  assert.equal(r.events.at(-1).type, 'drained');
+});

@@ -292,6 +292,17 @@ impl Engine {
             |v: Option<Millis>| v.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
         let oldest = metas.iter().map(|(m, _)| m.created_at).min();
         js::set(&o, "oldestCreatedAt", &number_or_null(oldest));
+        let age = oldest.map(|t| js::now().saturating_sub(t));
+        js::set(&o, "oldestAgeMs", &number_or_null(age));
+        let bytes: u64 = metas.iter().map(|(m, _)| m.bytes).sum();
+        js::set(&o, "bytes", &JsValue::from_f64(bytes as f64));
+        let float_or_null = |v: Option<f64>| v.map_or(JsValue::NULL, JsValue::from_f64);
+        js::set(&o, "successRate", &float_or_null(st.metrics.success_rate()));
+        let latency = Object::new();
+        for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
+            js::set(&latency, name, &float_or_null(st.metrics.percentile(p)));
+        }
+        js::set(&o, "attemptLatencyMs", &latency);
         let next = if st.epoch.is_some() {
             st.sched.next_due().filter(|t| *t != Millis::MAX)
         } else {
