@@ -49,6 +49,20 @@ export interface HandlerContext<M = unknown, D = unknown> {
  *  (an error with a numeric `retryAfterMs` sets the next delay). */
 export type Handler<M = any, D = any> = (ctx: HandlerContext<M, D>) => Promise<unknown> | unknown;
 
+/** One entry of a batch handler's result: `undefined`, `null` or `true` acknowledges; an
+ *  error means what throwing it from a single handler would (`NonRetriableError`
+ *  dead-letters, others retry, `retryAfterMs` honoured). */
+export type BatchOutcome = undefined | null | true | Error;
+
+/** Receives up to `batchSize` runnable transactions (never two sharing a key) in one call.
+ *  Resolve to acknowledge all, throw to fail all alike, or resolve an array with one
+ *  outcome per transaction (a missing entry is retried). */
+export interface BatchHandler<M = any, D = any> {
+  sendBatch(batch: HandlerContext<M, D>[]): Promise<void | BatchOutcome[]> | void | BatchOutcome[];
+  /** Default 50. A batch takes one `maxConcurrency` slot. */
+  batchSize?: number;
+}
+
 export interface RetryOptions {
   /** Default 1000. */
   baseDelayMs?: number;
@@ -63,7 +77,7 @@ export interface RetryOptions {
 export interface OutboxOptions {
   /** Namespaces the database (`offline-outbox:<name>`), lock and channel. */
   name: string;
-  handlers: Record<string, Handler>;
+  handlers: Record<string, Handler | BatchHandler>;
   /** Default 4. */
   maxConcurrency?: number;
   /** Default 'per-key'. */

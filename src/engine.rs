@@ -834,6 +834,7 @@ impl Engine {
     pub fn pump(self: &Rc<Self>) {
         let now = js::now();
         let mut ready = Vec::new();
+        let mut batches = Vec::new();
         {
             let mut st = self.st.borrow_mut();
             if st.closed || st.epoch.is_none() {
@@ -841,6 +842,24 @@ impl Engine {
             }
             while let Some(seq) = st.sched.start_next(now) {
                 st.active = true;
+                let handler = st.pending.get(&seq).map(|m| m.handler.clone());
+                let size = handler
+                    .as_ref()
+                    .and_then(|h| self.handlers.get(h))
+                    .map_or(1, Handler::batch_size);
+                if let (true, Some(handler)) = (size > 1, handler) {
+                    let st = &mut *st;
+                    let pending = &st.pending;
+                    let riders = st.sched.start_riders(now, size - 1, |s| {
+                        pending.get(&s).is_some_and(|m| m.handler == handler)
+                    });
+                    let group: Vec<(Seq, Option<JsValue>)> = std::iter::once(seq)
+                        .chain(riders)
+                        .map(|s| (s, st.cache.remove(&s)))
+                        .collect();
+                    batches.push(group);
+                    continue;
+                }
                 match st.cache.remove(&seq) {
                     Some(p) => ready.push((seq, p)),
                     None => st.awaiting_payload.push(seq),
@@ -849,6 +868,9 @@ impl Engine {
         }
         for (seq, payload) in ready {
             spawn_local(self.clone().attempt(seq, Some(payload)));
+        }
+        for group in batches {
+            spawn_local(self.clone().attempt_batch(group));
         }
         self.load_payloads();
         self.arm_timer(now);
@@ -993,59 +1015,70 @@ impl Engine {
         self.load_payloads();
     }
 
-    async fn attempt(self: Rc<Self>, seq: Seq, payload: Option<JsValue>) {
-        let (meta, generation, signal) = {
-            let st = self.st.borrow();
-            let Some(meta) = st.pending.get(&seq).cloned() else {
-                return;
-            };
-            (meta, st.generation, st.handler_abort.signal())
-        };
+    /// What every attempt checks first: the payload is there, the transaction has not
+    /// expired, this context has its handler. `None` when it was dealt with instead.
+    async fn admit(&self, seq: Seq, payload: Option<JsValue>) -> Option<(TxMeta, JsValue)> {
+        let meta = self.st.borrow().pending.get(&seq).cloned()?;
         let Some(payload) = payload else {
             let err = LastError {
                 name: "MissingPayload".into(),
                 message: "the payload record of this transaction is missing".into(),
             };
-            self.bury(seq, DeadReason::Corrupt, err, meta.attempts)
+            self.rc()?
+                .bury(seq, DeadReason::Corrupt, err, meta.attempts)
                 .await;
-            return;
+            return None;
         };
         if self.is_expired(&meta, js::now()) {
             let error = self.expired_error();
-            self.bury(seq, DeadReason::Expired, error, meta.attempts)
+            self.rc()?
+                .bury(seq, DeadReason::Expired, error, meta.attempts)
                 .await;
-            return;
+            return None;
         }
-        let Some(handler) = self.handlers.get(&meta.handler) else {
+        if !self.handlers.contains_key(&meta.handler) {
             // Written by a context that has this handler: leave it for one that has it.
             // It keeps its place (and blocks its keys) without spending attempts.
             let _ = self.st.borrow_mut().sched.retry(seq, Millis::MAX);
             self.check_idle();
-            return;
-        };
-        let attempt = meta.attempts.saturating_add(1);
+            return None;
+        }
+        Some((meta, payload))
+    }
+
+    fn rc(&self) -> Option<Rc<Self>> {
+        self.this.upgrade()
+    }
+
+    fn emit_sending(&self, meta: &TxMeta, attempt: u32) {
         self.emit(|| {
             let ev = event("sending", Some(&meta.id));
             js::set(&ev, "attempt", &JsValue::from(attempt));
             ev
         });
+    }
+
+    async fn attempt(self: Rc<Self>, seq: Seq, payload: Option<JsValue>) {
+        let (generation, signal) = {
+            let st = self.st.borrow();
+            (st.generation, st.handler_abort.signal())
+        };
+        let Some((meta, payload)) = self.admit(seq, payload).await else {
+            return;
+        };
+        let attempt = meta.attempts.saturating_add(1);
+        self.emit_sending(&meta, attempt);
         let started = js_sys::Date::now();
-        let outcome = match handler {
+        let outcome = match &self.handlers[&meta.handler] {
             Handler::Js(f) => {
-                let ctx = Object::new();
-                js::set(&ctx, "id", &JsValue::from_str(&meta.id));
-                js::set(
-                    &ctx,
-                    "idempotencyKey",
-                    &JsValue::from_str(&meta.idempotency_key),
-                );
-                let keys: Array = meta.keys.iter().map(|k| JsValue::from_str(k)).collect();
-                js::set(&ctx, "keys", &keys);
-                js::set(&ctx, "mutations", &js::get(&payload, "mutations"));
-                js::set(&ctx, "metadata", &js::get(&payload, "metadata"));
-                js::set(&ctx, "attempt", &JsValue::from(attempt));
-                js::set(&ctx, "signal", &signal);
-                call_handler(f, &ctx).await
+                let ctx = handler_context(&meta, &payload, attempt, &signal);
+                call_handler(f, &ctx.into()).await
+            }
+            // A batch handler's transaction started alone (its batch size is 1).
+            Handler::Batch { f, .. } => {
+                let ctx = handler_context(&meta, &payload, attempt, &signal);
+                let batch = Array::of1(&ctx);
+                batch_outcomes(call_handler_raw(f, &batch.into()).await, 1).remove(0)
             }
             Handler::Http => {
                 http::send(
@@ -1066,6 +1099,83 @@ impl Engine {
             outcome == Outcome::Acknowledged,
         );
         self.finish_attempt(seq, attempt, outcome).await;
+    }
+
+    /// One call of a batch handler with transactions started together (no two share a
+    /// key). Payloads not read ahead are read here, in one request.
+    async fn attempt_batch(self: Rc<Self>, group: Vec<(Seq, Option<JsValue>)>) {
+        let (generation, signal) = {
+            let st = self.st.borrow();
+            (st.generation, st.handler_abort.signal())
+        };
+        let wanted: Vec<(Seq, String)> = {
+            let st = self.st.borrow();
+            group
+                .iter()
+                .filter(|(_, p)| p.is_none())
+                .filter_map(|(s, _)| Some((*s, st.pending.get(s)?.id.clone())))
+                .collect()
+        };
+        let mut read = HashMap::new();
+        if !wanted.is_empty() {
+            let ids: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
+            match self.store.payloads(&ids).await {
+                Ok(found) => read = found,
+                Err(e) => {
+                    // Retry the whole batch, as one attempt that failed.
+                    for (seq, _) in &group {
+                        let error = LastError {
+                            name: "StorageUnavailable".into(),
+                            message: e.message.clone(),
+                        };
+                        let attempts = self.st.borrow().pending.get(seq).map_or(0, |m| m.attempts);
+                        let retry = Outcome::Retry { error, after: None };
+                        self.clone()
+                            .finish_attempt(*seq, attempts.saturating_add(1), retry)
+                            .await;
+                    }
+                    return;
+                }
+            }
+        }
+        let mut members = Vec::with_capacity(group.len());
+        for (seq, payload) in group {
+            let payload = payload.or_else(|| {
+                let id = &self.st.borrow().pending.get(&seq)?.id.clone();
+                read.remove(id)
+            });
+            if let Some((meta, payload)) = self.admit(seq, payload).await {
+                members.push((seq, meta, payload));
+            }
+        }
+        let Some(Handler::Batch { f, .. }) = members
+            .first()
+            .and_then(|(_, m, _)| self.handlers.get(&m.handler))
+        else {
+            return;
+        };
+        let ctxs = Array::new();
+        for (_, meta, payload) in &members {
+            let attempt = meta.attempts.saturating_add(1);
+            self.emit_sending(meta, attempt);
+            ctxs.push(&handler_context(meta, payload, attempt, &signal));
+        }
+        let started = js_sys::Date::now();
+        let result = call_handler_raw(f, &ctxs.into()).await;
+        if self.st.borrow().generation != generation {
+            return;
+        }
+        let elapsed = js_sys::Date::now() - started;
+        let outcomes = batch_outcomes(result, members.len());
+        for ((seq, meta, _), outcome) in members.into_iter().zip(outcomes) {
+            self.st
+                .borrow_mut()
+                .metrics
+                .record(elapsed, outcome == Outcome::Acknowledged);
+            self.clone()
+                .finish_attempt(seq, meta.attempts.saturating_add(1), outcome)
+                .await;
+        }
     }
 
     async fn finish_attempt(self: Rc<Self>, seq: Seq, attempt: u32, outcome: Outcome) {
@@ -1563,17 +1673,82 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
 }
 
 /// Calls a JS handler and classifies how it ended.
-async fn call_handler(f: &Function, ctx: &Object) -> Outcome {
-    let result = match f.call1(&JsValue::UNDEFINED, ctx) {
+/// The context a handler receives for one transaction.
+fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32, signal: &JsValue) -> Object {
+    let ctx = Object::new();
+    js::set(&ctx, "id", &JsValue::from_str(&meta.id));
+    js::set(
+        &ctx,
+        "idempotencyKey",
+        &JsValue::from_str(&meta.idempotency_key),
+    );
+    let keys: Array = meta.keys.iter().map(|k| JsValue::from_str(k)).collect();
+    js::set(&ctx, "keys", &keys);
+    js::set(&ctx, "mutations", &js::get(payload, "mutations"));
+    js::set(&ctx, "metadata", &js::get(payload, "metadata"));
+    js::set(&ctx, "attempt", &JsValue::from(attempt));
+    js::set(&ctx, "signal", signal);
+    ctx
+}
+
+/// Calls a handler and awaits what it returns (a value or a promise).
+async fn call_handler_raw(f: &Function, arg: &JsValue) -> std::result::Result<JsValue, JsValue> {
+    match f.call1(&JsValue::UNDEFINED, arg) {
         Ok(v) => JsFuture::from(Promise::resolve(&v)).await,
         Err(e) => Err(e),
-    };
-    match result {
+    }
+}
+
+async fn call_handler(f: &Function, ctx: &JsValue) -> Outcome {
+    match call_handler_raw(f, ctx).await {
         Ok(_) => Outcome::Acknowledged,
-        Err(e) if js::is_non_retriable(&e) => Outcome::Reject(js::describe(&e)),
-        Err(e) => Outcome::Retry {
-            error: js::describe(&e),
-            after: js::retry_after_ms(&e),
-        },
+        Err(e) => failure(&e),
+    }
+}
+
+/// What a thrown value means: `NonRetriableError` dead-letters, anything else retries.
+fn failure(e: &JsValue) -> Outcome {
+    if js::is_non_retriable(e) {
+        Outcome::Reject(js::describe(e))
+    } else {
+        Outcome::Retry {
+            error: js::describe(e),
+            after: js::retry_after_ms(e),
+        }
+    }
+}
+
+/// A batch handler's result, one outcome per transaction: a throw fails all alike; a
+/// resolved array gives each its own (`undefined`, `null` or `true` acknowledges, an
+/// error means what throwing it would); anything else acknowledges all. A transaction
+/// the array has no entry for is retried: silence is not an acknowledgement.
+fn batch_outcomes(result: std::result::Result<JsValue, JsValue>, n: usize) -> Vec<Outcome> {
+    match result {
+        Err(e) => vec![failure(&e); n],
+        Ok(v) if Array::is_array(&v) => {
+            let arr: Array = v.unchecked_into();
+            (0..n as u32)
+                .map(|i| {
+                    let entry = arr.get(i);
+                    if i >= arr.length() {
+                        Outcome::Retry {
+                            error: LastError {
+                                name: "BatchOutcomeMissing".into(),
+                                message: format!(
+                                    "the batch handler returned {} outcomes for {n} transactions",
+                                    arr.length()
+                                ),
+                            },
+                            after: None,
+                        }
+                    } else if entry.is_undefined() || entry.is_null() || entry == JsValue::TRUE {
+                        Outcome::Acknowledged
+                    } else {
+                        failure(&entry)
+                    }
+                })
+                .collect()
+        }
+        Ok(_) => vec![Outcome::Acknowledged; n],
     }
 }

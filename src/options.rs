@@ -19,7 +19,44 @@ const MAX_STRING: usize = 1_024;
 
 pub enum Handler {
     Js(Function),
+    /// Receives up to `size` runnable transactions in one call.
+    Batch {
+        f: Function,
+        size: usize,
+    },
     Http,
+}
+
+impl Handler {
+    /// How many transactions one call may carry.
+    pub fn batch_size(&self) -> usize {
+        match self {
+            Self::Batch { size, .. } => *size,
+            _ => 1,
+        }
+    }
+}
+
+const MAX_BATCH: f64 = 10_000.0;
+
+/// A handler entry: a function, or `{ sendBatch, batchSize? }`.
+fn parse_handler(key: &str, v: JsValue) -> Result<Handler> {
+    const C: ErrorCode = ErrorCode::InvalidOptions;
+    if let Some(f) = v.dyn_ref::<Function>() {
+        return Ok(Handler::Js(f.clone()));
+    }
+    if !js::is_plain_object(&v) {
+        return Err(invalid(
+            C,
+            format!("handler {key:?} must be a function or {{ sendBatch, batchSize }}"),
+        ));
+    }
+    reject_unknown(&v, &["sendBatch", "batchSize"], "handler field", C)?;
+    let f = js::get(&v, "sendBatch")
+        .dyn_into::<Function>()
+        .map_err(|_| invalid(C, format!("handler {key:?}: sendBatch must be a function")))?;
+    let size = whole(&v, "batchSize", 1.0, MAX_BATCH, C)?.unwrap_or(50) as usize;
+    Ok(Handler::Batch { f, size })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,15 +198,12 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         let obj = hv
             .dyn_ref::<Object>()
             .filter(|_| js::is_plain_object(&hv))
-            .ok_or_else(|| invalid(C, "handlers must be an object of functions"))?;
+            .ok_or_else(|| invalid(C, "handlers must be an object of handlers"))?;
         for entry in Object::entries(obj).iter() {
             let pair: Array = entry.unchecked_into();
             let key = pair.get(0).as_string().unwrap_or_default();
-            let f = pair
-                .get(1)
-                .dyn_into::<Function>()
-                .map_err(|_| invalid(C, format!("handler {key:?} must be a function")))?;
-            handlers.insert(key, Handler::Js(f));
+            let handler = parse_handler(&key, pair.get(1))?;
+            handlers.insert(key, handler);
         }
     }
     handlers

@@ -9,7 +9,8 @@
 //! - a transaction with no keys is a barrier: it waits for every earlier transaction and
 //!   no later one starts before it finishes; in `fifo` ordering every transaction is one;
 //! - among runnable transactions, higher priority first, then lower `seq`;
-//! - at most `max_concurrency` in flight.
+//! - at most `max_concurrency` handler calls at once; a batch handler's call carries
+//!   "riders" that take no slot of their own.
 //!
 //! Cost: every operation touches only the transaction concerned and the heads of its
 //! keys' queues, O(k log n) for k keys. Nothing rescans the queue, so choosing the next
@@ -42,6 +43,8 @@ struct Entry {
     priority: Priority,
     not_before: Millis,
     state: State,
+    /// Started by [`Scheduler::start_riders`]: in flight without a concurrency slot.
+    rider: bool,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +81,8 @@ pub struct Scheduler {
     timed: BTreeSet<(Millis, Seq)>,
     ready: BTreeSet<(Priority, Seq)>,
     in_flight: usize,
+    /// In flight as riders of a batch: not counted against `max_concurrency`.
+    riders: usize,
     in_flight_barriers: usize,
 }
 
@@ -93,6 +98,7 @@ impl Scheduler {
             timed: BTreeSet::new(),
             ready: BTreeSet::new(),
             in_flight: 0,
+            riders: 0,
             in_flight_barriers: 0,
         }
     }
@@ -172,6 +178,7 @@ impl Scheduler {
                 priority,
                 not_before,
                 state: State::Blocked,
+                rider: false,
             },
         );
         if barrier {
@@ -204,13 +211,44 @@ impl Scheduler {
     /// if the concurrency limit allows. The returned transaction is in flight until
     /// [`finish`](Self::finish) or [`retry`](Self::retry).
     pub fn start_next(&mut self, now: Millis) -> Option<Seq> {
-        if self.in_flight >= self.max_concurrency {
+        if self.in_flight - self.riders >= self.max_concurrency {
             return None;
         }
         self.promote_due(now);
         let (_, seq) = self.ready.pop_first()?;
         self.mark_in_flight(seq);
         Some(seq)
+    }
+
+    /// Starts, alongside one just started, up to `limit` more runnable transactions that
+    /// `fits` accepts, best first: one batch handler call sends them together, so they
+    /// take no concurrency slot. Runnable transactions never share a key (each is the head
+    /// of all its keys), so neither do the members of a batch. At most `limit * 8`
+    /// candidates are looked at, so a batch costs no scan of a large runnable set.
+    pub fn start_riders(
+        &mut self,
+        now: Millis,
+        limit: usize,
+        mut fits: impl FnMut(Seq) -> bool,
+    ) -> Vec<Seq> {
+        self.promote_due(now);
+        let picked: Vec<(Priority, Seq)> = self
+            .ready
+            .iter()
+            .take(limit.saturating_mul(8))
+            .filter(|&&(_, s)| fits(s))
+            .take(limit)
+            .copied()
+            .collect();
+        for &(p, seq) in &picked {
+            self.ready.remove(&(p, seq));
+            self.mark_in_flight(seq);
+            if let Some(e) = self.entries.get_mut(&seq) {
+                e.rider = true;
+            }
+            self.riders += 1;
+        }
+        picked.into_iter().map(|(_, s)| s).collect()
     }
 
     /// The runnable transactions at `now`, best first, without starting any: what the
@@ -253,9 +291,9 @@ impl Scheduler {
         }
         e.state = State::Blocked;
         e.not_before = not_before;
-        let barrier = e.barrier;
+        let (barrier, rider) = (e.barrier, std::mem::take(&mut e.rider));
         let keys = e.keys.clone();
-        self.release(seq, &keys, barrier);
+        self.release(seq, &keys, barrier, rider);
         self.sync(seq);
         Ok(())
     }
@@ -270,7 +308,8 @@ impl Scheduler {
         match state {
             State::InFlight => {
                 let (keys, barrier) = (e.keys.clone(), e.barrier);
-                self.release(seq, &keys, barrier);
+                let rider = std::mem::take(&mut e.rider);
+                self.release(seq, &keys, barrier, rider);
             }
             State::Timed => {
                 self.timed.remove(&(not_before, seq));
@@ -370,8 +409,11 @@ impl Scheduler {
     }
 
     /// Clears what an in-flight transaction held, then wakes whoever it held up.
-    fn release(&mut self, seq: Seq, keys: &[Rc<str>], barrier: bool) {
+    fn release(&mut self, seq: Seq, keys: &[Rc<str>], barrier: bool, rider: bool) {
         self.in_flight -= 1;
+        if rider {
+            self.riders -= 1;
+        }
         let mut wake = Vec::with_capacity(keys.len() + 1);
         for k in keys {
             if let Some(q) = self.keys.get_mut(k) {
@@ -429,7 +471,7 @@ impl Scheduler {
             self.barriers.remove(&seq);
         }
         if e.state == State::InFlight {
-            self.release(seq, &e.keys, e.barrier);
+            self.release(seq, &e.keys, e.barrier, e.rider);
         } else {
             for k in e.keys.iter() {
                 if let Some(&h) = self.keys.get(k).and_then(|q| q.queue.front()) {

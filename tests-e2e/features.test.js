@@ -205,3 +205,75 @@ test('metrics and progress: depth, bytes, oldest age, success rate, latency perc
   assert.ok(progress.every((e) => e.total === 21), JSON.stringify(progress.map((e) => e.total)));
   assert.equal(r.events.at(-1).type, 'drained');
 });
+
+test('batch handlers: up to batchSize runnable transactions per call, per-transaction outcomes, fail all', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const batches = [];
+    let active = 0, maxActive = 0, gate;
+    const gated = new Promise((r) => { gate = r; });
+    const ob = await Outbox.open({
+      name: 'features-batch', maxConcurrency: 1,
+      retry: { baseDelayMs: 1, maxDelayMs: 1, jitter: 'none' },
+      handlers: {
+        gate: () => gated,
+        save: {
+          batchSize: 3,
+          sendBatch: async (batch) => {
+            active++; maxActive = Math.max(maxActive, active);
+            batches.push(batch.map((c) => `${c.mutations}#${c.attempt}`));
+            await new Promise((r) => setTimeout(r, 5));
+            active--;
+            if (batch.some((c) => c.mutations === 'e' && c.attempt === 1)) throw new Error('server down');
+            return batch.map((c) => {
+              if (c.mutations === 'b' && c.attempt === 1) return Object.assign(new Error('later'), { retryAfterMs: 1 });
+              if (c.mutations === 'c') return new NonRetriableError('invalid');
+              return undefined;
+            });
+          },
+        },
+      },
+    });
+    await ob.enqueue({ handler: 'gate', keys: [], mutations: null });
+    const ids = {};
+    for (const [m, k] of [['a1', 'a'], ['a2', 'a'], ['b', 'b'], ['c', 'c'], ['d', 'd'], ['e', 'e'], ['f', 'f']]) {
+      ids[m] = (await ob.enqueue({ handler: 'save', keys: [k], mutations: m })).id;
+    }
+    gate();
+    await ob.drain();
+    for (let i = 0; i < 100 && (await ob.stats()).pending > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      await ob.drain();
+    }
+    const dead = (await ob.deadLetters()).map((t) => [t.mutations, t.deadReason, t.lastError.message]);
+    const settled = await Promise.all(['a1', 'a2', 'b', 'd', 'e', 'f'].map((m) => ob.settled(ids[m]).then((t) => t.status)));
+    // Batch size 1 still passes an array.
+    const single = await Outbox.open({
+      name: 'features-batch-1',
+      handlers: { one: { batchSize: 1, sendBatch: async (b) => { batches.push(['single', b.length]); } } },
+    });
+    await single.settled((await single.enqueue({ handler: 'one', keys: ['x'], mutations: 1 })).id);
+    await single.close();
+    const bad = await Outbox.open({ name: 'x', handlers: { h: { sendBatch: () => {}, batchSize: 0 } } }).then(() => 'opened', (e) => e.code);
+    const unknown = await Outbox.open({ name: 'x', handlers: { h: { send: () => {} } } }).then(() => 'opened', (e) => e.code);
+    await ob.close();
+    return { batches, maxActive, dead, settled, bad, unknown };
+  });
+  assert.deepEqual(r.batches[0], ['a1#1', 'b#1', 'c#1']);
+  assert.equal(r.maxActive, 1);
+  const main = r.batches.filter((b) => b[0] !== 'single');
+  for (const b of main) {
+    assert.ok(b.length >= 1 && b.length <= 3, JSON.stringify(b));
+    assert.ok(!(b.some((x) => x.startsWith('a1')) && b.some((x) => x.startsWith('a2'))), 'a1 and a2 share a key');
+  }
+  const flat = main.flat();
+  assert.ok(flat.indexOf('a2#1') > flat.indexOf('a1#1'));
+  assert.ok(flat.includes('b#2'), 'b retried after its own error');
+  const eBatch = main.find((b) => b.includes('e#1'));
+  for (const x of eBatch) assert.ok(flat.includes(x.replace('#1', '#2')), `${x} retried with its batch`);
+  assert.deepEqual(r.dead, [['c', 'handler-rejected', 'invalid']]);
+  assert.deepEqual(r.settled, Array(6).fill('acknowledged'));
+  assert.deepEqual(r.batches.find((b) => b[0] === 'single'), ['single', 1]);
+  assert.equal(r.bad, 'InvalidOptions');
+  assert.equal(r.unknown, 'InvalidOptions');
+});

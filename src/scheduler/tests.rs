@@ -185,6 +185,7 @@ struct NaiveTx {
     not_before: Millis,
     in_flight: bool,
     held: bool,
+    rider: bool,
 }
 
 struct Naive {
@@ -217,7 +218,7 @@ impl Naive {
     }
 
     fn start_next(&mut self, now: Millis) -> Option<Seq> {
-        if self.txs.iter().filter(|t| t.in_flight).count() >= self.max {
+        if self.txs.iter().filter(|t| t.in_flight && !t.rider).count() >= self.max {
             return None;
         }
         let best = self
@@ -228,6 +229,29 @@ impl Naive {
             .seq;
         self.txs.iter_mut().find(|t| t.seq == best)?.in_flight = true;
         Some(best)
+    }
+
+    /// Runnable ones accepted by `fits`, best first, among the first `limit * 8`.
+    fn start_riders(&mut self, now: Millis, limit: usize, fits: fn(Seq) -> bool) -> Vec<Seq> {
+        let mut free: Vec<(Priority, Seq)> = self
+            .txs
+            .iter()
+            .filter(|t| self.free(t) && t.not_before <= now)
+            .map(|t| (t.priority, t.seq))
+            .collect();
+        free.sort();
+        let picked: Vec<Seq> = free
+            .into_iter()
+            .take(limit * 8)
+            .map(|(_, s)| s)
+            .filter(|&s| fits(s))
+            .take(limit)
+            .collect();
+        for t in self.txs.iter_mut().filter(|t| picked.contains(&t.seq)) {
+            t.in_flight = true;
+            t.rider = true;
+        }
+        picked
     }
 
     fn next_due(&self) -> Option<Millis> {
@@ -249,6 +273,10 @@ enum Op {
     Start {
         advance: u16,
     },
+    Batch {
+        advance: u16,
+        limit: u8,
+    },
     Succeed(usize),
     Fail(usize, u16),
     Remove(usize),
@@ -263,6 +291,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (prop::collection::vec(0u8..6, 0..3), 0u8..3, prop_oneof![Just(0u16), 0u16..500])
             .prop_map(|(keys, priority, delay)| Op::Insert { keys, priority, delay }),
         5 => (0u16..300).prop_map(|advance| Op::Start { advance }),
+        2 => (0u16..300, 1u8..6).prop_map(|(advance, limit)| Op::Batch { advance, limit }),
         3 => any::<usize>().prop_map(Op::Succeed),
         2 => (any::<usize>(), 0u16..800).prop_map(|(i, d)| Op::Fail(i, d)),
         1 => any::<usize>().prop_map(Op::Remove),
@@ -308,6 +337,7 @@ fn run_against_naive(fifo: bool, max: usize, ops: Vec<Op>) -> Result<(), TestCas
                     not_before: now + delay as Millis,
                     in_flight: false,
                     held: false,
+                    rider: false,
                 });
             }
             Op::Start { advance } => {
@@ -321,6 +351,16 @@ fn run_against_naive(fifo: bool, max: usize, ops: Vec<Op>) -> Result<(), TestCas
                     }
                 }
             }
+            Op::Batch { advance, limit } => {
+                now += advance as Millis;
+                let a = s.start_next(now);
+                prop_assert_eq!(a, n.start_next(now), "start_next at {}", now);
+                if a.is_some() {
+                    let even = |seq: Seq| seq % 2 == 0;
+                    let riders = s.start_riders(now, limit as usize, even);
+                    prop_assert_eq!(riders, n.start_riders(now, limit as usize, even));
+                }
+            }
             Op::Succeed(i) | Op::Fail(i, _) => {
                 let flying: Vec<usize> = (0..n.txs.len()).filter(|&j| n.txs[j].in_flight).collect();
                 if flying.is_empty() {
@@ -331,6 +371,7 @@ fn run_against_naive(fifo: bool, max: usize, ops: Vec<Op>) -> Result<(), TestCas
                 if let Op::Fail(_, d) = op {
                     s.retry(seq, now + d as Millis).unwrap();
                     n.txs[j].in_flight = false;
+                    n.txs[j].rider = false;
                     n.txs[j].not_before = now + d as Millis;
                 } else {
                     s.finish(seq).unwrap();
@@ -353,6 +394,7 @@ fn run_against_naive(fifo: bool, max: usize, ops: Vec<Op>) -> Result<(), TestCas
                 let mut t = finished.remove(i % finished.len());
                 t.in_flight = false;
                 t.held = false;
+                t.rider = false;
                 t.not_before = now;
                 s.insert(t.seq, &t.keys, t.priority, t.not_before).unwrap();
                 n.txs.push(t);
@@ -364,6 +406,7 @@ fn run_against_naive(fifo: bool, max: usize, ops: Vec<Op>) -> Result<(), TestCas
                 let j = i % n.txs.len();
                 s.hold(n.txs[j].seq).unwrap();
                 n.txs[j].in_flight = false;
+                n.txs[j].rider = false;
                 n.txs[j].held = true;
             }
             Op::Unhold(i) => {
@@ -407,4 +450,27 @@ proptest! {
     fn fifo_matches_reference(max in 1usize..5, ops in prop::collection::vec(op(), 1..80)) {
         run_against_naive(true, max, ops)?;
     }
+}
+
+#[test]
+fn riders_share_one_concurrency_slot_and_never_a_key() {
+    let mut s = sched(1);
+    for (seq, k) in [(1, "a"), (2, "a"), (3, "b"), (4, "c"), (5, "d")] {
+        s.insert(seq, &[k], Priority::Normal, 0).unwrap();
+    }
+    assert_eq!(s.start_next(0), Some(1));
+    // 2 shares key a with 1: not runnable, so not a rider.
+    assert_eq!(s.start_riders(0, 2, |_| true), vec![3, 4]);
+    assert_eq!(s.in_flight(), 3);
+    assert_eq!(s.start_next(0), None, "the batch holds the one slot");
+    s.finish(3).unwrap();
+    s.finish(4).unwrap();
+    assert_eq!(
+        s.start_next(0),
+        None,
+        "the batch's first member still holds it"
+    );
+    s.finish(1).unwrap();
+    assert_eq!(s.start_next(0), Some(2));
+    assert_eq!(s.start_riders(0, 5, |seq| seq != 5), Vec::<Seq>::new());
 }
