@@ -92,6 +92,12 @@ export interface OutboxOptions {
   /** What later transactions on a dead transaction's keys do: 'skip' (default) runs them;
    *  'block' holds them until the dead one is retried or discarded. */
   deadLetterPolicy?: 'skip' | 'block';
+  /** 'wifi-preferred' holds low-priority work while the connection is metered (cellular,
+   *  Data Saver, or an effective type of 3g or slower, from the Network Information API
+   *  where the browser has it) until the oldest held transaction is `maxHoldMs` old
+   *  (default 24 h), the outbox's payloads exceed `maxHoldBytes` (default 1 MiB), or
+   *  `drain()` is called. Default 'always'. */
+  network?: { policy?: 'always' | 'wifi-preferred'; maxHoldMs?: number; maxHoldBytes?: number };
 }
 
 /** The built-in `http` handler's mutations. */
@@ -151,6 +157,8 @@ export interface OutboxStats {
   pending: number;
   /** Pending after at least one failed attempt. */
   retrying: number;
+  /** Low-priority transactions held back by the `wifi-preferred` network policy. */
+  held: number;
   inFlight: number;
   dead: number;
   oldestCreatedAt: number | null;

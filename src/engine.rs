@@ -29,7 +29,8 @@ use crate::leader::{self, Channel, HeldLock, LockRequest, Mode};
 use crate::lease::{Lease, Timing};
 use crate::metrics::{Metrics, Progress};
 use crate::model::{DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
-use crate::options::{Handler, NewTransaction, Options};
+use crate::network;
+use crate::options::{Handler, NewTransaction, Options, WifiPreferred};
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
 use crate::store::{Append, Store};
@@ -129,6 +130,14 @@ struct State {
     /// Something ran since the last `drained` event.
     active: bool,
     triggers: Option<Triggers>,
+    network_watch: Option<network::Watch>,
+    /// `drain()` sends low-priority work the network policy would hold.
+    force_low: bool,
+    /// The network policy's last verdict (it scans the outbox, so it is kept until the
+    /// connection changes, work is enqueued, or `hold_until` passes).
+    hold_verdict: Option<bool>,
+    /// When the oldest held transaction reaches `maxHoldMs`.
+    hold_until: Option<Millis>,
 }
 
 pub struct Engine {
@@ -140,6 +149,7 @@ pub struct Engine {
     max_concurrency: usize,
     max_age_ms: Option<Millis>,
     dead_letters: DeadLetterPolicy,
+    wifi_preferred: Option<WifiPreferred>,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -237,6 +247,7 @@ impl Engine {
             max_concurrency: opts.max_concurrency,
             max_age_ms: opts.max_age_ms,
             dead_letters: opts.dead_letters,
+            wifi_preferred: opts.wifi_preferred,
             mode,
             me: leader::context_id(),
             st: RefCell::new(State {
@@ -281,6 +292,10 @@ impl Engine {
                 metrics: Metrics::default(),
                 active: false,
                 triggers: None,
+                network_watch: None,
+                force_low: false,
+                hold_verdict: None,
+                hold_until: None,
             }),
             name: opts.name,
         });
@@ -324,6 +339,15 @@ impl Engine {
             },
         });
         engine.st.borrow_mut().triggers = Some(triggers);
+        if engine.wifi_preferred.is_some() {
+            let w = Rc::downgrade(&engine);
+            engine.st.borrow_mut().network_watch = network::watch(move || {
+                if let Some(e) = w.upgrade() {
+                    e.st.borrow_mut().hold_verdict = None;
+                    e.pump();
+                }
+            });
+        }
         engine.start_election().await;
         Ok(engine)
     }
@@ -561,6 +585,7 @@ impl Engine {
         if st.sched.is_held(seq) {
             let _ = st.sched.remove(seq);
         }
+        st.hold_verdict = None;
         if st
             .sched
             .insert(seq, &m.keys, m.priority, m.next_attempt_at)
@@ -768,6 +793,8 @@ impl Engine {
                     let leading = {
                         let mut st = self.st.borrow_mut();
                         let leading = st.epoch.is_some();
+                        // New bytes and ages for the network policy.
+                        st.hold_verdict = None;
                         for (mut item, seq) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
                             if leading {
@@ -840,6 +867,8 @@ impl Engine {
             if st.closed || st.epoch.is_none() {
                 return;
             }
+            let hold = self.hold_low(&mut st, now);
+            st.sched.set_hold_low(hold);
             while let Some(seq) = st.sched.start_next(now) {
                 st.active = true;
                 let handler = st.pending.get(&seq).map(|m| m.handler.clone());
@@ -877,9 +906,46 @@ impl Engine {
         self.check_idle();
     }
 
+    /// The `wifi-preferred` policy: hold low-priority work on a metered connection until
+    /// the oldest of it is `maxHoldMs` old or the outbox holds more than `maxHoldBytes`,
+    /// or the app calls `drain()`.
+    fn hold_low(&self, st: &mut State, now: Millis) -> bool {
+        let Some(policy) = self.wifi_preferred else {
+            return false;
+        };
+        if st.force_low {
+            return false;
+        }
+        if let Some(verdict) = st.hold_verdict {
+            if st.hold_until.is_none_or(|u| now < u) {
+                return verdict;
+            }
+        }
+        st.hold_until = None;
+        let verdict = network::metered() && {
+            let oldest_low = st
+                .pending
+                .values()
+                .filter(|m| m.priority == crate::model::Priority::Low)
+                .map(|m| m.created_at)
+                .min();
+            let bytes: u64 = st.pending.values().map(|m| m.bytes).sum();
+            let until = oldest_low.map(|t| t.saturating_add(policy.max_hold_ms));
+            st.hold_until = until;
+            until.is_some_and(|u| now < u) && bytes <= policy.max_hold_bytes
+        };
+        st.hold_verdict = Some(verdict);
+        verdict
+    }
+
     fn arm_timer(self: &Rc<Self>, now: Millis) {
         let mut st = self.st.borrow_mut();
-        let due = match st.sched.next_due() {
+        let release = st.hold_until.filter(|_| st.sched.parked() > 0);
+        let next = match (st.sched.next_due(), release) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let due = match next {
             Some(t) if t > now && t != Millis::MAX => t,
             _ => {
                 st.timer = None;
@@ -1467,6 +1533,7 @@ impl Engine {
                 return;
             }
             let drained = std::mem::replace(&mut st.active, false);
+            st.force_low = false;
             st.metrics.end_run();
             (
                 std::mem::take(&mut st.drains),
@@ -1545,6 +1612,7 @@ impl Engine {
                 })
             });
             let start = st.totals;
+            st.force_low = true;
             st.drains.push(DrainWait {
                 id,
                 deferred,

@@ -21,6 +21,8 @@ mod js;
 #[cfg(target_arch = "wasm32")]
 mod leader;
 #[cfg(target_arch = "wasm32")]
+mod network;
+#[cfg(target_arch = "wasm32")]
 mod options;
 #[cfg(target_arch = "wasm32")]
 mod outbox;

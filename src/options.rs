@@ -77,6 +77,16 @@ pub struct Options {
     /// Transactions older than this go to the dead letters (reason `expired`).
     pub max_age_ms: Option<Millis>,
     pub dead_letters: DeadLetterPolicy,
+    /// `network: { policy: 'wifi-preferred' }`: hold low-priority work on metered links.
+    pub wifi_preferred: Option<WifiPreferred>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct WifiPreferred {
+    /// Held no longer than this after the oldest low-priority transaction was enqueued.
+    pub max_hold_ms: Millis,
+    /// Held only while the outbox's payloads total at most this.
+    pub max_hold_bytes: u64,
 }
 
 pub struct NewTransaction {
@@ -187,6 +197,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             "leaderElection",
             "maxAgeMs",
             "deadLetterPolicy",
+            "network",
         ],
         "option",
         C,
@@ -229,6 +240,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         C,
     )?
     .unwrap_or_default();
+    let wifi_preferred = parse_network(&js::get(v, "network"))?;
     let mut retry = RetryPolicy::default();
     let rv = js::get(v, "retry");
     if !rv.is_undefined() {
@@ -268,7 +280,42 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         leader_election,
         max_age_ms,
         dead_letters,
+        wifi_preferred,
     })
+}
+
+fn parse_network(v: &JsValue) -> Result<Option<WifiPreferred>> {
+    const C: ErrorCode = ErrorCode::InvalidOptions;
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    if !js::is_plain_object(v) {
+        return Err(invalid(C, "network must be an object"));
+    }
+    reject_unknown(
+        v,
+        &["policy", "maxHoldMs", "maxHoldBytes"],
+        "network option",
+        C,
+    )?;
+    let wifi = choice(
+        v,
+        "policy",
+        |s| match s {
+            "always" => Some(false),
+            "wifi-preferred" => Some(true),
+            _ => None,
+        },
+        "'always', 'wifi-preferred'",
+        C,
+    )?
+    .unwrap_or(false);
+    let max_hold_ms = whole(v, "maxHoldMs", 0.0, 9_007_199_254_740_991.0, C)?;
+    let max_hold_bytes = whole(v, "maxHoldBytes", 0.0, 9_007_199_254_740_991.0, C)?;
+    Ok(wifi.then(|| WifiPreferred {
+        max_hold_ms: max_hold_ms.unwrap_or(24 * 3_600_000),
+        max_hold_bytes: max_hold_bytes.unwrap_or(1 << 20),
+    }))
 }
 
 pub fn parse_transaction(

@@ -31,6 +31,9 @@ enum State {
     /// Runnable now; in `ready`.
     Ready,
     InFlight,
+    /// Runnable but low priority while low priority is held (a network policy); in
+    /// `parked`.
+    Parked,
     /// A dead letter under the `block` policy: never runs, keeps its keys (and, for a
     /// barrier, everything later) waiting until revived or discarded.
     Held,
@@ -80,6 +83,8 @@ pub struct Scheduler {
     heads: BTreeSet<Seq>,
     timed: BTreeSet<(Millis, Seq)>,
     ready: BTreeSet<(Priority, Seq)>,
+    parked: BTreeSet<Seq>,
+    hold_low: bool,
     in_flight: usize,
     /// In flight as riders of a batch: not counted against `max_concurrency`.
     riders: usize,
@@ -97,6 +102,8 @@ impl Scheduler {
             heads: BTreeSet::new(),
             timed: BTreeSet::new(),
             ready: BTreeSet::new(),
+            parked: BTreeSet::new(),
+            hold_low: false,
             in_flight: 0,
             riders: 0,
             in_flight_barriers: 0,
@@ -198,6 +205,7 @@ impl Scheduler {
                 .iter()
                 .map(|&(_, s)| s)
                 .chain(self.ready.iter().map(|&(_, s)| s))
+                .chain(self.parked.iter().copied())
                 .filter(|&s| s > seq)
                 .collect();
             for s in later {
@@ -317,6 +325,9 @@ impl Scheduler {
             State::Ready => {
                 self.ready.remove(&(priority, seq));
             }
+            State::Parked => {
+                self.parked.remove(&seq);
+            }
             State::Blocked | State::Held => {}
         }
         self.heads.remove(&seq);
@@ -339,6 +350,34 @@ impl Scheduler {
         self.entries
             .get(&seq)
             .is_some_and(|e| e.state == State::Held)
+    }
+
+    /// Holds (or releases) low-priority work: while held, a runnable low-priority
+    /// transaction waits in `parked`; everything else runs as usual.
+    pub fn set_hold_low(&mut self, hold: bool) {
+        if hold == self.hold_low {
+            return;
+        }
+        self.hold_low = hold;
+        if hold {
+            let low: Vec<(Priority, Seq)> =
+                self.ready.range((Priority::Low, 0)..).copied().collect();
+            for (p, seq) in low {
+                self.ready.remove(&(p, seq));
+                self.parked.insert(seq);
+                self.set_state(seq, State::Parked);
+            }
+        } else {
+            for seq in std::mem::take(&mut self.parked) {
+                self.ready.insert((Priority::Low, seq));
+                self.set_state(seq, State::Ready);
+            }
+        }
+    }
+
+    /// Runnable low-priority transactions held back by [`set_hold_low`](Self::set_hold_low).
+    pub fn parked(&self) -> usize {
+        self.parked.len()
     }
 
     /// Makes every pending transaction due now (the network came back).
@@ -385,8 +424,13 @@ impl Scheduler {
             }
             self.timed.pop_first();
             if let Some(e) = self.entries.get_mut(&seq) {
-                e.state = State::Ready;
-                self.ready.insert((e.priority, seq));
+                if self.hold_low && e.priority == Priority::Low {
+                    e.state = State::Parked;
+                    self.parked.insert(seq);
+                } else {
+                    e.state = State::Ready;
+                    self.ready.insert((e.priority, seq));
+                }
             }
         }
     }
@@ -453,6 +497,9 @@ impl Scheduler {
             }
             State::Ready => {
                 self.ready.remove(&(e.priority, seq));
+            }
+            State::Parked => {
+                self.parked.remove(&seq);
             }
             State::Blocked | State::InFlight | State::Held => {}
         }
@@ -533,6 +580,10 @@ impl Scheduler {
             }
             (false, State::Ready) => {
                 self.ready.remove(&(priority, seq));
+                self.set_state(seq, State::Blocked);
+            }
+            (false, State::Parked) => {
+                self.parked.remove(&seq);
                 self.set_state(seq, State::Blocked);
             }
             _ => {}

@@ -277,3 +277,57 @@ test('batch handlers: up to batchSize runnable transactions per call, per-transa
   assert.equal(r.bad, 'InvalidOptions');
   assert.equal(r.unknown, 'InvalidOptions');
 });
+
+test("network policy 'wifi-preferred': low priority waits on a slow link until it is fast, drain(), maxHoldMs or maxHoldBytes", async () => {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const slow = () => cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 2000, downloadThroughput: 4000, uploadThroughput: 4000 });
+  const fast = () => cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    window.netSent = [];
+    const handlers = { send: async (ctx) => { window.netSent.push(ctx.mutations.m); } };
+    window.netOb = await Outbox.open({ name: 'features-net', handlers, network: { policy: 'wifi-preferred' } });
+    window.netShort = await Outbox.open({ name: 'features-net-short', handlers, network: { policy: 'wifi-preferred', maxHoldMs: 300 } });
+    window.netSmall = await Outbox.open({ name: 'features-net-small', handlers, network: { policy: 'wifi-preferred', maxHoldBytes: 500 } });
+  });
+  try {
+    await slow();
+    assert.equal(await page.evaluate(() => navigator.connection.effectiveType), '2g');
+    const held = await page.evaluate(async () => {
+      const ob = window.netOb;
+      await ob.enqueue({ handler: 'send', keys: ['l'], mutations: { m: 'low-1' }, priority: 'low' });
+      const n = await ob.enqueue({ handler: 'send', keys: ['n'], mutations: { m: 'normal' } });
+      await ob.settled(n.id);
+      await new Promise((r) => setTimeout(r, 300));
+      return { sent: [...window.netSent], held: (await ob.stats()).held };
+    });
+    assert.deepEqual(held, { sent: ['normal'], held: 1 });
+    await fast();
+    await page.waitForFunction(() => window.netSent.includes('low-1'), null, { timeout: 5000 });
+    await slow();
+    const drained = await page.evaluate(async () => {
+      const ob = window.netOb;
+      await ob.enqueue({ handler: 'send', keys: ['l'], mutations: { m: 'low-2' }, priority: 'low' });
+      await new Promise((r) => setTimeout(r, 200));
+      const before = window.netSent.includes('low-2');
+      const report = await ob.drain();
+      return { before, after: window.netSent.includes('low-2'), sent: report.sent };
+    });
+    assert.deepEqual(drained, { before: false, after: true, sent: 1 });
+    const limits = await page.evaluate(async () => {
+      const t0 = Date.now();
+      const a = await window.netShort.enqueue({ handler: 'send', keys: ['s'], mutations: { m: 'short' }, priority: 'low' });
+      await window.netShort.settled(a.id);
+      const waited = Date.now() - t0;
+      const b = await window.netSmall.enqueue({ handler: 'send', keys: ['b'], mutations: { m: 'big', pad: 'x'.repeat(1000) }, priority: 'low' });
+      await window.netSmall.settled(b.id);
+      return { waited, sent: window.netSent.slice(-2) };
+    });
+    assert.ok(limits.waited >= 280 && limits.waited < 3000, `held ${limits.waited} ms`);
+    assert.deepEqual(limits.sent, ['short', 'big']);
+  } finally {
+    await fast();
+    await page.evaluate(() => Promise.all([window.netOb.close(), window.netShort.close(), window.netSmall.close()]));
+  }
+});

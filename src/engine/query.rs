@@ -288,6 +288,8 @@ impl Engine {
             .count();
         js::set(&o, "retrying", &JsValue::from_f64(retrying as f64));
         js::set(&o, "dead", &JsValue::from(dead));
+        // Low-priority work held back by the network policy.
+        js::set(&o, "held", &JsValue::from_f64(st.sched.parked() as f64));
         let number_or_null =
             |v: Option<Millis>| v.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
         let oldest = metas.iter().map(|(m, _)| m.created_at).min();
