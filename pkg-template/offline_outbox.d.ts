@@ -98,6 +98,10 @@ export interface OutboxOptions {
    *  (default 24 h), the outbox's payloads exceed `maxHoldBytes` (default 1 MiB), or
    *  `drain()` is called. Default 'always'. */
   network?: { policy?: 'always' | 'wifi-preferred'; maxHoldMs?: number; maxHoldBytes?: number };
+  /** Ask for persistent storage (`navigator.storage.persist()`) at open. Default true. */
+  persist?: boolean;
+  /** Soft limits: `capacity` events at 80 % ('warning') and 100 % ('full'); work is never refused. */
+  capacity?: { maxCount?: number; maxBytes?: number };
 }
 
 /** The built-in `http` handler's mutations. */
@@ -169,6 +173,8 @@ export interface OutboxStats {
   successRate: number | null;
   /** Over the last 1024 attempts this context ran (null: none yet). */
   attemptLatencyMs: { p50: number | null; p90: number | null; p99: number | null };
+  /** From `navigator.storage` where present (null otherwise); usage and quota are the origin's. */
+  storage: { persisted: boolean | null; usage: number | null; quota: number | null };
   /** When the earliest waiting transaction becomes due, if any. */
   nextAttemptAt: number | null;
   /** Counters since this context opened the outbox. */
@@ -196,6 +202,13 @@ export type OutboxEvent =
   /** After each transaction settles (sent or dead) while work runs; `total` counts what is
    *  settled in this run plus what is still waiting. */
   | { type: 'progress'; done: number; total: number }
+  /** Crossing 80 % ('warning') or 100 % ('full') of `capacity`, on the way up. */
+  | { type: 'capacity'; level: 'warning' | 'full'; count: number; bytes: number; ratio: number }
+  /** The database went away under the outbox: 'deleted' (site data cleared, or evicted),
+   *  'closed' (by the browser), 'upgraded' (a newer version of this package opened it).
+   *  `pending` is what this context knew was waiting. The outbox then refuses every call
+   *  with StorageUnavailable; open it again. */
+  | { type: 'storage-lost'; reason: 'deleted' | 'closed' | 'upgraded'; pending: number }
   | { type: 'retry'; id: string; attempt: number; nextAttemptAt: number; error: TransactionError }
   | { type: 'dead'; id: string; reason: DeadReason; error: TransactionError }
   | { type: 'removed'; id: string }

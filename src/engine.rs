@@ -30,9 +30,10 @@ use crate::lease::{Lease, Timing};
 use crate::metrics::{Metrics, Progress};
 use crate::model::{DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
 use crate::network;
-use crate::options::{Handler, NewTransaction, Options, WifiPreferred};
+use crate::options::{Capacity, Handler, NewTransaction, Options, WifiPreferred};
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
+use crate::storage_manager;
 use crate::store::{Append, Store};
 use crate::triggers::{Callbacks, Triggers};
 
@@ -138,6 +139,13 @@ struct State {
     hold_verdict: Option<bool>,
     /// When the oldest held transaction reaches `maxHoldMs`.
     hold_until: Option<Millis>,
+    /// The database went away under the outbox (deleted, evicted, or upgraded elsewhere).
+    lost: bool,
+    /// Whether storage is persistent, once known.
+    persisted: Option<bool>,
+    /// 0 below 80 % of the capacity, 1 from 80 %, 2 from 100 %: events fire on the way up.
+    capacity_level: u8,
+    capacity_dirty: bool,
 }
 
 pub struct Engine {
@@ -150,6 +158,7 @@ pub struct Engine {
     max_age_ms: Option<Millis>,
     dead_letters: DeadLetterPolicy,
     wifi_preferred: Option<WifiPreferred>,
+    capacity: Capacity,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -248,6 +257,7 @@ impl Engine {
             max_age_ms: opts.max_age_ms,
             dead_letters: opts.dead_letters,
             wifi_preferred: opts.wifi_preferred,
+            capacity: opts.capacity,
             mode,
             me: leader::context_id(),
             st: RefCell::new(State {
@@ -296,6 +306,10 @@ impl Engine {
                 force_low: false,
                 hold_verdict: None,
                 hold_until: None,
+                lost: false,
+                persisted: None,
+                capacity_level: 0,
+                capacity_dirty: false,
             }),
             name: opts.name,
         });
@@ -339,6 +353,20 @@ impl Engine {
             },
         });
         engine.st.borrow_mut().triggers = Some(triggers);
+        let w = Rc::downgrade(&engine);
+        engine.store.watch_loss(move |reason| {
+            if let Some(e) = w.upgrade() {
+                e.storage_lost(reason);
+            }
+        });
+        let w = Rc::downgrade(&engine);
+        let request = opts.persist;
+        spawn_local(async move {
+            let persisted = storage_manager::persist(request).await;
+            if let Some(e) = w.upgrade() {
+                e.st.borrow_mut().persisted = persisted;
+            }
+        });
         if engine.wifi_preferred.is_some() {
             let w = Rc::downgrade(&engine);
             engine.st.borrow_mut().network_watch = network::watch(move || {
@@ -586,6 +614,7 @@ impl Engine {
             let _ = st.sched.remove(seq);
         }
         st.hold_verdict = None;
+        st.capacity_dirty = true;
         if st
             .sched
             .insert(seq, &m.keys, m.priority, m.next_attempt_at)
@@ -624,10 +653,77 @@ impl Engine {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.st.borrow().closed {
+        let st = self.st.borrow();
+        if st.lost {
+            Err(Error::new(
+                ErrorCode::StorageUnavailable,
+                "the outbox's database went away (site data cleared, evicted, or upgraded by a newer version); open the outbox again",
+            ))
+        } else if st.closed {
             Err(Self::closed_error())
         } else {
             Ok(())
+        }
+    }
+
+    /// The database went away: say so with what this context knew was waiting (an
+    /// evicted store must not pass for an empty queue), then shut down.
+    fn storage_lost(self: &Rc<Self>, reason: &'static str) {
+        let pending = {
+            let mut st = self.st.borrow_mut();
+            if st.lost || st.closed {
+                return;
+            }
+            st.lost = true;
+            st.pending.len()
+        };
+        self.emit(|| {
+            let ev = event("storage-lost", None);
+            js::set(&ev, "reason", &JsValue::from_str(reason));
+            js::set(&ev, "pending", &JsValue::from_f64(pending as f64));
+            ev
+        });
+        spawn_local(self.clone().close());
+    }
+
+    /// `capacity` events when the outbox crosses 80 % or 100 % of a soft limit on the way
+    /// up. Nothing is refused: an outbox must not lose writes for being full.
+    fn check_capacity(&self) {
+        let Capacity {
+            max_count,
+            max_bytes,
+        } = self.capacity;
+        if max_count.is_none() && max_bytes.is_none() {
+            return;
+        }
+        let (count, bytes, ratio, level, rose) = {
+            let mut st = self.st.borrow_mut();
+            if !std::mem::take(&mut st.capacity_dirty) {
+                return;
+            }
+            let count = st.pending.len() as u64;
+            let bytes: u64 = st.pending.values().map(|m| m.bytes).sum();
+            let part = |n: u64, max: Option<u64>| max.map_or(0.0, |m| n as f64 / m as f64);
+            let ratio = part(count, max_count).max(part(bytes, max_bytes));
+            let level = match ratio {
+                r if r >= 1.0 => 2,
+                r if r >= 0.8 => 1,
+                _ => 0,
+            };
+            let rose = level > st.capacity_level;
+            st.capacity_level = level;
+            (count, bytes, ratio, level, rose)
+        };
+        if rose {
+            self.emit(|| {
+                let ev = event("capacity", None);
+                let name = if level == 2 { "full" } else { "warning" };
+                js::set(&ev, "level", &JsValue::from_str(name));
+                js::set(&ev, "count", &JsValue::from_f64(count as f64));
+                js::set(&ev, "bytes", &JsValue::from_f64(bytes as f64));
+                js::set(&ev, "ratio", &JsValue::from_f64(ratio));
+                ev
+            });
         }
     }
 
@@ -795,6 +891,7 @@ impl Engine {
                         let leading = st.epoch.is_some();
                         // New bytes and ages for the network policy.
                         st.hold_verdict = None;
+                        st.capacity_dirty = true;
                         for (mut item, seq) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
                             if leading {
@@ -903,6 +1000,7 @@ impl Engine {
         }
         self.load_payloads();
         self.arm_timer(now);
+        self.check_capacity();
         self.check_idle();
     }
 
@@ -1284,6 +1382,7 @@ impl Engine {
             st.ids.remove(&meta.id);
             st.totals.sent += 1;
             st.unreported += 1;
+            st.capacity_dirty = true;
             st.acks.push(meta);
             !std::mem::replace(&mut st.ack_busy, true)
         };
@@ -1436,6 +1535,7 @@ impl Engine {
                     st.ids.remove(&meta.id);
                     st.cache.remove(&seq);
                     st.totals.dead += 1;
+                    st.capacity_dirty = true;
                     st.waiters.remove(&meta.id).unwrap_or_default()
                 }
                 Err(_) => Vec::new(),

@@ -79,6 +79,16 @@ pub struct Options {
     pub dead_letters: DeadLetterPolicy,
     /// `network: { policy: 'wifi-preferred' }`: hold low-priority work on metered links.
     pub wifi_preferred: Option<WifiPreferred>,
+    /// Ask for persistent storage at open (default true).
+    pub persist: bool,
+    pub capacity: Capacity,
+}
+
+/// Soft limits: crossing 80 % and 100 % emits `capacity` events; nothing is refused.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Capacity {
+    pub max_count: Option<u64>,
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -198,6 +208,8 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             "maxAgeMs",
             "deadLetterPolicy",
             "network",
+            "persist",
+            "capacity",
         ],
         "option",
         C,
@@ -241,6 +253,22 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     )?
     .unwrap_or_default();
     let wifi_preferred = parse_network(&js::get(v, "network"))?;
+    let persist = match js::get(v, "persist") {
+        p if p.is_undefined() => true,
+        p => p
+            .as_bool()
+            .ok_or_else(|| invalid(C, "persist must be a boolean"))?,
+    };
+    let mut capacity = Capacity::default();
+    let cv = js::get(v, "capacity");
+    if !cv.is_undefined() {
+        if !js::is_plain_object(&cv) {
+            return Err(invalid(C, "capacity must be an object"));
+        }
+        reject_unknown(&cv, &["maxCount", "maxBytes"], "capacity option", C)?;
+        capacity.max_count = whole(&cv, "maxCount", 1.0, 9_007_199_254_740_991.0, C)?;
+        capacity.max_bytes = whole(&cv, "maxBytes", 1.0, 9_007_199_254_740_991.0, C)?;
+    }
     let mut retry = RetryPolicy::default();
     let rv = js::get(v, "retry");
     if !rv.is_undefined() {
@@ -281,6 +309,8 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         max_age_ms,
         dead_letters,
         wifi_preferred,
+        persist,
+        capacity,
     })
 }
 

@@ -155,7 +155,10 @@ impl Append {
 pub struct Store {
     /// `None` once closed.
     db: std::cell::RefCell<Option<IdbDatabase>>,
+    watchers: std::cell::RefCell<Vec<EventClosure>>,
 }
+
+type EventClosure = Closure<dyn FnMut(web_sys::Event)>;
 
 /// Maps an IndexedDB failure onto the public codes.
 fn storage(context: &str, e: JsValue) -> Error {
@@ -267,23 +270,42 @@ impl Store {
         let db: IdbDatabase = opened
             .map_err(|e| storage("cannot open IndexedDB", e))?
             .unchecked_into();
-        // Another context upgrading the schema (a newer version of this package) needs
-        // this connection closed; the outbox reports StorageUnavailable until reopened.
-        let closer = Closure::<dyn FnMut(web_sys::Event)>::new({
-            let db = db.clone();
-            move |_| db.close()
-        });
-        db.set_onversionchange(Some(closer.as_ref().unchecked_ref()));
-        closer.forget();
         Ok(Self {
             db: std::cell::RefCell::new(Some(db)),
+            watchers: std::cell::RefCell::new(Vec::new()),
         })
+    }
+
+    /// Calls `lost` when the database goes away under the outbox: deleted (site data
+    /// cleared, or evicted as Safari does) or closed by the browser. Another context
+    /// upgrading the schema (a newer version of this package) also needs this connection
+    /// closed; the outbox then reports StorageUnavailable until reopened.
+    pub fn watch_loss(&self, lost: impl Fn(&'static str) + 'static) {
+        let Some(db) = self.db.borrow().clone() else {
+            return;
+        };
+        let lost = std::rc::Rc::new(lost);
+        let on_change = EventClosure::new({
+            let (db, lost) = (db.clone(), lost.clone());
+            move |e: web_sys::Event| {
+                db.close();
+                let deleted = js::get(&e, "newVersion").is_null();
+                lost(if deleted { "deleted" } else { "upgraded" });
+            }
+        });
+        db.set_onversionchange(Some(on_change.as_ref().unchecked_ref()));
+        let on_close = EventClosure::new(move |_| lost("closed"));
+        db.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        self.watchers.borrow_mut().extend([on_change, on_close]);
     }
 
     pub fn close(&self) {
         if let Some(db) = self.db.borrow_mut().take() {
+            db.set_onversionchange(None);
+            db.set_onclose(None);
             db.close();
         }
+        self.watchers.borrow_mut().clear();
     }
 
     fn tx(&self, stores: &[&str], mode: IdbTransactionMode, context: &'static str) -> Result<Tx> {

@@ -331,3 +331,107 @@ test("network policy 'wifi-preferred': low priority waits on a slow link until i
     await page.evaluate(() => Promise.all([window.netOb.close(), window.netShort.close(), window.netSmall.close()]));
   }
 });
+
+test('storage health: persistence and estimate in stats, capacity warnings that never refuse work', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const events = [];
+    let gate, gate2;
+    const gated = new Promise((r) => { gate = r; });
+    const gated2 = new Promise((r) => { gate2 = r; });
+    const ob = await Outbox.open({
+      name: 'features-capacity', capacity: { maxCount: 5 },
+      handlers: { gate: () => gated, gate2: () => gated2, send: async () => {} },
+    });
+    ob.subscribe((e) => { if (e.type === 'capacity') events.push([e.level, e.count]); });
+    await ob.enqueue({ handler: 'gate', keys: [], mutations: null });
+    const levels = [];
+    for (let i = 0; i < 6; i++) {
+      await ob.enqueue({ handler: 'send', keys: ['k'], mutations: i });
+      await new Promise((r) => setTimeout(r, 0));
+      levels.push(events.length);
+    }
+    const stats = await ob.stats();
+    gate();
+    await ob.drain();
+    // Below the marks again: crossing them re-arms.
+    await ob.enqueue({ handler: 'gate2', keys: [], mutations: null });
+    for (let i = 0; i < 3; i++) await ob.enqueue({ handler: 'send', keys: [], mutations: i });
+    await new Promise((r) => setTimeout(r, 0));
+    gate2();
+    await ob.drain();
+    await ob.close();
+    const bad = await Outbox.open({ name: 'x', handlers: {}, capacity: { maxCount: 0 } }).then(() => 'opened', (e) => e.code);
+    return { events, levels, pending: stats.pending + stats.inFlight, storage: stats.storage, bad };
+  });
+  // 4 of 5 (the gate and three) is 80 %; 5 is 100 %.
+  assert.deepEqual(r.levels, [0, 0, 1, 2, 2, 2]);
+  assert.deepEqual(r.events.slice(0, 2), [['warning', 4], ['full', 5]]);
+  assert.equal(r.pending, 7, 'nothing refused past capacity');
+  assert.deepEqual(r.events.slice(2), [['warning', 4]]);
+  assert.equal(typeof r.storage.persisted, 'boolean');
+  assert.ok(r.storage.usage > 0 && r.storage.quota > r.storage.usage, JSON.stringify(r.storage));
+  assert.equal(r.bad, 'InvalidOptions');
+});
+
+test('QuotaExceededError becomes OutboxError QuotaExceeded with nothing written', async () => {
+  // A fresh context: the quota override reaches storage opened after it.
+  const fresh = await browser.newContext();
+  try {
+    const p = await openApp(fresh, srv.origin);
+    const cdp = await fresh.newCDPSession(p);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin: srv.origin, quotaSize: 512 * 1024 });
+    const out = await p.evaluate(async () => {
+      const { Outbox } = window.lib;
+      const ob = await Outbox.open({ name: 'features-quota', handlers: { hang: () => new Promise(() => {}) } });
+      await ob.enqueue({ handler: 'hang', keys: ['a'], mutations: 'small' });
+      // Random, so no compression of stored values can make it fit.
+      const big = new Uint8Array(4 * 1024 * 1024);
+      for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+      const results = await Promise.allSettled([
+        ob.enqueue({ handler: 'hang', keys: ['b'], mutations: 'rides with the big one' }),
+        ob.enqueue({ handler: 'hang', keys: ['c'], mutations: big }),
+      ]);
+      const after = await ob.enqueue({ handler: 'hang', keys: ['d'], mutations: 'fits again' }).then(() => 'ok', (e) => e.code);
+      const peek = (await ob.peek()).map((t) => t.mutations);
+      await ob.close();
+      return { codes: results.map((x) => x.status === 'rejected' ? x.reason.code : 'ok'), names: results.map((x) => x.reason?.name), after, peek };
+    });
+    // Both enqueues of the task shared the aborted write: neither is stored.
+    assert.deepEqual(out.codes, ['QuotaExceeded', 'QuotaExceeded']);
+    assert.deepEqual(out.names, ['OutboxError', 'OutboxError']);
+    assert.equal(out.after, 'ok');
+    assert.deepEqual(out.peek, ['small', 'fits again']);
+  } finally {
+    await fresh.close();
+  }
+});
+
+test('a database that disappears is reported (storage-lost), never passed off as an empty queue', async () => {
+  const cdp = await context.newCDPSession(page);
+  await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    window.lostEvents = [];
+    const handlers = { hang: () => new Promise(() => {}) };
+    for (const name of ['features-lost-deleted', 'features-lost-cleared']) {
+      const ob = await Outbox.open({ name, handlers });
+      ob.subscribe((e) => { if (e.type === 'storage-lost') window.lostEvents.push([name, e.reason, e.pending]); });
+      await ob.enqueue({ handler: 'hang', keys: ['a'], mutations: 1 });
+      await ob.enqueue({ handler: 'hang', keys: ['a'], mutations: 2 });
+      window[name] = ob;
+    }
+    indexedDB.deleteDatabase('offline-outbox:features-lost-deleted');
+  });
+  await page.waitForFunction(() => window.lostEvents.length === 1, null, { timeout: 5000 });
+  await cdp.send('Storage.clearDataForOrigin', { origin: srv.origin, storageTypes: 'indexeddb' });
+  await page.waitForFunction(() => window.lostEvents.length === 2, null, { timeout: 5000 });
+  const r = await page.evaluate(async () => ({
+    events: window.lostEvents,
+    after: await window['features-lost-deleted'].enqueue({ handler: 'hang', keys: [], mutations: 3 }).then(() => 'ok', (e) => e.code),
+  }));
+  assert.deepEqual(r.events, [
+    ['features-lost-deleted', 'deleted', 2],
+    ['features-lost-cleared', 'closed', 2],
+  ]);
+  assert.equal(r.after, 'StorageUnavailable');
+});

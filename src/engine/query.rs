@@ -272,6 +272,7 @@ impl Engine {
         self.check_open()?;
         let dead = self.store.count_dead().await?;
         let metas = self.pending_metas().await?;
+        let estimate = storage_manager::estimate().await;
         let st = self.st.borrow();
         let o = Object::new();
         let in_flight = metas.iter().filter(|(_, s)| *s == Status::InFlight).count();
@@ -305,6 +306,16 @@ impl Engine {
             js::set(&latency, name, &float_or_null(st.metrics.percentile(p)));
         }
         js::set(&o, "attemptLatencyMs", &latency);
+        let storage = Object::new();
+        let persisted = st.persisted.map_or(JsValue::NULL, JsValue::from_bool);
+        js::set(&storage, "persisted", &persisted);
+        let (usage, quota) = match estimate {
+            Some((u, q)) => (JsValue::from_f64(u), JsValue::from_f64(q)),
+            None => (JsValue::NULL, JsValue::NULL),
+        };
+        js::set(&storage, "usage", &usage);
+        js::set(&storage, "quota", &quota);
+        js::set(&o, "storage", &storage);
         let next = if st.epoch.is_some() {
             st.sched.next_due().filter(|t| *t != Millis::MAX)
         } else {
