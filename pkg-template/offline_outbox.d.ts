@@ -61,6 +61,15 @@ export interface BatchHandler<M = any, D = any> {
   sendBatch(batch: HandlerContext<M, D>[]): Promise<void | BatchOutcome[]> | void | BatchOutcome[];
   /** Default 50. A batch takes one `maxConcurrency` slot. */
   batchSize?: number;
+  merge?: (older: M, newer: M) => M;
+}
+
+/** A single-transaction handler with a merge function for coalescing. */
+export interface HandlerSpec<M = any, D = any> {
+  send: Handler<M, D>;
+  /** Folds a newer coalesced transaction's mutations into the pending one's. Without it,
+   *  the newer mutations replace the older. */
+  merge?: (older: M, newer: M) => M;
 }
 
 export interface RetryOptions {
@@ -77,7 +86,7 @@ export interface RetryOptions {
 export interface OutboxOptions {
   /** Namespaces the database (`offline-outbox:<name>`), lock and channel. */
   name: string;
-  handlers: Record<string, Handler | BatchHandler>;
+  handlers: Record<string, Handler | HandlerSpec | BatchHandler>;
   /** Default 4. */
   maxConcurrency?: number;
   /** Default 'per-key'. */
@@ -124,6 +133,10 @@ export interface NewTransaction {
   /** Defaults to the transaction id. */
   idempotencyKey?: string;
   metadata?: unknown;
+  /** Folds this transaction into the latest pending one with the same coalesceKey, handler
+   *  and keys that is not in flight: that one keeps its place and takes these mutations
+   *  (or the handler's `merge`), metadata and idempotency key; this one settles with it. */
+  coalesceKey?: string;
 }
 
 export interface TransactionError {
@@ -202,6 +215,8 @@ export type OutboxEvent =
   /** After each transaction settles (sent or dead) while work runs; `total` counts what is
    *  settled in this run plus what is still waiting. */
   | { type: 'progress'; done: number; total: number }
+  /** `id` was folded into the pending transaction `into` (same coalesceKey); it settles with it. */
+  | { type: 'coalesced'; id: string; into: string }
   /** Crossing 80 % ('warning') or 100 % ('full') of `capacity`, on the way up. */
   | { type: 'capacity'; level: 'warning' | 'full'; count: number; bytes: number; ratio: number }
   /** The database went away under the outbox: 'deleted' (site data cleared, or evicted),

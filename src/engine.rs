@@ -139,6 +139,15 @@ struct State {
     hold_verdict: Option<bool>,
     /// When the oldest held transaction reaches `maxHoldMs`.
     hold_until: Option<Millis>,
+    /// Coalesce key -> the latest pending transaction carrying it.
+    coalesce: HashMap<String, Seq>,
+    /// Records to fold into an earlier one, kept out of the scheduler meanwhile.
+    folding: HashMap<Seq, TxMeta>,
+    /// Folds to start, by the older transaction.
+    folds: Vec<Seq>,
+    /// Older transaction -> newer ones waiting to fold into it, in order. The older is
+    /// held while its queue is not empty.
+    fold_queue: HashMap<Seq, VecDeque<Seq>>,
     /// The database went away under the outbox (deleted, evicted, or upgraded elsewhere).
     lost: bool,
     /// Whether storage is persistent, once known.
@@ -159,6 +168,7 @@ pub struct Engine {
     dead_letters: DeadLetterPolicy,
     wifi_preferred: Option<WifiPreferred>,
     capacity: Capacity,
+    merges: HashMap<String, Function>,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -258,6 +268,7 @@ impl Engine {
             dead_letters: opts.dead_letters,
             wifi_preferred: opts.wifi_preferred,
             capacity: opts.capacity,
+            merges: opts.merges,
             mode,
             me: leader::context_id(),
             st: RefCell::new(State {
@@ -306,6 +317,10 @@ impl Engine {
                 force_low: false,
                 hold_verdict: None,
                 hold_until: None,
+                coalesce: HashMap::new(),
+                folding: HashMap::new(),
+                folds: Vec::new(),
+                fold_queue: HashMap::new(),
                 lost: false,
                 persisted: None,
                 capacity_level: 0,
@@ -474,6 +489,10 @@ impl Engine {
             }
             st.sched = Scheduler::new(self.ordering, self.max_concurrency);
             st.pending.clear();
+            st.coalesce.clear();
+            st.folding.clear();
+            st.folds.clear();
+            st.fold_queue.clear();
             st.ids.clear();
             st.cache.clear();
             st.awaiting_payload.clear();
@@ -554,6 +573,10 @@ impl Engine {
             st.handler_abort.abort();
             st.sched = Scheduler::new(self.ordering, self.max_concurrency);
             st.pending.clear();
+            st.coalesce.clear();
+            st.folding.clear();
+            st.folds.clear();
+            st.fold_queue.clear();
             st.ids.clear();
             st.cache.clear();
             st.awaiting_payload.clear();
@@ -607,8 +630,42 @@ impl Engine {
         }
     }
 
+    /// Takes a pending record into the scheduler, or, when it carries the coalesce key of
+    /// an earlier pending transaction that is not in flight (same handler, same keys),
+    /// queues it to be folded into that one instead (see [`Engine::fold`]).
     fn insert_pending(&self, st: &mut State, m: TxMeta) {
         let Some(seq) = m.seq else { return };
+        if let Some(key) = &m.coalesce_key {
+            let target = st.coalesce.get(key).copied().filter(|&older| {
+                older < seq
+                    && !st.sched.is_in_flight(older)
+                    && (!st.sched.is_held(older) || st.fold_queue.contains_key(&older))
+                    && st.pending.get(&older).is_some_and(|o| {
+                        o.handler == m.handler && {
+                            let mut a = o.keys.clone();
+                            let mut b = m.keys.clone();
+                            a.sort();
+                            b.sort();
+                            a == b
+                        }
+                    })
+            });
+            if let Some(older) = target {
+                st.folding.insert(seq, m);
+                st.writes += 1;
+                if let Some(queue) = st.fold_queue.get_mut(&older) {
+                    queue.push_back(seq);
+                } else {
+                    let _ = st.sched.hold(older);
+                    st.fold_queue.insert(older, VecDeque::from([seq]));
+                    st.folds.push(older);
+                }
+                return;
+            }
+            if st.coalesce.get(key).is_none_or(|&s| s < seq) {
+                st.coalesce.insert(key.clone(), seq);
+            }
+        }
         // A dead letter revived under the block policy: it leaves its hold and runs.
         if st.sched.is_held(seq) {
             let _ = st.sched.remove(seq);
@@ -837,6 +894,7 @@ impl Engine {
             metadata,
             priority,
             idempotency_key,
+            coalesce_key,
         } = crate::options::parse_transaction(tx, &self.handlers)?;
         let payload = payload_record(&mutations, &metadata);
         // The snapshot is what IndexedDB will hold: later changes by the caller to the
@@ -858,6 +916,8 @@ impl Engine {
             dead_reason: None,
             dead_at: None,
             bytes: js::size_of(snapshot.as_ref().unwrap_or(&payload)),
+            coalesce_key,
+            aliases: Vec::new(),
         };
         Ok(Enqueue {
             meta,
@@ -895,16 +955,13 @@ impl Engine {
                         for (mut item, seq) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
                             if leading {
-                                let m = &item.meta;
-                                if st.sched.insert(seq, &m.keys, m.priority, 0).is_ok() {
-                                    st.ids.insert(m.id.clone(), seq);
-                                    st.pending.insert(seq, m.clone());
-                                    if let Some(snap) = item.snapshot.take() {
-                                        if st.cache.len() < WINDOW {
-                                            st.cache.insert(seq, snap);
-                                        }
+                                let fresh = !st.pending.contains_key(&seq);
+                                if let (true, Some(snap)) = (fresh, item.snapshot.take()) {
+                                    if st.cache.len() < WINDOW || item.meta.coalesce_key.is_some() {
+                                        st.cache.insert(seq, snap);
                                     }
                                 }
+                                self.insert_pending(&mut st, item.meta.clone());
                                 // Our own seq right after what we synced: nothing of
                                 // another context's can lie in between.
                                 if st.last_synced.map_or(seq == 1, |l| seq == l + 1) {
@@ -997,6 +1054,10 @@ impl Engine {
         }
         for group in batches {
             spawn_local(self.clone().attempt_batch(group));
+        }
+        let folds = std::mem::take(&mut self.st.borrow_mut().folds);
+        for older in folds {
+            spawn_local(self.clone().fold_all(older));
         }
         self.load_payloads();
         self.arm_timer(now);
@@ -1379,7 +1440,9 @@ impl Engine {
             let Some(meta) = st.pending.remove(&seq) else {
                 return;
             };
-            st.ids.remove(&meta.id);
+            for id in settle_ids(&meta) {
+                st.ids.remove(id);
+            }
             st.totals.sent += 1;
             st.unreported += 1;
             st.capacity_dirty = true;
@@ -1435,7 +1498,9 @@ impl Engine {
                     }
                     st.recent.push_back(meta.clone());
                     st.unreported = st.unreported.saturating_sub(1);
-                    st.waiters.remove(&meta.id).unwrap_or_default()
+                    settle_ids(&meta)
+                        .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
+                        .collect::<Vec<_>>()
                 };
                 if !waiters.is_empty() {
                     let settled = info(&meta, Status::Acknowledged, None);
@@ -1443,7 +1508,9 @@ impl Engine {
                         w.resolve(&settled);
                     }
                 }
-                self.emit_outcome(|| event("sent", Some(&meta.id)));
+                for id in settle_ids(&meta) {
+                    self.emit_outcome(|| event("sent", Some(id)));
+                }
                 self.emit_progress();
             }
         }
@@ -1536,7 +1603,12 @@ impl Engine {
                     st.cache.remove(&seq);
                     st.totals.dead += 1;
                     st.capacity_dirty = true;
-                    st.waiters.remove(&meta.id).unwrap_or_default()
+                    for alias in &meta.aliases {
+                        st.ids.remove(alias);
+                    }
+                    settle_ids(&meta)
+                        .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
+                        .collect::<Vec<_>>()
                 }
                 Err(_) => Vec::new(),
             }
@@ -1553,14 +1625,16 @@ impl Engine {
                 for w in waiters {
                     w.reject(&err);
                 }
-                self.emit_outcome(|| {
-                    let ev = event("dead", Some(&meta.id));
-                    let reason =
-                        serde_wasm_bindgen::to_value(&reason).unwrap_or(JsValue::UNDEFINED);
-                    js::set(&ev, "reason", &reason);
-                    js::set(&ev, "error", &error_object(&error));
-                    ev
-                });
+                for id in settle_ids(&meta) {
+                    self.emit_outcome(|| {
+                        let ev = event("dead", Some(id));
+                        let reason =
+                            serde_wasm_bindgen::to_value(&reason).unwrap_or(JsValue::UNDEFINED);
+                        js::set(&ev, "reason", &reason);
+                        js::set(&ev, "error", &error_object(&error));
+                        ev
+                    });
+                }
                 self.emit_progress();
                 self.settle_quiet();
                 self.pump();
@@ -1597,6 +1671,141 @@ impl Engine {
             }
         }
         self.pump();
+    }
+
+    /// Folds a newer pending transaction into an older one with the same coalesce key:
+    /// the older keeps its place and takes the newer's mutations (or what the handler's
+    /// `merge(older, newer)` returns), metadata and idempotency key; the newer settles with
+    /// it. The older is held meanwhile, so what is sent is never half old, half new.
+    async fn fold_all(self: Rc<Self>, older: Seq) {
+        loop {
+            let next = {
+                let mut st = self.st.borrow_mut();
+                let next = st.fold_queue.get_mut(&older).and_then(VecDeque::pop_front);
+                if next.is_none() {
+                    st.fold_queue.remove(&older);
+                    let _ = st.sched.unhold(older);
+                }
+                next
+            };
+            match next {
+                Some(newer) => self.clone().fold(older, newer).await,
+                None => break,
+            }
+        }
+        self.pump();
+    }
+
+    async fn fold(self: Rc<Self>, older: Seq, newer: Seq) {
+        let (old_meta, new_meta, epoch) = {
+            let mut st = self.st.borrow_mut();
+            let new_meta = st.folding.remove(&newer);
+            (st.pending.get(&older).cloned(), new_meta, st.epoch)
+        };
+        let (old_meta, new_meta, epoch) = match (old_meta, new_meta, epoch) {
+            (Some(o), Some(n), Some(e)) => (o, n, e),
+            (_, new_meta, epoch) => {
+                let mut st = self.st.borrow_mut();
+                st.writes -= 1;
+                // The older one went (removed meanwhile): the newer runs on its own.
+                if let (Some(mut m), Some(_)) = (new_meta, epoch) {
+                    m.coalesce_key = None;
+                    self.insert_pending(&mut st, m);
+                }
+                return;
+            }
+        };
+        let folded = async {
+            let cached = {
+                let mut st = self.st.borrow_mut();
+                (st.cache.remove(&older), st.cache.remove(&newer))
+            };
+            let (old_payload, new_payload) = match cached {
+                (Some(a), Some(b)) => (a, b),
+                (a, b) => {
+                    let ids = [old_meta.id.clone(), new_meta.id.clone()];
+                    let mut read = self.store.payloads(&ids).await?;
+                    let missing = || Error::new(ErrorCode::StorageUnavailable, "payload missing");
+                    (
+                        a.or_else(|| read.remove(&ids[0])).ok_or_else(missing)?,
+                        b.or_else(|| read.remove(&ids[1])).ok_or_else(missing)?,
+                    )
+                }
+            };
+            let newer_mutations = js::get(&new_payload, "mutations");
+            let mutations = match self.merges.get(&new_meta.handler) {
+                Some(merge) => merge
+                    .call2(
+                        &JsValue::UNDEFINED,
+                        &js::get(&old_payload, "mutations"),
+                        &newer_mutations,
+                    )
+                    .map_err(|e| js::describe(&e))
+                    .and_then(|m| {
+                        js::clone_for_storage(&m)
+                            .map(|c| c.unwrap_or(m))
+                            .map_err(|e| LastError {
+                                name: "NotSerializable".into(),
+                                message: e.message,
+                            })
+                    })
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorCode::InvalidTransaction,
+                            format!("merge threw {}: {}", e.name, e.message),
+                        )
+                    })?,
+                None => newer_mutations,
+            };
+            let payload = payload_record(&mutations, &js::get(&new_payload, "metadata"));
+            let mut meta = old_meta.clone();
+            // The folded content goes out under the newer idempotency key: if an earlier
+            // leader did deliver the older content, a server deduping on the old key must
+            // not swallow the new one.
+            meta.idempotency_key = new_meta.idempotency_key.clone();
+            meta.aliases.push(new_meta.id.clone());
+            meta.aliases.extend(new_meta.aliases.iter().cloned());
+            meta.bytes = js::size_of(&payload);
+            self.store
+                .coalesce(&meta, &payload, (newer, &new_meta.id), epoch)
+                .await?;
+            Ok::<_, Error>((meta, payload))
+        }
+        .await;
+        let fenced = matches!(&folded, Err(e) if e.code == ErrorCode::NotLeader);
+        {
+            let mut st = self.st.borrow_mut();
+            st.writes -= 1;
+            match &folded {
+                Ok((meta, payload)) => {
+                    st.ids.insert(new_meta.id.clone(), older);
+                    st.pending.insert(older, meta.clone());
+                    st.cache.insert(older, payload.clone());
+                    st.capacity_dirty = true;
+                    let moved = st.waiters.remove(&new_meta.id).unwrap_or_default();
+                    st.waiters.entry(meta.id.clone()).or_default().extend(moved);
+                }
+                // Not folded: it runs as a transaction of its own.
+                Err(_) if !fenced => {
+                    let mut m = new_meta.clone();
+                    m.coalesce_key = None;
+                    self.insert_pending(&mut st, m);
+                }
+                Err(_) => {}
+            }
+        }
+        match folded {
+            Ok(_) => self.emit(|| {
+                let ev = event("coalesced", Some(&new_meta.id));
+                js::set(&ev, "into", &JsValue::from_str(&old_meta.id));
+                ev
+            }),
+            Err(e) if fenced => {
+                let _ = e;
+                self.lost_fence();
+            }
+            Err(e) => self.report_error(Some(&new_meta.id), &e),
+        }
     }
 
     /// `progress {done, total}` after each settlement: a drain's progress bar.
@@ -1841,6 +2050,11 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
 }
 
 /// Calls a JS handler and classifies how it ended.
+/// The transaction's id and those of the transactions folded into it: they settle together.
+fn settle_ids(meta: &TxMeta) -> impl Iterator<Item = &str> {
+    std::iter::once(meta.id.as_str()).chain(meta.aliases.iter().map(String::as_str))
+}
+
 /// The context a handler receives for one transaction.
 fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32, signal: &JsValue) -> Object {
     let ctx = Object::new();

@@ -162,6 +162,12 @@ pub struct TxMeta {
     /// sizes were kept).
     #[serde(default)]
     pub bytes: u64,
+    /// Enqueues with the same coalesce key fold into the pending one (see the engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce_key: Option<String>,
+    /// Ids of transactions folded into this one: they settle with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl TxMeta {

@@ -39,24 +39,41 @@ impl Handler {
 
 const MAX_BATCH: f64 = 10_000.0;
 
-/// A handler entry: a function, or `{ sendBatch, batchSize? }`.
-fn parse_handler(key: &str, v: JsValue) -> Result<Handler> {
+/// A handler entry: a function, `{ send, merge? }` or `{ sendBatch, batchSize?, merge? }`.
+fn parse_handler(key: &str, v: JsValue) -> Result<(Handler, Option<Function>)> {
     const C: ErrorCode = ErrorCode::InvalidOptions;
     if let Some(f) = v.dyn_ref::<Function>() {
-        return Ok(Handler::Js(f.clone()));
+        return Ok((Handler::Js(f.clone()), None));
     }
+    let shape = "a function, { send, merge? } or { sendBatch, batchSize?, merge? }";
     if !js::is_plain_object(&v) {
-        return Err(invalid(
-            C,
-            format!("handler {key:?} must be a function or {{ sendBatch, batchSize }}"),
-        ));
+        return Err(invalid(C, format!("handler {key:?} must be {shape}")));
     }
-    reject_unknown(&v, &["sendBatch", "batchSize"], "handler field", C)?;
-    let f = js::get(&v, "sendBatch")
-        .dyn_into::<Function>()
-        .map_err(|_| invalid(C, format!("handler {key:?}: sendBatch must be a function")))?;
-    let size = whole(&v, "batchSize", 1.0, MAX_BATCH, C)?.unwrap_or(50) as usize;
-    Ok(Handler::Batch { f, size })
+    reject_unknown(
+        &v,
+        &["send", "sendBatch", "batchSize", "merge"],
+        "handler field",
+        C,
+    )?;
+    let function = |field: &str| -> Result<Option<Function>> {
+        let f = js::get(&v, field);
+        if f.is_undefined() {
+            return Ok(None);
+        }
+        f.dyn_into::<Function>()
+            .map(Some)
+            .map_err(|_| invalid(C, format!("handler {key:?}: {field} must be a function")))
+    };
+    let merge = function("merge")?;
+    let handler = match (function("send")?, function("sendBatch")?) {
+        (Some(f), None) if js::get(&v, "batchSize").is_undefined() => Handler::Js(f),
+        (None, Some(f)) => {
+            let size = whole(&v, "batchSize", 1.0, MAX_BATCH, C)?.unwrap_or(50) as usize;
+            Handler::Batch { f, size }
+        }
+        _ => return Err(invalid(C, format!("handler {key:?} must be {shape}"))),
+    };
+    Ok((handler, merge))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +87,8 @@ pub enum LeaderElection {
 pub struct Options {
     pub name: String,
     pub handlers: HashMap<String, Handler>,
+    /// Handler-level merge functions for coalescing: `(older, newer) => mutations`.
+    pub merges: HashMap<String, Function>,
     pub max_concurrency: usize,
     pub ordering: Ordering,
     pub retry: RetryPolicy,
@@ -106,6 +125,7 @@ pub struct NewTransaction {
     pub metadata: JsValue,
     pub priority: Priority,
     pub idempotency_key: Option<String>,
+    pub coalesce_key: Option<String>,
 }
 
 fn invalid(code: ErrorCode, msg: impl Into<String>) -> Error {
@@ -216,6 +236,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     )?;
     let name = string_field(v, "name", C)?.ok_or_else(|| invalid(C, "name is required"))?;
     let mut handlers = HashMap::new();
+    let mut merges = HashMap::new();
     let hv = js::get(v, "handlers");
     if !hv.is_undefined() {
         let obj = hv
@@ -225,7 +246,10 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         for entry in Object::entries(obj).iter() {
             let pair: Array = entry.unchecked_into();
             let key = pair.get(0).as_string().unwrap_or_default();
-            let handler = parse_handler(&key, pair.get(1))?;
+            let (handler, merge) = parse_handler(&key, pair.get(1))?;
+            if let Some(m) = merge {
+                merges.insert(key.clone(), m);
+            }
             handlers.insert(key, handler);
         }
     }
@@ -302,6 +326,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     Ok(Options {
         name,
         handlers,
+        merges,
         max_concurrency,
         ordering,
         retry,
@@ -365,6 +390,7 @@ pub fn parse_transaction(
             "priority",
             "idempotencyKey",
             "metadata",
+            "coalesceKey",
         ],
         "transaction field",
         C,
@@ -401,6 +427,7 @@ pub fn parse_transaction(
     let priority =
         choice(v, "priority", Priority::parse, "'high', 'normal', 'low'", C)?.unwrap_or_default();
     let idempotency_key = string_field(v, "idempotencyKey", C)?;
+    let coalesce_key = string_field(v, "coalesceKey", C)?;
     let mutations = js::get(v, "mutations");
     if matches!(registered, Handler::Http) {
         crate::http::validate(&mutations)?;
@@ -412,5 +439,6 @@ pub fn parse_transaction(
         metadata: js::get(v, "metadata"),
         priority,
         idempotency_key,
+        coalesce_key,
     })
 }

@@ -33,7 +33,9 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::js;
 use crate::model::{DeadReason, LastError, Millis, Seq, TxMeta};
 
-const SCHEMA_VERSION: u32 = 1;
+/// 1: outbox, payloads, dead (+ `id` index), meta. 2: the outbox's `aliases` index (ids of
+/// transactions coalesced into a record).
+const SCHEMA_VERSION: u32 = 2;
 const OUTBOX: &str = "outbox";
 const PAYLOADS: &str = "payloads";
 const DEAD: &str = "dead";
@@ -69,6 +71,7 @@ enum Op<'a> {
     DeleteRange(&'a str, Seq, Seq),
     /// A payload, by transaction id.
     DeletePayload(&'a str),
+    PutPayload(&'a str, &'a JsValue),
 }
 
 fn ops_array(ops: &[Op]) -> Array {
@@ -78,6 +81,9 @@ fn ops_array(ops: &[Op]) -> Array {
                 Op::Put(store, v) => Array::of3(&"put".into(), &(*store).into(), v).into(),
                 Op::Delete(store, seq) => {
                     Array::of3(&"delete".into(), &(*store).into(), &seq_key(*seq)).into()
+                }
+                Op::PutPayload(id, v) => {
+                    Array::of4(&"put".into(), &PAYLOADS.into(), v, &JsValue::from_str(id)).into()
                 }
                 Op::DeletePayload(id) => {
                     Array::of3(&"delete".into(), &PAYLOADS.into(), &JsValue::from_str(id)).into()
@@ -240,7 +246,9 @@ impl Store {
     pub async fn open(name: &str) -> Result<Self> {
         let upgrade = Closure::<
             dyn FnMut(IdbDatabase, IdbTransaction, f64) -> std::result::Result<(), JsValue>,
-        >::new(|db: IdbDatabase, _tx: IdbTransaction, old: f64| {
+        >::new(|db: IdbDatabase, tx: IdbTransaction, old: f64| {
+            // Each step upgrades the layout of the version before it in place: records are
+            // never copied or dropped.
             if old < 1.0 {
                 let auto = IdbObjectStoreParameters::new();
                 auto.set_key_path(&JsValue::from_str("seq"));
@@ -253,12 +261,18 @@ impl Store {
                 let unique = IdbIndexParameters::new();
                 unique.set_unique(true);
                 dead.create_index_with_str_and_optional_parameters("id", "id", &unique)?;
-                let meta = db.create_object_store(META)?;
-                meta.put_with_key(
-                    &JsValue::from(SCHEMA_VERSION),
-                    &JsValue::from_str("schemaVersion"),
-                )?;
+                db.create_object_store(META)?;
             }
+            if old < 2.0 {
+                let multi = IdbIndexParameters::new();
+                multi.set_multi_entry(true);
+                tx.object_store(OUTBOX)?
+                    .create_index_with_str_and_optional_parameters("aliases", "aliases", &multi)?;
+            }
+            tx.object_store(META)?.put_with_key(
+                &JsValue::from(SCHEMA_VERSION),
+                &JsValue::from_str("schemaVersion"),
+            )?;
             Ok(())
         });
         let opened = JsFuture::from(open_database(
@@ -370,7 +384,11 @@ impl Store {
 
     /// Where `id` is: pending in the outbox, dead, or gone (acknowledged).
     pub async fn locate(&self, id: &str) -> Result<Location> {
-        let tx = self.tx(&[PAYLOADS, DEAD], IdbTransactionMode::Readonly, "locate")?;
+        let tx = self.tx(
+            &[OUTBOX, PAYLOADS, DEAD],
+            IdbTransactionMode::Readonly,
+            "locate",
+        )?;
         let out = tx.check(locate_id(&tx.tx, id))?;
         tx.done().await?;
         let dead = js::get(&out, "dead");
@@ -424,6 +442,8 @@ impl Store {
                 dead_reason: Some(DeadReason::Corrupt),
                 dead_at: Some(now),
                 bytes: 0,
+                coalesce_key: None,
+                aliases: Vec::new(),
             };
             let record = encode(&meta)?;
             if let Some(obj) = record.dyn_ref::<Object>() {
@@ -522,6 +542,27 @@ impl Store {
     pub async fn cancel(&self, seq: Seq, id: &str, epoch: u64) -> Result<()> {
         let ops = [Op::Delete(OUTBOX, seq), Op::DeletePayload(id)];
         self.fenced(&[OUTBOX, PAYLOADS], "remove", epoch, &ops)
+            .await
+    }
+
+    /// Folds `newer` into `older` in one write: `older` takes the payload and lists
+    /// `newer`'s id among its aliases; `newer` leaves the outbox.
+    pub async fn coalesce(
+        &self,
+        older: &TxMeta,
+        payload: &JsValue,
+        newer: (Seq, &str),
+        epoch: u64,
+    ) -> Result<()> {
+        let id = older.id.clone();
+        let record = encode(older)?;
+        let ops = [
+            Op::Put(OUTBOX, &record),
+            Op::PutPayload(&id, payload),
+            Op::Delete(OUTBOX, newer.0),
+            Op::DeletePayload(newer.1),
+        ];
+        self.fenced(&[OUTBOX, PAYLOADS], "coalesce", epoch, &ops)
             .await
     }
 

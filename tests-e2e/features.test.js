@@ -255,7 +255,7 @@ test('batch handlers: up to batchSize runnable transactions per call, per-transa
     await single.settled((await single.enqueue({ handler: 'one', keys: ['x'], mutations: 1 })).id);
     await single.close();
     const bad = await Outbox.open({ name: 'x', handlers: { h: { sendBatch: () => {}, batchSize: 0 } } }).then(() => 'opened', (e) => e.code);
-    const unknown = await Outbox.open({ name: 'x', handlers: { h: { send: () => {} } } }).then(() => 'opened', (e) => e.code);
+    const unknown = await Outbox.open({ name: 'x', handlers: { h: { transmit: () => {} } } }).then(() => 'opened', (e) => e.code);
     await ob.close();
     return { batches, maxActive, dead, settled, bad, unknown };
   });
@@ -330,6 +330,121 @@ test("network policy 'wifi-preferred': low priority waits on a slow link until i
     await fast();
     await page.evaluate(() => Promise.all([window.netOb.close(), window.netShort.close(), window.netSmall.close()]));
   }
+});
+
+test('coalescing: a pending transaction takes the newer mutations (or merges) in place; in-flight ones are never touched', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const sent = [];
+    const events = [];
+    const gates = [];
+    const hold = () => new Promise((r) => gates.push(r));
+    const handlers = (hang) => ({
+      put: async (ctx) => { if (hang && ctx.mutations.v === 'a') await hold(); sent.push(['put', { ...ctx.mutations, key: ctx.idempotencyKey }]); },
+      patch: { send: async (ctx) => { sent.push(['patch', ctx.mutations]); }, merge: (older, newer) => ({ ...older, ...newer }) },
+    });
+    let ob = await Outbox.open({ name: 'features-coalesce', handlers: handlers(true) });
+    ob.subscribe((e) => { if (e.type === 'coalesced') events.push(e); });
+    const q = (t) => ob.enqueue({ keys: ['doc'], ...t });
+    const a = await q({ handler: 'put', mutations: { v: 'a' }, coalesceKey: 'title' });
+    while (!gates.length) await new Promise((r) => setTimeout(r, 5));
+    const b = await q({ handler: 'put', mutations: { v: 'b' }, coalesceKey: 'title' });
+    const e = await q({ handler: 'put', mutations: { v: 'e' } });
+    const c = await q({ handler: 'put', mutations: { v: 'c' }, coalesceKey: 'title' });
+    const d = await q({ handler: 'put', mutations: { v: 'd' }, coalesceKey: 'title', metadata: { last: true } });
+    const other = await ob.enqueue({ handler: 'put', keys: ['elsewhere'], mutations: { v: 'x' }, coalesceKey: 'title' });
+    // Same coalesce key on other keys: not folded, so it ran on its own.
+    await ob.settled(other.id);
+    await new Promise((r) => setTimeout(r, 50));
+    const peek = (await ob.peek()).map((t) => [t.id, t.status, t.mutations.v, t.metadata]);
+    // Folded records survive a reopen: the new instance still knows c and d settle with b.
+    await ob.close();
+    ob = await Outbox.open({ name: 'features-coalesce', handlers: handlers(false) });
+    const settled = await Promise.all([a, b, c, d, e, other].map((t) => ob.settled(t.id).then((i) => i.status)));
+    // Enqueued in one task: the second folds into the first before it can start.
+    const [p1, p2] = await Promise.all([
+      ob.enqueue({ handler: 'patch', keys: ['p'], mutations: { title: 'T' }, coalesceKey: 'p' }),
+      ob.enqueue({ handler: 'patch', keys: ['p'], mutations: { body: 'B' }, coalesceKey: 'p' }),
+    ]);
+    await ob.settled(p2.id);
+    await ob.close();
+    return {
+      keys: { d: d.idempotencyKey, e: e.idempotencyKey },
+      ids: { a: a.id, b: b.id, c: c.id, d: d.id, e: e.id, other: other.id, p1: p1.id, p2: p2.id },
+      peek, settled, sent, events: events.map((x) => [x.id, x.into]),
+    };
+  });
+  const { ids } = r;
+  assert.deepEqual(r.peek, [
+    [ids.a, 'in-flight', 'a', undefined],
+    [ids.b, 'pending', 'd', { last: true }],
+    [ids.e, 'pending', 'e', undefined],
+  ]);
+  assert.deepEqual(r.events, [[ids.c, ids.b], [ids.d, ids.b]]);
+  assert.deepEqual(r.settled, Array(6).fill('acknowledged'));
+  // a was aborted by close: pending again in the new instance, so b (carrying d) folds into
+  // it on load, and e keeps its place after them.
+  const puts = r.sent.filter(([h]) => h === 'put').map(([, m]) => [m.v, m.key]);
+  assert.deepEqual(puts.filter(([v]) => v !== 'x'), [['d', r.keys.d], ['e', r.keys.e]]);
+  assert.ok(puts.some(([v]) => v === 'x'));
+  assert.deepEqual(r.sent.filter(([h]) => h === 'patch').map(([, m]) => m), [{ title: 'T', body: 'B' }]);
+});
+
+test('schema migration: a database in the previous layout (version 1) opens with every record, in order, attempts intact', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'offline-outbox:features-migrate';
+    const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+    // Version 1, written by hand the way 0.1 wrote it.
+    const open = indexedDB.open(name, 1);
+    open.onupgradeneeded = () => {
+      const db = open.result;
+      db.createObjectStore('outbox', { keyPath: 'seq', autoIncrement: true });
+      db.createObjectStore('payloads');
+      db.createObjectStore('dead', { keyPath: 'seq' }).createIndex('id', 'id', { unique: true });
+      db.createObjectStore('meta').put(1, 'schemaVersion');
+    };
+    const db = await req(open);
+    const tx = db.transaction(['outbox', 'payloads', 'dead'], 'readwrite');
+    const rec = (seq, id, keys, attempts) => ({
+      seq, id, handler: 'send', keys, idempotencyKey: `idem-${id}`, priority: 'normal', attempts,
+      createdAt: 1_700_000_000_000 + seq, nextAttemptAt: 0,
+      ...(attempts ? { lastError: { name: 'Error', message: `failed ${attempts}x` } } : {}),
+    });
+    for (const [seq, id, keys, attempts] of [[1, 'one', ['a'], 3], [2, 'two', ['b'], 0], [4, 'four', ['a'], 1]]) {
+      tx.objectStore('outbox').put(rec(seq, id, keys, attempts));
+      tx.objectStore('payloads').put({ mutations: { id, at: new Date(seq) }, metadata: { v: 1 } }, id);
+    }
+    tx.objectStore('dead').put({ ...rec(3, 'three', ['c'], 5), deadReason: 'max-attempts', deadAt: 1_700_000_000_100 });
+    tx.objectStore('payloads').put({ mutations: { id: 'three' }, metadata: null }, 'three');
+    await new Promise((res) => { tx.oncomplete = res; });
+    db.close();
+
+    const sent = [];
+    let gate;
+    const gated = new Promise((r) => { gate = r; });
+    const ob = await Outbox.open({
+      name: 'features-migrate',
+      handlers: { send: async (ctx) => { await gated; sent.push([ctx.id, ctx.attempt, ctx.idempotencyKey, ctx.mutations.at instanceof Date]); } },
+    });
+    const peek = (await ob.peek()).map((t) => [t.seq, t.id, t.attempts, t.lastError?.message ?? null]);
+    const dead = (await ob.deadLetters()).map((t) => [t.seq, t.id, t.attempts, t.deadReason]);
+    gate();
+    await ob.drain();
+    await ob.retryDead('three');
+    await ob.drain();
+    await ob.close();
+    const after = await req(indexedDB.open(name));
+    const version = [after.version, await req(after.transaction('meta').objectStore('meta').get('schemaVersion')), [...after.transaction('outbox').objectStore('outbox').indexNames]];
+    after.close();
+    return { peek, dead, sent, version };
+  });
+  assert.deepEqual(r.peek, [[1, 'one', 3, 'failed 3x'], [2, 'two', 0, null], [4, 'four', 1, 'failed 1x']]);
+  assert.deepEqual(r.dead, [[3, 'three', 5, 'max-attempts']]);
+  assert.deepEqual(r.sent.slice(0, 3).sort(), [['four', 2, 'idem-four', true], ['one', 4, 'idem-one', true], ['two', 1, 'idem-two', true]]);
+  assert.ok(r.sent.findIndex(([id]) => id === 'one') < r.sent.findIndex(([id]) => id === 'four'), 'per-key order kept');
+  assert.deepEqual(r.sent[3], ['three', 1, 'idem-three', false]);
+  assert.deepEqual(r.version, [2, 2, ['aliases']]);
 });
 
 test('storage health: persistence and estimate in stats, capacity warnings that never refuse work', async () => {

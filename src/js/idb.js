@@ -80,6 +80,9 @@ export function locate(tx, id) {
   p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
   const d = tx.objectStore('dead').index('id').get(id);
   d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
+  // A transaction coalesced into another lives on as that one's alias.
+  const a = tx.objectStore('outbox').index('aliases').getKey(id);
+  a.onsuccess = () => { if (a.result !== undefined) out.payload = true; };
   return out;
 }
 
