@@ -577,8 +577,16 @@ impl Store {
     }
 
     pub async fn count_dead(&self) -> Result<u32> {
-        let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
-        let n = tx.check(tx.store(DEAD)?.count())?;
+        self.count(DEAD).await
+    }
+
+    pub async fn count_pending(&self) -> Result<u32> {
+        self.count(OUTBOX).await
+    }
+
+    async fn count(&self, store: &'static str) -> Result<u32> {
+        let tx = self.tx(&[store], IdbTransactionMode::Readonly, "count")?;
+        let n = tx.check(tx.store(store)?.count())?;
         tx.done().await?;
         Ok(result(&n).as_f64().unwrap_or(0.0) as u32)
     }

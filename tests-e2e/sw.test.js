@@ -132,15 +132,18 @@ test('a sync that cannot finish rejects (the browser retries) and registers agai
   srv.api.script = Array.from({ length: 1000 }, () => ({ status: 503 }));
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: true });
   const [sw] = context.serviceWorkers();
-  await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) === 1, 15000, 'the sync outcome');
-  assert.deepEqual(await sw.evaluate(() => self.syncOutcomes), ['rejected']);
-  assert.deepEqual(await sw.evaluate(() => self.registered), [TAG]);
+  await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) >= 1, 15000, 'the sync outcome');
+  assert.equal(await sw.evaluate(() => self.syncOutcomes[0]), 'rejected');
+  assert.deepEqual(await sw.evaluate(() => self.registered.slice(0, 1)), [TAG]);
   assert.ok(srv.api.received.length >= 5, 'it did try');
+  // The tag registered again may fire at once (the browser is online), and fail again
+  // while the server is down: every outcome until the server is back is a rejection.
+  const before = await sw.evaluate(() => self.syncOutcomes.length);
+  assert.deepEqual(await sw.evaluate(() => self.syncOutcomes), Array(before).fill('rejected'));
   // The server is back; the next sync finishes and resolves.
   srv.api.script = [];
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
-  await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) === 2, 15000, 'the second sync outcome');
-  assert.deepEqual(await sw.evaluate(() => self.syncOutcomes), ['rejected', 'resolved']);
+  await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.at(-1))) === 'resolved', 15000, 'a resolved sync');
   assert.equal(srv.api.unique().length, 5);
   await context.close();
 });

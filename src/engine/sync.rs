@@ -394,22 +394,28 @@ impl Engine {
         let out = Deferred::new();
         let promise = out.promise.clone();
         let started = js_sys::Date::now();
-        let remaining = self.st.borrow().sched.len();
+        // No answer within the budget (no leader, or a busy one): report what the store
+        // holds, so a caller never reads "nothing remaining" off a follower's empty view.
         let timer = Timeout::new(budget.min(MAX_TIMER_MS) as u32, {
+            let me = Rc::downgrade(self);
             let out_resolve = out.resolver();
             move || {
-                let o = Object::new();
-                for k in ["sent", "retried", "dead"] {
-                    js::set(&o, k, &JsValue::from_f64(0.0));
-                }
-                js::set(&o, "remaining", &JsValue::from_f64(remaining as f64));
-                js::set(&o, "complete", &JsValue::FALSE);
-                js::set(
-                    &o,
-                    "durationMs",
-                    &JsValue::from_f64(js_sys::Date::now() - started),
-                );
-                let _ = out_resolve.call1(&JsValue::UNDEFINED, &o);
+                let Some(me) = me.upgrade() else { return };
+                spawn_local(async move {
+                    let remaining = me.store.count_pending().await.unwrap_or(u32::MAX);
+                    let o = Object::new();
+                    for k in ["sent", "retried", "dead"] {
+                        js::set(&o, k, &JsValue::from_f64(0.0));
+                    }
+                    js::set(&o, "remaining", &JsValue::from_f64(remaining as f64));
+                    js::set(&o, "complete", &JsValue::FALSE);
+                    js::set(
+                        &o,
+                        "durationMs",
+                        &JsValue::from_f64(js_sys::Date::now() - started),
+                    );
+                    let _ = out_resolve.call1(&JsValue::UNDEFINED, &o);
+                });
             }
         });
         spawn_local(async move {
