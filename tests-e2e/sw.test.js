@@ -126,10 +126,11 @@ test('a sync that cannot finish rejects (the browser retries) and registers agai
   const cdp = await context.newCDPSession(blank);
   const { page } = await enqueueOffline(context, 'sw-module.js', 'module');
   await page.close();
+  // The server is down: every request gets a 503. Set before going online, since the
+  // browser fires the registered tag by itself once online.
+  srv.api.script = Array.from({ length: 1000 }, () => ({ status: 503 }));
   await context.setOffline(false);
   const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
-  // The server is down: every request gets a 503.
-  srv.api.script = Array.from({ length: 1000 }, () => ({ status: 503 }));
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: true });
   const [sw] = context.serviceWorkers();
   await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) >= 1, 15000, 'the sync outcome');
