@@ -1,21 +1,12 @@
 // The JS contract of DESIGN.md, end to end: pkg/ as built, loaded in a real page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp } from './harness.js';
+import { startSuite, stopSuite } from './harness.js';
 
 let srv, browser, context, page;
 
-before(async () => {
-  srv = await startServer();
-  browser = await launch();
-  context = await browser.newContext();
-  page = await openApp(context, srv.origin);
-});
-
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+before(async () => ({ srv, browser, context, page } = await startSuite({ page: true })));
+after(() => stopSuite({ srv, browser }));
 
 test('exports: init, Outbox, NonRetriableError, OutboxError', async () => {
   const r = await page.evaluate(() => {

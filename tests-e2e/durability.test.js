@@ -1,19 +1,12 @@
 // What survives a reload and a crashed tab: everything enqueue resolved, sent in order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp } from './harness.js';
+import { startSuite, stopSuite, openApp } from './harness.js';
 
 let srv, browser;
 
-before(async () => {
-  srv = await startServer();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+before(async () => ({ srv, browser } = await startSuite()));
+after(() => stopSuite({ srv, browser }));
 
 /** Per key, the order in which the server first received each transaction. */
 function orderByKey(received) {

@@ -1,21 +1,12 @@
 // Issue 5's features through the JS API of pkg/ as built, in a real page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp } from './harness.js';
+import { startSuite, stopSuite, openApp } from './harness.js';
 
 let srv, browser, context, page;
 
-before(async () => {
-  srv = await startServer();
-  browser = await launch();
-  context = await browser.newContext();
-  page = await openApp(context, srv.origin);
-});
-
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+before(async () => ({ srv, browser, context, page } = await startSuite({ page: true })));
+after(() => stopSuite({ srv, browser }));
 
 test('priorities: high before normal before low, never reordering a shared key', async () => {
   const order = await page.evaluate(async () => {

@@ -97,6 +97,23 @@ export async function openApp(context, origin, page = 'tests-e2e/pages/app.html'
   return p;
 }
 
+/**
+ * What a test file shares: one loopback server and one headless Chromium; with `page`,
+ * also a browser context with the test app open in it. Pair with `stopSuite`.
+ */
+export async function startSuite({ page = false } = {}) {
+  const srv = await startServer();
+  const browser = await launch();
+  if (!page) return { srv, browser };
+  const context = await browser.newContext();
+  return { srv, browser, context, page: await openApp(context, srv.origin) };
+}
+
+export async function stopSuite({ srv, browser }) {
+  await browser?.close();
+  await srv?.close();
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `pred` (sync or async) until it holds; throws after `ms`. */

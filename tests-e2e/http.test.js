@@ -1,20 +1,12 @@
 // The built-in `http` handler: how each response is classified, end to end.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp } from './harness.js';
+import { startSuite, stopSuite } from './harness.js';
 
 let srv, browser, page;
 
-before(async () => {
-  srv = await startServer();
-  browser = await launch();
-  page = await openApp(await browser.newContext(), srv.origin);
-});
-
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+before(async () => ({ srv, browser, page } = await startSuite({ page: true })));
+after(() => stopSuite({ srv, browser }));
 
 test('responses are classified: 2xx acknowledges, 408/425/429/5xx and network errors retry, other 4xx are final', async () => {
   srv.api.reset();

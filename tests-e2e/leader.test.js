@@ -2,19 +2,12 @@
 // the outbox. Run for Web Locks and for the BroadcastChannel lease.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp, sleep, waitFor } from './harness.js';
+import { startSuite, stopSuite, openApp, sleep, waitFor } from './harness.js';
 
 let srv, browser;
 
-before(async () => {
-  srv = await startServer();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+before(async () => ({ srv, browser } = await startSuite()));
+after(() => stopSuite({ srv, browser }));
 
 
 /** Opens the outbox in a page; its `post` handler sends to the test server. */

@@ -2,19 +2,12 @@
 // Background Sync (fired through CDP), and without the Sync API on worker start / online.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp, sleep, waitFor } from './harness.js';
+import { startSuite, stopSuite, openApp, sleep, waitFor } from './harness.js';
 
 let srv, browser;
 
-before(async () => {
-  srv = await startServer();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+before(async () => ({ srv, browser } = await startSuite()));
+after(() => stopSuite({ srv, browser }));
 
 const TAG = 'offline-outbox:sw-test';
 

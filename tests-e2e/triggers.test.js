@@ -1,19 +1,12 @@
 // Drain triggers from the browser: the `online` event and the tab becoming visible.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launch, openApp, sleep } from './harness.js';
+import { startSuite, stopSuite, openApp } from './harness.js';
 
 let srv, browser;
 
-before(async () => {
-  srv = await startServer();
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await srv?.close();
-});
+before(async () => ({ srv, browser } = await startSuite()));
+after(() => stopSuite({ srv, browser }));
 
 
 test('going back online resets the backoff and drains at once', async () => {
