@@ -487,15 +487,7 @@ impl Engine {
             if let Ok(a) = abort_controller() {
                 st.handler_abort = a;
             }
-            st.sched = Scheduler::new(self.ordering, self.max_concurrency);
-            st.pending.clear();
-            st.coalesce.clear();
-            st.folding.clear();
-            st.folds.clear();
-            st.fold_queue.clear();
-            st.ids.clear();
-            st.cache.clear();
-            st.awaiting_payload.clear();
+            self.forget_pending(&mut st);
             st.last_synced = metas.iter().filter_map(|m| m.seq).max();
             for m in metas {
                 self.insert_pending(&mut st, m);
@@ -561,6 +553,20 @@ impl Engine {
         }
     }
 
+    /// Drops the leader's in-memory view of the outbox (on gaining leadership, before
+    /// loading it afresh, and on losing it).
+    fn forget_pending(&self, st: &mut State) {
+        st.sched = Scheduler::new(self.ordering, self.max_concurrency);
+        st.pending.clear();
+        st.coalesce.clear();
+        st.folding.clear();
+        st.folds.clear();
+        st.fold_queue.clear();
+        st.ids.clear();
+        st.cache.clear();
+        st.awaiting_payload.clear();
+    }
+
     /// Stops leading: in-flight handlers are aborted and their outcomes ignored; the
     /// records stay pending for the next leader.
     fn demote(self: &Rc<Self>) {
@@ -571,15 +577,7 @@ impl Engine {
             }
             st.generation += 1;
             st.handler_abort.abort();
-            st.sched = Scheduler::new(self.ordering, self.max_concurrency);
-            st.pending.clear();
-            st.coalesce.clear();
-            st.folding.clear();
-            st.folds.clear();
-            st.fold_queue.clear();
-            st.ids.clear();
-            st.cache.clear();
-            st.awaiting_payload.clear();
+            self.forget_pending(&mut st);
             st.timer = None;
             std::mem::take(&mut st.drains)
         };
@@ -759,7 +757,7 @@ impl Engine {
                 return;
             }
             let count = st.pending.len() as u64;
-            let bytes: u64 = st.pending.values().map(|m| m.bytes).sum();
+            let bytes = pending_bytes(st.pending.values());
             let part = |n: u64, max: Option<u64>| max.map_or(0.0, |m| n as f64 / m as f64);
             let ratio = part(count, max_count).max(part(bytes, max_bytes));
             let level = match ratio {
@@ -1088,7 +1086,7 @@ impl Engine {
                 .filter(|m| m.priority == crate::model::Priority::Low)
                 .map(|m| m.created_at)
                 .min();
-            let bytes: u64 = st.pending.values().map(|m| m.bytes).sum();
+            let bytes = pending_bytes(st.pending.values());
             let until = oldest_low.map(|t| t.saturating_add(policy.max_hold_ms));
             st.hold_until = until;
             until.is_some_and(|u| now < u) && bytes <= policy.max_hold_bytes
@@ -1224,18 +1222,7 @@ impl Engine {
             spawn_local(self.clone().attempt(seq, p));
         }
         for (seq, message) in failed {
-            let error = LastError {
-                name: "StorageUnavailable".into(),
-                message,
-            };
-            let attempts = self.st.borrow().pending.get(&seq).map_or(0, |m| m.attempts);
-            self.clone()
-                .finish_attempt(
-                    seq,
-                    attempts.saturating_add(1),
-                    Outcome::Retry { error, after: None },
-                )
-                .await;
+            self.clone().unreadable(seq, message).await;
         }
         self.load_payloads();
     }
@@ -1281,6 +1268,21 @@ impl Engine {
             js::set(&ev, "attempt", &JsValue::from(attempt));
             ev
         });
+    }
+
+    /// A started transaction whose payload could not be read: one failed attempt, retried.
+    async fn unreadable(self: Rc<Self>, seq: Seq, message: String) {
+        let error = LastError {
+            name: "StorageUnavailable".into(),
+            message,
+        };
+        let attempts = self.st.borrow().pending.get(&seq).map_or(0, |m| m.attempts);
+        self.finish_attempt(
+            seq,
+            attempts.saturating_add(1),
+            Outcome::Retry { error, after: None },
+        )
+        .await;
     }
 
     async fn attempt(self: Rc<Self>, seq: Seq, payload: Option<JsValue>) {
@@ -1349,15 +1351,7 @@ impl Engine {
                 Err(e) => {
                     // Retry the whole batch, as one attempt that failed.
                     for (seq, _) in &group {
-                        let error = LastError {
-                            name: "StorageUnavailable".into(),
-                            message: e.message.clone(),
-                        };
-                        let attempts = self.st.borrow().pending.get(seq).map_or(0, |m| m.attempts);
-                        let retry = Outcome::Retry { error, after: None };
-                        self.clone()
-                            .finish_attempt(*seq, attempts.saturating_add(1), retry)
-                            .await;
+                        self.clone().unreadable(*seq, e.message.clone()).await;
                     }
                     return;
                 }
@@ -1800,10 +1794,7 @@ impl Engine {
                 js::set(&ev, "into", &JsValue::from_str(&old_meta.id));
                 ev
             }),
-            Err(e) if fenced => {
-                let _ = e;
-                self.lost_fence();
-            }
+            Err(_) if fenced => self.lost_fence(),
             Err(e) => self.report_error(Some(&new_meta.id), &e),
         }
     }
@@ -2050,6 +2041,11 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
 }
 
 /// Calls a JS handler and classifies how it ended.
+/// What the given transactions' payloads take in storage (estimated at enqueue).
+fn pending_bytes<'a>(metas: impl Iterator<Item = &'a TxMeta>) -> u64 {
+    metas.map(|m| m.bytes).sum()
+}
+
 /// The transaction's id and those of the transactions folded into it: they settle together.
 fn settle_ids(meta: &TxMeta) -> impl Iterator<Item = &str> {
     std::iter::once(meta.id.as_str()).chain(meta.aliases.iter().map(String::as_str))

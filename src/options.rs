@@ -144,6 +144,21 @@ fn unknown_fields(obj: &JsValue, known: &[&str]) -> Vec<String> {
     }
 }
 
+/// The nested option object `options[field]` (`retry`, `network`, `capacity`), checked to
+/// be a plain object of known fields; `None` when absent.
+fn nested(options: &JsValue, field: &str, known: &[&str]) -> Result<Option<JsValue>> {
+    const C: ErrorCode = ErrorCode::InvalidOptions;
+    let v = js::get(options, field);
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    if !js::is_plain_object(&v) {
+        return Err(invalid(C, format!("{field} must be an object")));
+    }
+    reject_unknown(&v, known, &format!("{field} option"), C)?;
+    Ok(Some(v))
+}
+
 fn reject_unknown(obj: &JsValue, known: &[&str], what: &str, code: ErrorCode) -> Result<()> {
     let unknown = unknown_fields(obj, known);
     if unknown.is_empty() {
@@ -276,7 +291,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         C,
     )?
     .unwrap_or_default();
-    let wifi_preferred = parse_network(&js::get(v, "network"))?;
+    let wifi_preferred = parse_network(v)?;
     let persist = match js::get(v, "persist") {
         p if p.is_undefined() => true,
         p => p
@@ -284,27 +299,13 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             .ok_or_else(|| invalid(C, "persist must be a boolean"))?,
     };
     let mut capacity = Capacity::default();
-    let cv = js::get(v, "capacity");
-    if !cv.is_undefined() {
-        if !js::is_plain_object(&cv) {
-            return Err(invalid(C, "capacity must be an object"));
-        }
-        reject_unknown(&cv, &["maxCount", "maxBytes"], "capacity option", C)?;
+    if let Some(cv) = nested(v, "capacity", &["maxCount", "maxBytes"])? {
         capacity.max_count = whole(&cv, "maxCount", 1.0, 9_007_199_254_740_991.0, C)?;
         capacity.max_bytes = whole(&cv, "maxBytes", 1.0, 9_007_199_254_740_991.0, C)?;
     }
     let mut retry = RetryPolicy::default();
-    let rv = js::get(v, "retry");
-    if !rv.is_undefined() {
-        if !js::is_plain_object(&rv) {
-            return Err(invalid(C, "retry must be an object"));
-        }
-        reject_unknown(
-            &rv,
-            &["baseDelayMs", "maxDelayMs", "maxAttempts", "jitter"],
-            "retry option",
-            C,
-        )?;
+    let known = ["baseDelayMs", "maxDelayMs", "maxAttempts", "jitter"];
+    if let Some(rv) = nested(v, "retry", &known)? {
         const DAY: f64 = 86_400_000.0;
         if let Some(b) = whole(&rv, "baseDelayMs", 0.0, DAY, C)? {
             retry.base_delay_ms = b;
@@ -339,20 +340,12 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     })
 }
 
-fn parse_network(v: &JsValue) -> Result<Option<WifiPreferred>> {
+fn parse_network(options: &JsValue) -> Result<Option<WifiPreferred>> {
     const C: ErrorCode = ErrorCode::InvalidOptions;
-    if v.is_undefined() {
+    let known = ["policy", "maxHoldMs", "maxHoldBytes"];
+    let Some(ref v) = nested(options, "network", &known)? else {
         return Ok(None);
-    }
-    if !js::is_plain_object(v) {
-        return Err(invalid(C, "network must be an object"));
-    }
-    reject_unknown(
-        v,
-        &["policy", "maxHoldMs", "maxHoldBytes"],
-        "network option",
-        C,
-    )?;
+    };
     let wifi = choice(
         v,
         "policy",

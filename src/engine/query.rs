@@ -297,7 +297,7 @@ impl Engine {
         js::set(&o, "oldestCreatedAt", &number_or_null(oldest));
         let age = oldest.map(|t| js::now().saturating_sub(t));
         js::set(&o, "oldestAgeMs", &number_or_null(age));
-        let bytes: u64 = metas.iter().map(|(m, _)| m.bytes).sum();
+        let bytes = pending_bytes(metas.iter().map(|(m, _)| m));
         js::set(&o, "bytes", &JsValue::from_f64(bytes as f64));
         let float_or_null = |v: Option<f64>| v.map_or(JsValue::NULL, JsValue::from_f64);
         js::set(&o, "successRate", &float_or_null(st.metrics.success_rate()));
