@@ -639,13 +639,11 @@ impl Engine {
                     && !st.sched.is_in_flight(older)
                     && (!st.sched.is_held(older) || st.fold_queue.contains_key(&older))
                     && st.pending.get(&older).is_some_and(|o| {
-                        o.handler == m.handler && {
-                            let mut a = o.keys.clone();
-                            let mut b = m.keys.clone();
-                            a.sort();
-                            b.sort();
-                            a == b
-                        }
+                        // Keys are deduplicated at enqueue: same length and
+                        // containment is set equality.
+                        o.handler == m.handler
+                            && o.keys.len() == m.keys.len()
+                            && m.keys.iter().all(|k| o.keys.contains(k))
                     })
             });
             if let Some(older) = target {
@@ -947,9 +945,6 @@ impl Engine {
                     let leading = {
                         let mut st = self.st.borrow_mut();
                         let leading = st.epoch.is_some();
-                        // New bytes and ages for the network policy.
-                        st.hold_verdict = None;
-                        st.capacity_dirty = true;
                         for (mut item, seq) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
                             if leading {
@@ -1775,6 +1770,7 @@ impl Engine {
                     st.ids.insert(new_meta.id.clone(), older);
                     st.pending.insert(older, meta.clone());
                     st.cache.insert(older, payload.clone());
+                    st.hold_verdict = None;
                     st.capacity_dirty = true;
                     let moved = st.waiters.remove(&new_meta.id).unwrap_or_default();
                     st.waiters.entry(meta.id.clone()).or_default().extend(moved);
