@@ -178,20 +178,42 @@ impl Deferred {
 /// 64 bits from the platform's cryptographic randomness (seeds, ids).
 pub fn random_u64() -> u64 {
     let mut buf = [0u8; 8];
-    // Only fails where no crypto exists at all; a clock-derived value still spreads jitter.
-    if getrandom::fill(&mut buf).is_err() {
-        return (js_sys::Date::now() * 1000.0) as u64
-            ^ (js_sys::Math::random() * 2f64.powi(52)) as u64;
-    }
+    fill_random(&mut buf);
     u64::from_le_bytes(buf)
+}
+
+/// Random bytes from a pool refilled 512 bytes at a time: one `getRandomValues` call per
+/// 32 UUIDs instead of two per UUID, which showed in the enqueue profile.
+fn fill_random(out: &mut [u8]) {
+    thread_local! {
+        static POOL: std::cell::RefCell<([u8; 512], usize)> = const { std::cell::RefCell::new(([0; 512], 512)) };
+    }
+    POOL.with(|pool| {
+        let (bytes, used) = &mut *pool.borrow_mut();
+        if *used + out.len() > bytes.len() {
+            // Only fails where no crypto exists at all; a clock-derived value still
+            // spreads jitter and ids.
+            if getrandom::fill(bytes).is_err() {
+                let mut x = (js_sys::Date::now() * 1000.0) as u64
+                    ^ (js_sys::Math::random() * 2f64.powi(52)) as u64;
+                for b in bytes.iter_mut() {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    *b = (x >> 56) as u8;
+                }
+            }
+            *used = 0;
+        }
+        out.copy_from_slice(&bytes[*used..*used + out.len()]);
+        *used += out.len();
+    });
 }
 
 /// A random (version 4) UUID.
 pub fn uuid_v4() -> String {
-    let (hi, lo) = (random_u64(), random_u64());
     let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&hi.to_be_bytes());
-    b[8..].copy_from_slice(&lo.to_be_bytes());
+    fill_random(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";
