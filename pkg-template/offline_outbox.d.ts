@@ -30,7 +30,8 @@ export type ErrorCode =
   | 'NotFound'
   | 'InFlight'
   | 'Removed'
-  | 'NotLeader';
+  | 'NotLeader'
+  | 'InvalidBackup';
 
 export interface HandlerContext<M = unknown, D = unknown> {
   id: string;
@@ -208,6 +209,49 @@ export interface DrainReport {
   durationMs: number;
 }
 
+/** A value as `export()` writes it: plain JSON passes through; anything else IndexedDB
+ *  stores (Date, Map, Set, binary data, Blob, bigint, undefined, NaN, shared references)
+ *  is an object tagged `$t`. `import()` turns it back into the same value. */
+export type EncodedValue = null | boolean | number | string | EncodedValue[] | { [key: string]: EncodedValue };
+
+export interface BackupTransaction {
+  id: string;
+  /** Its seq where it was exported: orders pending and dead records on import. */
+  seq?: number;
+  handler: string;
+  keys: string[];
+  idempotencyKey: string;
+  priority: Priority;
+  attempts: number;
+  createdAt: number;
+  nextAttemptAt: number;
+  lastError?: TransactionError;
+  deadReason?: DeadReason;
+  deadAt?: number;
+  coalesceKey?: string;
+  /** Ids of transactions coalesced into this one. */
+  aliases?: string[];
+  mutations: EncodedValue;
+  metadata: EncodedValue;
+}
+
+/** What `export()` produces and `import()` reads; `JSON.stringify` it as it is. */
+export interface OutboxBackup {
+  format: 'offline-outbox-backup';
+  version: 1;
+  name: string;
+  exportedAt: number;
+  pending: BackupTransaction[];
+  dead: BackupTransaction[];
+}
+
+export interface ImportReport {
+  pending: number;
+  dead: number;
+  /** Already here (pending, dead or coalesced), so not added again. */
+  skipped: number;
+}
+
 export type OutboxEvent =
   | { type: 'enqueued'; id: string; seq: number }
   | { type: 'sending'; id: string; attempt: number }
@@ -252,6 +296,12 @@ export class Outbox {
   /** Cancels a pending transaction; `InFlight` if it is being sent, `NotFound` if unknown. */
   remove(id: string): Promise<void>;
   stats(): Promise<OutboxStats>;
+  /** The pending transactions (in-flight ones included) and the dead letters. */
+  export(): Promise<OutboxBackup>;
+  /** Adds a backup's transactions not already here after everything pending, keeping
+   *  ids, idempotency keys and attempts, in one write. The whole document is checked
+   *  first: `InvalidBackup` (or `UnknownHandler`) and nothing stored if any record is bad. */
+  import(backup: OutboxBackup | string): Promise<ImportReport>;
   /** Resets backoff delays and drains now. */
   notifyOnline(): void;
   /** Runs until nothing is runnable now, or until `budgetMs` passes. */

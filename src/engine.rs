@@ -9,6 +9,7 @@
 //! State sits in one `RefCell`; no borrow is held across an `.await` or across a call into
 //! JS that could re-enter the outbox (listeners, handlers), so no borrow can fail.
 
+mod backup;
 mod query;
 mod sync;
 
@@ -492,12 +493,11 @@ impl Engine {
             for m in metas {
                 self.insert_pending(&mut st, m);
             }
-            for m in held {
-                if let (Some(seq), false) = (m.seq, m.dead_reason == Some(DeadReason::Corrupt)) {
-                    if st.sched.insert(seq, &m.keys, m.priority, 0).is_ok() {
-                        let _ = st.sched.hold(seq);
-                    }
-                }
+            for m in held
+                .iter()
+                .filter(|m| m.dead_reason != Some(DeadReason::Corrupt))
+            {
+                backup::hold_dead(&mut st, m);
             }
             if let Some(lease) = st.lease.as_mut() {
                 lease.set_epoch(epoch);

@@ -26,10 +26,13 @@ pub enum ErrorCode {
     Removed,
     /// This context no longer leads: another one bumped the epoch (a fenced write).
     NotLeader,
+    /// `import` got a document that is not a backup this version reads, or holds a
+    /// malformed record; the message says where.
+    InvalidBackup,
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 12] = [
+    const ALL: [ErrorCode; 13] = [
         Self::InvalidTransaction,
         Self::InvalidOptions,
         Self::UnknownHandler,
@@ -42,6 +45,7 @@ impl ErrorCode {
         Self::InFlight,
         Self::Removed,
         Self::NotLeader,
+        Self::InvalidBackup,
     ];
 
     /// The code named `s` (as another context reported it).
@@ -63,6 +67,7 @@ impl ErrorCode {
             Self::InFlight => "InFlight",
             Self::Removed => "Removed",
             Self::NotLeader => "NotLeader",
+            Self::InvalidBackup => "InvalidBackup",
         }
     }
 }

@@ -14,8 +14,8 @@ use crate::retry::{Jitter, RetryPolicy};
 /// The built-in handler that replays a described HTTP request with `fetch`.
 pub const HTTP_HANDLER: &str = "http";
 
-const MAX_KEYS: usize = 256;
-const MAX_STRING: usize = 1_024;
+pub(crate) const MAX_KEYS: usize = 256;
+pub(crate) const MAX_STRING: usize = 1_024;
 
 pub enum Handler {
     Js(Function),

@@ -126,6 +126,18 @@ impl Outbox {
         })
     }
 
+    /// The pending transactions and dead letters as a JSON-safe backup document.
+    #[wasm_bindgen(js_name = export)]
+    pub fn export_backup(&self) -> Promise {
+        run(self.engine.clone().export())
+    }
+
+    /// Adds a backup's transactions that are not here yet; `{ pending, dead, skipped }`.
+    #[wasm_bindgen(js_name = import)]
+    pub fn import_backup(&self, backup: JsValue) -> Promise {
+        run(self.engine.clone().import(backup))
+    }
+
     pub fn stats(&self) -> Promise {
         run(self.engine.clone().stats())
     }

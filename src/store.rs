@@ -60,6 +60,11 @@ extern "C" {
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = locate, catch)]
     fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = importRecords, catch)]
+    fn import_records(
+        tx: &IdbTransaction,
+        records: &Array,
+    ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = readPayloads, catch)]
     fn read_payloads(tx: &IdbTransaction, ids: &Array) -> std::result::Result<Array, JsValue>;
 }
@@ -623,5 +628,32 @@ impl Store {
         tx.check(tx.store(DEAD)?.delete(&seq_key(seq)))?;
         tx.check(tx.store(PAYLOADS)?.delete(&JsValue::from_str(id)))?;
         tx.done().await
+    }
+
+    /// Adds backup records (metadata, payload, whether dead) in one write, skipping any
+    /// whose id or alias is already here; the new seq of each, `None` where skipped.
+    pub async fn import(&self, records: &[(TxMeta, JsValue, bool)]) -> Result<Vec<Option<Seq>>> {
+        let mut rows = Vec::with_capacity(records.len());
+        for (meta, payload, dead) in records {
+            let ids: Array = std::iter::once(&meta.id)
+                .chain(&meta.aliases)
+                .map(|id| JsValue::from_str(id))
+                .collect();
+            let row = Array::of4(&encode(meta)?, payload, &JsValue::from_bool(*dead), &ids);
+            rows.push(JsValue::from(row));
+        }
+        let rows: Array = rows.into_iter().collect();
+        let tx = self.tx(
+            &[OUTBOX, PAYLOADS, DEAD],
+            IdbTransactionMode::Readwrite,
+            "import",
+        )?;
+        let out = tx.check(import_records(&tx.tx, &rows))?;
+        // More requests follow the existence checks' results: no early commit.
+        tx.wait(false).await?;
+        Ok(Array::from(&js::get(&out, "seqs"))
+            .iter()
+            .map(|s| s.as_f64().map(|f| f as Seq))
+            .collect())
     }
 }

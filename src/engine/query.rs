@@ -8,7 +8,7 @@ use crate::store::Location;
 
 impl Engine {
     /// Pending transactions in seq order, with their status.
-    async fn pending_metas(&self) -> Result<Vec<(TxMeta, Status)>> {
+    pub(super) async fn pending_metas(&self) -> Result<Vec<(TxMeta, Status)>> {
         if self.is_leader() {
             let st = self.st.borrow();
             return Ok(st
@@ -53,7 +53,7 @@ impl Engine {
         Ok(out.into())
     }
 
-    async fn payload_map(
+    pub(super) async fn payload_map(
         &self,
         ids: impl Iterator<Item = String>,
     ) -> Result<HashMap<String, JsValue>> {

@@ -115,3 +115,50 @@ export function readPayloads(tx, ids) {
   const store = tx.objectStore('payloads');
   return ids.map((id) => store.get(id));
 }
+
+/**
+ * Adds backup records in one transaction: `[meta, payload, dead, ids]` each, in order.
+ * A record any of whose `ids` (its id and aliases) is already here, pending, dead or
+ * folded into another, is skipped, checked inside this same transaction so two imports
+ * of one backup cannot both add it. Seqs come from the outbox's key generator in record
+ * order; a dead letter takes its seq that way too, then moves to `dead`.
+ * `out.seqs[i]` is the new seq of record i, or null where it was skipped.
+ */
+export function importRecords(tx, records) {
+  const outbox = tx.objectStore('outbox');
+  const payloads = tx.objectStore('payloads');
+  const dead = tx.objectStore('dead');
+  const aliases = outbox.index('aliases');
+  const deadIds = dead.index('id');
+  const out = { seqs: records.map(() => null) };
+  const present = records.map(() => false);
+  let checks = 0;
+  const write = () => records.forEach(([meta, payload, isDead], i) => {
+    if (present[i]) return;
+    payloads.put(payload, meta.id);
+    const req = outbox.put(meta);
+    req.onsuccess = () => {
+      out.seqs[i] = req.result;
+      if (isDead) {
+        outbox.delete(req.result);
+        dead.put({ ...meta, seq: req.result });
+      }
+    };
+  });
+  const seen = (i) => (req) => {
+    req.onsuccess = () => {
+      if (req.result !== undefined) present[i] = true;
+      if (--checks === 0) write();
+    };
+  };
+  records.forEach(([, , , ids], i) => {
+    for (const id of ids) {
+      checks += 3;
+      seen(i)(payloads.getKey(id));
+      seen(i)(aliases.getKey(id));
+      seen(i)(deadIds.getKey(id));
+    }
+  });
+  if (checks === 0) write();
+  return out;
+}

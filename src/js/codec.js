@@ -1,0 +1,205 @@
+// Structured-clone values as JSON, for backups: what IndexedDB stores (Date, Map, Set,
+// binary data, Blob, bigint, undefined, NaN, shared references and cycles...) must come
+// back from a JSON document as the same value. Plain JSON passes through unchanged; any
+// other value becomes an object tagged `$t`, and a plain object that has a `$t` key of
+// its own is escaped, so no user data can pass for a tag.
+
+const VIEWS = {
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array,
+  Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array, DataView,
+};
+
+function toBase64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(s, path) {
+  if (typeof s !== 'string') throw new TypeError(`${path}: binary data must be a base64 string`);
+  let bin;
+  try { bin = atob(s); } catch { throw new TypeError(`${path}: invalid base64`); }
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function special(n) {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Infinity) return 'Infinity';
+  if (n === -Infinity) return '-Infinity';
+  if (Object.is(n, -0)) return '-0';
+  return null;
+}
+
+/** The JSON form of `value`. Async because a Blob's bytes can only be read so. */
+export async function encodeValue(value) {
+  const seen = new Map(); // object -> its index in encounter order, for `ref`
+  const enc = async (v) => {
+    switch (typeof v) {
+      case 'undefined': return { $t: 'undefined' };
+      case 'bigint': return { $t: 'bigint', v: v.toString() };
+      case 'number': { const s = special(v); return s === null ? v : { $t: 'number', v: s }; }
+      case 'string': case 'boolean': return v;
+      case 'object': break;
+      default: throw new TypeError(`a ${typeof v} cannot be stored`);
+    }
+    if (v === null) return null;
+    if (seen.has(v)) return { $t: 'ref', v: seen.get(v) };
+    seen.set(v, seen.size);
+    if (Array.isArray(v)) {
+      const out = [];
+      for (let i = 0; i < v.length; i++) out.push(i in v ? await enc(v[i]) : { $t: 'hole' });
+      return out;
+    }
+    if (v instanceof Date) { const t = v.getTime(); return { $t: 'date', v: Number.isNaN(t) ? null : t }; }
+    if (v instanceof RegExp) return { $t: 'regexp', v: v.source, flags: v.flags };
+    if (v instanceof Map) {
+      const out = [];
+      for (const [k, x] of v) out.push([await enc(k), await enc(x)]);
+      return { $t: 'map', v: out };
+    }
+    if (v instanceof Set) {
+      const out = [];
+      for (const x of v) out.push(await enc(x));
+      return { $t: 'set', v: out };
+    }
+    if (v instanceof ArrayBuffer) return { $t: 'arraybuffer', v: toBase64(new Uint8Array(v)) };
+    if (ArrayBuffer.isView(v)) {
+      const type = Object.keys(VIEWS).find((k) => v instanceof VIEWS[k]);
+      return { $t: 'view', type, v: toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
+    }
+    if (typeof Blob !== 'undefined' && v instanceof Blob) {
+      const bytes = toBase64(new Uint8Array(await v.arrayBuffer()));
+      if (typeof File !== 'undefined' && v instanceof File) {
+        return { $t: 'file', name: v.name, type: v.type, lastModified: v.lastModified, v: bytes };
+      }
+      return { $t: 'blob', type: v.type, v: bytes };
+    }
+    if (v instanceof Error) return { $t: 'error', name: v.name, message: v.message, stack: v.stack ?? null };
+    if (v instanceof Boolean || v instanceof Number || v instanceof String || (typeof BigInt !== 'undefined' && v instanceof Object && Object.prototype.toString.call(v) === '[object BigInt]')) {
+      return { $t: 'boxed', v: await enc(v.valueOf()) };
+    }
+    const out = {};
+    for (const k of Object.keys(v)) out[k] = await enc(v[k]);
+    return Object.prototype.hasOwnProperty.call(v, '$t') ? { $t: 'object', v: out } : out;
+  };
+  return enc(value);
+}
+
+/** The value `json` encodes; throws a TypeError naming where (`path`) it is malformed. */
+export function decodeValue(json, path) {
+  const objects = []; // in encounter order, as `encodeValue` numbered them
+  const dec = (j, at) => {
+    if (j === null || typeof j === 'string' || typeof j === 'boolean') return j;
+    if (typeof j === 'number') return j;
+    if (typeof j !== 'object') throw new TypeError(`${at}: not JSON`);
+    if (Array.isArray(j)) {
+      const out = [];
+      objects.push(out);
+      j.forEach((x, i) => {
+        if (x && typeof x === 'object' && x.$t === 'hole') out.length = i + 1;
+        else out[i] = dec(x, `${at}[${i}]`);
+      });
+      out.length = j.length;
+      return out;
+    }
+    if (!Object.prototype.hasOwnProperty.call(j, '$t')) {
+      const out = {};
+      objects.push(out);
+      for (const k of Object.keys(j)) out[k] = dec(j[k], `${at}.${k}`);
+      return out;
+    }
+    const t = j.$t;
+    const bad = (what) => { throw new TypeError(`${at}: ${what}`); };
+    switch (t) {
+      case 'undefined': return undefined;
+      case 'bigint':
+        if (typeof j.v !== 'string' || !/^-?\d+$/.test(j.v)) bad('bigint must be a decimal string');
+        return BigInt(j.v);
+      case 'number': {
+        const n = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity, '-0': -0 }[j.v];
+        if (n === undefined) bad(`unknown special number ${JSON.stringify(j.v)}`);
+        return n;
+      }
+      case 'ref':
+        if (!Number.isInteger(j.v) || j.v < 0 || j.v >= objects.length) bad('reference to no earlier object');
+        return objects[j.v];
+      case 'date': {
+        if (j.v !== null && typeof j.v !== 'number') bad('date must be a number of milliseconds');
+        const d = new Date(j.v === null ? NaN : j.v);
+        objects.push(d);
+        return d;
+      }
+      case 'regexp': {
+        let r;
+        try { r = new RegExp(j.v, j.flags); } catch { bad('invalid regular expression'); }
+        objects.push(r);
+        return r;
+      }
+      case 'map': {
+        if (!Array.isArray(j.v)) bad('map entries must be an array');
+        const m = new Map();
+        objects.push(m);
+        j.v.forEach((e, i) => {
+          if (!Array.isArray(e) || e.length !== 2) bad(`map entry ${i} must be a [key, value] pair`);
+          m.set(dec(e[0], `${at}<key ${i}>`), dec(e[1], `${at}<value ${i}>`));
+        });
+        return m;
+      }
+      case 'set': {
+        if (!Array.isArray(j.v)) bad('set values must be an array');
+        const s = new Set();
+        objects.push(s);
+        j.v.forEach((x, i) => s.add(dec(x, `${at}<${i}>`)));
+        return s;
+      }
+      case 'arraybuffer': {
+        const b = fromBase64(j.v, at).buffer;
+        objects.push(b);
+        return b;
+      }
+      case 'view': {
+        const C = VIEWS[j.type];
+        if (!C) bad(`unknown view type ${JSON.stringify(j.type)}`);
+        const bytes = fromBase64(j.v, at);
+        const per = C.BYTES_PER_ELEMENT ?? 1;
+        if (bytes.length % per) bad(`${j.type} bytes are not a whole number of elements`);
+        const v = C === DataView ? new DataView(bytes.buffer) : new C(bytes.buffer, 0, bytes.length / per);
+        objects.push(v);
+        return v;
+      }
+      case 'blob': case 'file': {
+        const bytes = fromBase64(j.v, at);
+        if (typeof j.type !== 'string') bad('blob type must be a string');
+        const b = t === 'file'
+          ? new File([bytes], String(j.name ?? ''), { type: j.type, lastModified: Number(j.lastModified) || 0 })
+          : new Blob([bytes], { type: j.type });
+        objects.push(b);
+        return b;
+      }
+      case 'error': {
+        const e = new Error(String(j.message ?? ''));
+        e.name = String(j.name ?? 'Error');
+        if (typeof j.stack === 'string') e.stack = j.stack;
+        objects.push(e);
+        return e;
+      }
+      case 'boxed': {
+        const b = Object(dec(j.v, at));
+        objects.push(b);
+        return b;
+      }
+      case 'object': {
+        if (!j.v || typeof j.v !== 'object' || Array.isArray(j.v)) bad('escaped object must hold an object');
+        const out = {};
+        objects.push(out);
+        for (const k of Object.keys(j.v)) out[k] = dec(j.v[k], `${at}.${k}`);
+        return out;
+      }
+      default:
+        return bad(`unknown tag ${JSON.stringify(t)}`);
+    }
+  };
+  return dec(json, path);
+}
