@@ -29,6 +29,24 @@ try {
   for (const row of rows) console.log(line(row));
   console.log('');
   for (const [what, figure, target] of await failover(srv.origin)) console.log(line([what, figure, '', target]));
+
+  // Compression: per payload kind, each codec's size against the JSON and its times.
+  const comp = await page.evaluate(() => window.runCompression());
+  console.log('');
+  console.log('compression of payloads (JSON text as the outbox seals it; per payload, sequential, same page)');
+  const cw = [22, 36, 10, 16, 12, 12];
+  const cline = (cells) => cells.map((c, i) => String(c).padEnd(cw[i])).join('  ');
+  console.log(cline(['payload', 'codec', 'JSON', 'stored', 'compress', 'decompress']));
+  for (const c of comp) {
+    console.log(cline([c.kind, c.codec, `${fmt(c.json)} B`, `${fmt(c.size)} B (${fmt(c.json / c.size, 1)}x)`, `${fmt(c.packUs)} us`, `${fmt(c.unpackUs)} us`]));
+  }
+  const rest = await page.evaluate(() => window.runAtRest());
+  console.log('');
+  console.log('the outbox at rest, form payloads: 100 concurrent enqueues (median of 10), stored size, drain of 1,000 after reopen');
+  const rw = [20, 22, 22, 16];
+  const rline = (cells) => cells.map((c, i) => String(c).padEnd(rw[i])).join('  ');
+  console.log(rline(['mode', 'enqueue', 'stored per payload', 'drain']));
+  for (const x of rest) console.log(rline([x.mode, `${fmt(x.enqueuePerSec)} /s`, `${fmt(x.bytesPerPayload)} B`, `${fmt(x.drainPerSec)} tx/s`]));
 } finally {
   await browser.close();
   await srv.close();

@@ -112,6 +112,12 @@ export interface OutboxOptions {
   persist?: boolean;
   /** Soft limits: `capacity` events at 80 % ('warning') and 100 % ('full'); work is never refused. */
   capacity?: { maxCount?: number; maxBytes?: number };
+  /** Deflate (CompressionStream) payloads whose JSON form exceeds 1 KiB, where that makes
+   *  them smaller. Handlers see the original values. Default false. */
+  compress?: boolean;
+  /** Encrypt payloads at rest with AES-GCM under a non-extractable key kept in this
+   *  outbox's database. Handlers see plaintext. Default false. */
+  encrypt?: boolean;
 }
 
 /** The built-in `http` handler's mutations. */

@@ -58,8 +58,14 @@ struct Enqueue {
     meta: TxMeta,
     payload: JsValue,
     snapshot: Option<JsValue>,
+    /// What is written instead of the snapshot when payloads are sealed.
+    sealed: Option<JsValue>,
     deferred: Deferred,
 }
+
+/// An enqueue whose payload is being sealed (compressed, encrypted): `None` until done.
+/// They join the group commit in call order, so seqs follow the order of `enqueue` calls.
+type Sealing = VecDeque<(u64, Option<Result<Enqueue>>)>;
 
 struct DrainWait {
     id: u32,
@@ -67,6 +73,18 @@ struct DrainWait {
     start: Totals,
     started_at: f64,
     _budget: Option<Timeout>,
+}
+
+impl State {
+    /// A write is under way (or about to be): an enqueue being sealed or committed, an
+    /// acknowledgement, a metadata update.
+    fn writing(&self) -> bool {
+        !self.sealing.is_empty()
+            || self.open_append.is_some()
+            || self.appends > 0
+            || self.ack_busy
+            || self.writes > 0
+    }
 }
 
 struct State {
@@ -109,6 +127,9 @@ struct State {
     /// The group commit open in this task: every enqueue of the task adds its records to
     /// this one IndexedDB transaction; a microtask seals it.
     open_append: Option<(Append, Vec<Enqueue>)>,
+    sealing: Sealing,
+    /// Numbers the entries of `sealing`.
+    sealing_next: u64,
     /// Group commits sealed and not yet committed.
     appends: u32,
     acks: Vec<TxMeta>,
@@ -250,6 +271,7 @@ fn payload_record(mutations: &JsValue, metadata: &JsValue) -> JsValue {
 impl Engine {
     pub async fn open(opts: Options) -> Result<Rc<Engine>> {
         let store = Store::open(&opts.name).await?;
+        store.set_sealing(opts.compress, opts.encrypt).await?;
         let mode = leader::mode(opts.leader_election);
         if mode == Mode::WebLocks && !leader::locks_available() {
             return Err(Error::new(
@@ -299,6 +321,8 @@ impl Engine {
                 waiters: HashMap::new(),
                 recent: VecDeque::new(),
                 open_append: None,
+                sealing: VecDeque::new(),
+                sealing_next: 0,
                 appends: 0,
                 acks: Vec::new(),
                 ack_busy: false,
@@ -852,19 +876,79 @@ impl Engine {
             Err(e) => return Promise::reject(&js::to_js(&e)),
         };
         let promise = item.deferred.promise.clone();
+        if self.store.seals_async() {
+            self.seal(item);
+        } else {
+            self.append(item);
+        }
+        promise
+    }
+
+    /// Encrypts (and maybe compresses) the payload, which waits on WebCrypto, then hands
+    /// the enqueue to the group commit after every earlier one.
+    fn seal(self: &Rc<Self>, mut item: Enqueue) {
+        let ticket = {
+            let mut st = self.st.borrow_mut();
+            st.sealing_next += 1;
+            let ticket = st.sealing_next;
+            st.sealing.push_back((ticket, None));
+            ticket
+        };
+        let me = self.clone();
+        spawn_local(async move {
+            let plain = item.snapshot.as_ref().unwrap_or(&item.payload);
+            let done = match me.store.seal(plain, &item.meta.id).await {
+                Ok(sealed) => {
+                    if let Some(s) = &sealed {
+                        item.meta.bytes = js::size_of(s);
+                    }
+                    item.sealed = sealed;
+                    Ok(item)
+                }
+                Err(e) => {
+                    item.deferred.reject(&js::to_js(&e));
+                    Err(e)
+                }
+            };
+            let ready = {
+                let mut st = me.st.borrow_mut();
+                if let Some(slot) = st.sealing.iter_mut().find(|(t, _)| *t == ticket) {
+                    slot.1 = Some(done);
+                }
+                let mut ready = Vec::new();
+                while st.sealing.front().is_some_and(|(_, d)| d.is_some()) {
+                    if let Some((_, Some(Ok(item)))) = st.sealing.pop_front() {
+                        ready.push(item);
+                    }
+                }
+                ready
+            };
+            for item in ready {
+                me.append(item);
+            }
+            me.settle_quiet();
+        });
+    }
+
+    /// Adds the enqueue to the group commit of this task (opening it if needed).
+    fn append(self: &Rc<Self>, item: Enqueue) {
         let (opened, failed) = {
             let mut st = self.st.borrow_mut();
             let opened = st.open_append.is_none();
             if opened {
                 match self.store.begin_append() {
                     Ok(append) => st.open_append = Some((append, Vec::new())),
-                    Err(e) => return Promise::reject(&js::to_js(&e)),
+                    Err(e) => {
+                        drop(st);
+                        item.deferred.reject(&js::to_js(&e));
+                        return;
+                    }
                 }
             }
             let mut failed = None;
             if let Some((append, items)) = st.open_append.as_mut() {
-                let payload = item.snapshot.as_ref().unwrap_or(&item.payload);
-                match append.add(&item.meta, payload) {
+                let stored = item.sealed.as_ref().or(item.snapshot.as_ref());
+                match append.add(&item.meta, stored.unwrap_or(&item.payload)) {
                     // The transaction is aborted: the others of this task fail with it.
                     Err(e) => failed = Some((e, item)),
                     Ok(()) => items.push(item),
@@ -878,7 +962,6 @@ impl Engine {
         if opened {
             spawn_local(self.clone().seal_append());
         }
-        promise
     }
 
     fn prepare(&self, tx: &JsValue) -> Result<Enqueue> {
@@ -896,6 +979,13 @@ impl Engine {
         // The snapshot is what IndexedDB will hold: later changes by the caller to the
         // objects it passed do not reach the handler.
         let snapshot = js::clone_for_storage(&payload)?;
+        let plain = snapshot.as_ref().unwrap_or(&payload);
+        // Compression alone is done here, at once; encryption waits (see `seal`).
+        let sealed = if self.store.seals_async() {
+            None
+        } else {
+            self.store.seal_now(plain)?
+        };
         let id = js::uuid_v4();
         let now = js::now();
         let meta = TxMeta {
@@ -911,7 +1001,7 @@ impl Engine {
             last_error: None,
             dead_reason: None,
             dead_at: None,
-            bytes: js::size_of(snapshot.as_ref().unwrap_or(&payload)),
+            bytes: js::size_of(sealed.as_ref().unwrap_or(plain)),
             coalesce_key,
             aliases: Vec::new(),
         };
@@ -919,6 +1009,7 @@ impl Engine {
             meta,
             payload,
             snapshot,
+            sealed,
             deferred: Deferred::new(),
         })
     }
@@ -1236,6 +1327,16 @@ impl Engine {
                 .await;
             return None;
         };
+        if let Some(reason) = js::get(&payload, "$unreadable").as_string() {
+            let err = LastError {
+                name: "UnreadablePayload".into(),
+                message: reason,
+            };
+            self.rc()?
+                .bury(seq, DeadReason::Corrupt, err, meta.attempts)
+                .await;
+            return None;
+        }
         if self.is_expired(&meta, js::now()) {
             let error = self.expired_error();
             self.rc()?
@@ -1815,11 +1916,8 @@ impl Engine {
     fn is_idle(st: &State, now: Millis) -> bool {
         st.sched.in_flight() == 0
             && !st.sched.has_runnable(now)
-            && st.open_append.is_none()
-            && st.appends == 0
             && st.acks.is_empty()
-            && !st.ack_busy
-            && st.writes == 0
+            && !st.writing()
     }
 
     fn check_idle(&self) {
@@ -1936,7 +2034,7 @@ impl Engine {
     fn settle_quiet(&self) {
         let quiet = {
             let mut st = self.st.borrow_mut();
-            if st.open_append.is_some() || st.appends > 0 || st.ack_busy || st.writes > 0 {
+            if st.writing() {
                 return;
             }
             std::mem::take(&mut st.quiet)
@@ -1960,15 +2058,14 @@ impl Engine {
             st.cache.clear();
             st.lease_timer = None;
             let lease_actions = st.lease.as_mut().map(|l| l.stop()).unwrap_or_default();
-            let quiet =
-                if st.open_append.is_some() || st.appends > 0 || st.ack_busy || st.writes > 0 {
-                    let d = Deferred::new();
-                    let p = d.promise.clone();
-                    st.quiet.push(d);
-                    Some(p)
-                } else {
-                    None
-                };
+            let quiet = if st.writing() {
+                let d = Deferred::new();
+                let p = d.promise.clone();
+                st.quiet.push(d);
+                Some(p)
+            } else {
+                None
+            };
             (quiet, lease_actions)
         };
         self.st.borrow().handler_abort.abort();

@@ -101,6 +101,10 @@ pub struct Options {
     /// Ask for persistent storage at open (default true).
     pub persist: bool,
     pub capacity: Capacity,
+    /// Deflate payloads whose JSON form exceeds 1 KiB (where that makes them smaller).
+    pub compress: bool,
+    /// Encrypt payloads at rest under the outbox's non-extractable AES-GCM key.
+    pub encrypt: bool,
 }
 
 /// Soft limits: crossing 80 % and 100 % emits `capacity` events; nothing is refused.
@@ -245,6 +249,8 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             "network",
             "persist",
             "capacity",
+            "compress",
+            "encrypt",
         ],
         "option",
         C,
@@ -292,12 +298,9 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     )?
     .unwrap_or_default();
     let wifi_preferred = parse_network(v)?;
-    let persist = match js::get(v, "persist") {
-        p if p.is_undefined() => true,
-        p => p
-            .as_bool()
-            .ok_or_else(|| invalid(C, "persist must be a boolean"))?,
-    };
+    let persist = flag(v, "persist", true)?;
+    let compress = flag(v, "compress", false)?;
+    let encrypt = flag(v, "encrypt", false)?;
     let mut capacity = Capacity::default();
     if let Some(cv) = nested(v, "capacity", &["maxCount", "maxBytes"])? {
         capacity.max_count = whole(&cv, "maxCount", 1.0, 9_007_199_254_740_991.0, C)?;
@@ -337,7 +340,21 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         wifi_preferred,
         persist,
         capacity,
+        compress,
+        encrypt,
     })
+}
+
+fn flag(v: &JsValue, name: &str, default: bool) -> Result<bool> {
+    match js::get(v, name) {
+        f if f.is_undefined() => Ok(default),
+        f => f.as_bool().ok_or_else(|| {
+            invalid(
+                ErrorCode::InvalidOptions,
+                format!("{name} must be a boolean"),
+            )
+        }),
+    }
 }
 
 fn parse_network(options: &JsValue) -> Result<Option<WifiPreferred>> {

@@ -29,6 +29,7 @@ use web_sys::{
     IdbRequest, IdbTransaction, IdbTransactionMode,
 };
 
+use crate::envelope::Sealer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
 use crate::model::{DeadReason, LastError, Millis, Seq, TxMeta};
@@ -67,6 +68,12 @@ extern "C" {
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = readPayloads, catch)]
     fn read_payloads(tx: &IdbTransaction, ids: &Array) -> std::result::Result<Array, JsValue>;
+}
+
+#[wasm_bindgen(module = "/src/js/envelope.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = loadKey)]
+    fn load_key(db: &IdbDatabase, create: bool) -> Promise;
 }
 
 /// One write for `fencedOps`.
@@ -167,6 +174,7 @@ pub struct Store {
     /// `None` once closed.
     db: std::cell::RefCell<Option<IdbDatabase>>,
     watchers: std::cell::RefCell<Vec<EventClosure>>,
+    sealer: std::cell::RefCell<Sealer>,
 }
 
 type EventClosure = Closure<dyn FnMut(web_sys::Event)>;
@@ -292,7 +300,48 @@ impl Store {
         Ok(Self {
             db: std::cell::RefCell::new(Some(db)),
             watchers: std::cell::RefCell::new(Vec::new()),
+            sealer: Default::default(),
         })
+    }
+
+    /// Sets how payloads are written from now on, and loads the outbox's key (creating
+    /// it if `encrypt` and there is none yet).
+    pub async fn set_sealing(&self, compress: bool, encrypt: bool) -> Result<()> {
+        let db = self
+            .db
+            .borrow()
+            .clone()
+            .ok_or_else(|| Error::new(ErrorCode::Closed, "the outbox is closed"))?;
+        let key = JsFuture::from(load_key(&db, encrypt))
+            .await
+            .map_err(|e| storage("encryption key", e))?;
+        *self.sealer.borrow_mut() = Sealer {
+            compress,
+            encrypt,
+            key: (!key.is_null()).then_some(key),
+        };
+        Ok(())
+    }
+
+    /// Whether sealing a payload waits (encryption): `seal` then, else `seal_now`.
+    pub fn seals_async(&self) -> bool {
+        self.sealer.borrow().is_async()
+    }
+
+    pub fn seal_now(&self, record: &JsValue) -> Result<Option<JsValue>> {
+        self.sealer.borrow().seal_now(record)
+    }
+
+    /// The record to write for payload `record` of transaction `id`: compressed and/or
+    /// encrypted as configured; `None` to write it as it is.
+    pub async fn seal(&self, record: &JsValue, id: &str) -> Result<Option<JsValue>> {
+        let sealer = self.sealer.borrow().clone();
+        sealer.seal(record, id).await
+    }
+
+    async fn unseal(&self, values: &Array, ids: &Array) {
+        let sealer = self.sealer.borrow().clone();
+        sealer.open_all(values, ids).await;
     }
 
     /// Calls `lost` when the database goes away under the outbox: deleted (site data
@@ -487,13 +536,13 @@ impl Store {
         let keys: Array = ids.iter().map(|id| JsValue::from_str(id)).collect();
         let reqs = tx.check(read_payloads(&tx.tx, &keys))?;
         tx.done().await?;
+        let values: Array = reqs.iter().map(|req| result(req.unchecked_ref())).collect();
+        self.unseal(&values, &keys).await;
         Ok(ids
             .iter()
-            .zip(reqs.iter())
-            .filter_map(|(id, req)| {
-                let v = result(req.unchecked_ref());
-                (!v.is_undefined()).then(|| (id.clone(), v))
-            })
+            .zip(values.iter())
+            .filter(|(_, v)| !v.is_undefined())
+            .map(|(id, v)| (id.clone(), v))
             .collect())
     }
 
@@ -504,9 +553,12 @@ impl Store {
         let keys = tx.check(payloads.get_all_keys())?;
         let values = tx.check(payloads.get_all())?;
         tx.done().await?;
-        Ok(Array::from(&result(&keys))
+        let keys = Array::from(&result(&keys));
+        let values = Array::from(&result(&values));
+        self.unseal(&values, &keys).await;
+        Ok(keys
             .iter()
-            .zip(Array::from(&result(&values)).iter())
+            .zip(values.iter())
             .filter_map(|(k, v)| Some((k.as_string()?, v)))
             .collect())
     }
@@ -561,9 +613,13 @@ impl Store {
     ) -> Result<()> {
         let id = older.id.clone();
         let record = encode(older)?;
+        let payload = self
+            .seal(payload, &id)
+            .await?
+            .unwrap_or_else(|| payload.clone());
         let ops = [
             Op::Put(OUTBOX, &record),
-            Op::PutPayload(&id, payload),
+            Op::PutPayload(&id, &payload),
             Op::Delete(OUTBOX, newer.0),
             Op::DeletePayload(newer.1),
         ];
@@ -635,6 +691,10 @@ impl Store {
     pub async fn import(&self, records: &[(TxMeta, JsValue, bool)]) -> Result<Vec<Option<Seq>>> {
         let mut rows = Vec::with_capacity(records.len());
         for (meta, payload, dead) in records {
+            let payload = &self
+                .seal(payload, &meta.id)
+                .await?
+                .unwrap_or_else(|| payload.clone());
             let ids: Array = std::iter::once(&meta.id)
                 .chain(&meta.aliases)
                 .map(|id| JsValue::from_str(id))

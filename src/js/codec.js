@@ -7,6 +7,7 @@
 const VIEWS = {
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array,
   Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array, DataView,
+  ...(typeof Float16Array === 'undefined' ? {} : { Float16Array }), // eslint-disable-line no-undef
 };
 
 function toBase64(bytes) {
@@ -34,8 +35,23 @@ function special(n) {
 
 /** The JSON form of `value`. Async because a Blob's bytes can only be read so. */
 export async function encodeValue(value) {
+  const blobs = [];
+  const json = encode(value, blobs);
+  await Promise.all(blobs.map(async ([blob, out]) => { out.v = toBase64(new Uint8Array(await blob.arrayBuffer())); }));
+  return json;
+}
+
+/** The JSON form of `value` at once, or null if it holds a Blob (whose bytes need a wait). */
+export function encodeValueNow(value) {
+  const blobs = [];
+  const json = encode(value, blobs);
+  return blobs.length ? null : json;
+}
+
+/** Blobs met are listed in `blobs` as [blob, its tagged object], to be filled with bytes. */
+function encode(value, blobs) {
   const seen = new Map(); // object -> its index in encounter order, for `ref`
-  const enc = async (v) => {
+  const enc = (v) => {
     switch (typeof v) {
       case 'undefined': return { $t: 'undefined' };
       case 'bigint': return { $t: 'bigint', v: v.toString() };
@@ -49,39 +65,31 @@ export async function encodeValue(value) {
     seen.set(v, seen.size);
     if (Array.isArray(v)) {
       const out = [];
-      for (let i = 0; i < v.length; i++) out.push(i in v ? await enc(v[i]) : { $t: 'hole' });
+      for (let i = 0; i < v.length; i++) out.push(i in v ? enc(v[i]) : { $t: 'hole' });
       return out;
     }
     if (v instanceof Date) { const t = v.getTime(); return { $t: 'date', v: Number.isNaN(t) ? null : t }; }
     if (v instanceof RegExp) return { $t: 'regexp', v: v.source, flags: v.flags };
-    if (v instanceof Map) {
-      const out = [];
-      for (const [k, x] of v) out.push([await enc(k), await enc(x)]);
-      return { $t: 'map', v: out };
-    }
-    if (v instanceof Set) {
-      const out = [];
-      for (const x of v) out.push(await enc(x));
-      return { $t: 'set', v: out };
-    }
+    if (v instanceof Map) return { $t: 'map', v: [...v].map(([k, x]) => [enc(k), enc(x)]) };
+    if (v instanceof Set) return { $t: 'set', v: [...v].map(enc) };
     if (v instanceof ArrayBuffer) return { $t: 'arraybuffer', v: toBase64(new Uint8Array(v)) };
     if (ArrayBuffer.isView(v)) {
       const type = Object.keys(VIEWS).find((k) => v instanceof VIEWS[k]);
       return { $t: 'view', type, v: toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
     }
     if (typeof Blob !== 'undefined' && v instanceof Blob) {
-      const bytes = toBase64(new Uint8Array(await v.arrayBuffer()));
-      if (typeof File !== 'undefined' && v instanceof File) {
-        return { $t: 'file', name: v.name, type: v.type, lastModified: v.lastModified, v: bytes };
-      }
-      return { $t: 'blob', type: v.type, v: bytes };
+      const out = typeof File !== 'undefined' && v instanceof File
+        ? { $t: 'file', name: v.name, type: v.type, lastModified: v.lastModified, v: '' }
+        : { $t: 'blob', type: v.type, v: '' };
+      blobs.push([v, out]);
+      return out;
     }
     if (v instanceof Error) return { $t: 'error', name: v.name, message: v.message, stack: v.stack ?? null };
-    if (v instanceof Boolean || v instanceof Number || v instanceof String || (typeof BigInt !== 'undefined' && v instanceof Object && Object.prototype.toString.call(v) === '[object BigInt]')) {
-      return { $t: 'boxed', v: await enc(v.valueOf()) };
+    if (v instanceof Boolean || v instanceof Number || v instanceof String || v instanceof BigInt) {
+      return { $t: 'boxed', v: enc(v.valueOf()) };
     }
     const out = {};
-    for (const k of Object.keys(v)) out[k] = await enc(v[k]);
+    for (const k of Object.keys(v)) out[k] = enc(v[k]);
     return Object.prototype.hasOwnProperty.call(v, '$t') ? { $t: 'object', v: out } : out;
   };
   return enc(value);

@@ -1,0 +1,155 @@
+// Payloads at rest: compression and encryption, checked on the records IndexedDB holds.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startSuite, stopSuite } from './harness.js';
+
+let srv, browser, context, page;
+
+before(async () => {
+  ({ srv, browser, context, page } = await startSuite({ page: true }));
+  await page.evaluate(() => {
+    // Direct access to an outbox's database, as an attacker reading the disk would see it.
+    window.rawDb = (name) => new Promise((resolve, reject) => {
+      const req = indexedDB.open(`offline-outbox:${name}`);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    window.rawGet = async (name, store, key) => {
+      const db = await window.rawDb(name);
+      const v = await new Promise((resolve) => { const r = db.transaction(store).objectStore(store).get(key); r.onsuccess = () => resolve(r.result); });
+      db.close();
+      return v;
+    };
+    window.rawPut = async (name, store, value, key) => {
+      const db = await window.rawDb(name);
+      await new Promise((resolve) => { const tx = db.transaction(store, 'readwrite'); tx.objectStore(store).put(value, key); tx.oncomplete = resolve; });
+      db.close();
+    };
+    // A field-data form: the kind of JSON an offline app queues.
+    window.formRecord = (n) => ({
+      formId: 'site-inspection-v3', submittedAt: new Date(1764547200000 + n), inspector: { id: 'u-1842', name: 'Dana Whitfield' },
+      location: { lat: 51.5072 + n / 1e4, lng: -0.1276, accuracyM: 4.2 },
+      answers: Array.from({ length: 40 }, (_, i) => ({ questionId: `q-${i}`, type: i % 3 ? 'choice' : 'text', value: i % 3 ? `option-${i % 4}` : `Observed condition ${i} is within tolerance; no action required.`, flagged: i % 7 === 0 })),
+    });
+  });
+});
+after(() => stopSuite({ srv, browser }));
+
+test('compress: payloads over 1 KiB are stored deflated, smaller ones as given; handlers see the values', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const seen = [];
+    let open;
+    const gate = new Promise((res) => { open = res; });
+    const ob = await Outbox.open({ name: 'rest-compress', compress: true, handlers: { h: async (ctx) => { await gate; seen.push(ctx.mutations); } } });
+    const big = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: window.formRecord(1) });
+    const small = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: { note: 'short', at: new Date(5) } });
+    const rawBig = await window.rawGet('rest-compress', 'payloads', big.id);
+    const rawSmall = await window.rawGet('rest-compress', 'payloads', small.id);
+    const peek = await ob.peek();
+    const stats = await ob.stats();
+    open();
+    await ob.drain();
+    await ob.close();
+    return {
+      json: JSON.stringify(window.formRecord(1)).length, bigKind: Object.keys(rawBig).sort().join(), z: rawBig.z, stored: rawBig.data.length,
+      smallKind: Object.keys(rawSmall).sort().join(), smallAt: rawSmall.mutations.at instanceof Date,
+      peekDate: peek[0].mutations.submittedAt instanceof Date && peek[0].mutations.submittedAt.getTime() === 1764547200001,
+      sameBig: JSON.stringify(seen[0]) === JSON.stringify(window.formRecord(1)) && seen[0].submittedAt instanceof Date,
+      sameSmall: seen[1].note === 'short' && seen[1].at.getTime() === 5, bytes: stats.bytes,
+    };
+  });
+  assert.equal(r.bigKind, '$sealed,data,z');
+  assert.equal(r.z, true);
+  assert.ok(r.stored * 3 < r.json, `deflated ${r.json} B of JSON to ${r.stored} B`);
+  assert.equal(r.smallKind, 'metadata,mutations', 'a small payload is stored as given');
+  assert.ok(r.smallAt && r.peekDate && r.sameBig && r.sameSmall);
+  assert.ok(r.bytes < r.json, 'stats count the stored (deflated) size');
+});
+
+test('encrypt: AES-GCM at rest under a non-extractable key; plaintext for handlers, peek, export and a reopen without the option', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'rest-encrypt';
+    const secret = 'TOP-SECRET-4417';
+    let ob = await Outbox.open({ name, encrypt: true, compress: true, handlers: { h: () => new Promise(() => {}) } });
+    const t = await ob.enqueue({ handler: 'h', keys: ['a'], mutations: { secret, n: 1 }, metadata: { who: secret } });
+    const big = await ob.enqueue({ handler: 'h', keys: ['a'], mutations: { secret, form: window.formRecord(2) } });
+    await ob.close();
+    const raw = await window.rawGet(name, 'payloads', t.id);
+    const rawBig = await window.rawGet(name, 'payloads', big.id);
+    const key = await window.rawGet(name, 'meta', 'cryptoKey');
+    const hasSecret = (bytes) => new TextDecoder('latin1').decode(bytes).includes(secret);
+    let exportable = true;
+    try { await crypto.subtle.exportKey('raw', key); } catch { exportable = false; }
+    ob = await Outbox.open({ name, handlers: { h: () => new Promise(() => {}) } });
+    const peek = await ob.peek();
+    const backup = await ob.export();
+    await ob.close();
+    return {
+      kind: Object.keys(raw).sort().join(), iv: raw.iv.length, plainInRecord: hasSecret(raw.data) || hasSecret(rawBig.data),
+      bigZ: rawBig.z, keyType: key.constructor.name, extractable: key.extractable, algo: `${key.algorithm.name}-${key.algorithm.length}`, exportable,
+      peek: peek.map((p) => [p.mutations.secret, p.metadata?.who ?? null]),
+      exported: backup.pending[0].mutations.secret,
+    };
+  });
+  assert.equal(r.kind, '$sealed,data,iv,z');
+  assert.equal(r.iv, 12);
+  assert.equal(r.plainInRecord, false, 'no plaintext in what IndexedDB holds');
+  assert.equal(r.bigZ, true, 'compressed before it is encrypted');
+  assert.deepEqual([r.keyType, r.extractable, r.algo, r.exportable], ['CryptoKey', false, 'AES-GCM-256', false]);
+  assert.deepEqual(r.peek, [['TOP-SECRET-4417', 'TOP-SECRET-4417'], ['TOP-SECRET-4417', null]]);
+  assert.equal(r.exported, 'TOP-SECRET-4417', 'a backup holds plaintext');
+});
+
+test('encrypt: an altered or swapped payload becomes a corrupt dead letter; the rest go out', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'rest-tamper';
+    let ob = await Outbox.open({ name, encrypt: true, handlers: { h: () => new Promise(() => {}) } });
+    const a = await ob.enqueue({ handler: 'h', keys: ['a'], mutations: 'A' });
+    const b = await ob.enqueue({ handler: 'h', keys: ['b'], mutations: 'B' });
+    const c = await ob.enqueue({ handler: 'h', keys: ['c'], mutations: 'C' });
+    await ob.close();
+    const rawA = await window.rawGet(name, 'payloads', a.id);
+    rawA.data[3] ^= 1;
+    await window.rawPut(name, 'payloads', rawA, a.id);
+    await window.rawPut(name, 'payloads', await window.rawGet(name, 'payloads', c.id), b.id);
+    const sent = [];
+    ob = await Outbox.open({ name, handlers: { h: async (ctx) => { sent.push(ctx.mutations); } } });
+    await ob.drain();
+    const dead = (await ob.deadLetters()).map((d) => ({ id: d.id, reason: d.deadReason, error: d.lastError.name, message: d.lastError.message }));
+    await ob.close();
+    return { sent, dead, ids: { a: a.id, b: b.id } };
+  });
+  assert.deepEqual(r.sent, ['C']);
+  assert.deepEqual(r.dead.map((d) => [d.id, d.reason, d.error]).sort(), [[r.ids.a, 'corrupt', 'UnreadablePayload'], [r.ids.b, 'corrupt', 'UnreadablePayload']].sort());
+  assert.match(r.dead[0].message, /altered|another key/);
+});
+
+test('sealed enqueues keep call order on a key, whatever each takes to seal', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const seen = [];
+    const ob = await Outbox.open({ name: 'rest-order', encrypt: true, compress: true, handlers: { h: async (ctx) => { seen.push(ctx.mutations.i); } } });
+    const infos = await Promise.all(Array.from({ length: 30 }, (_, i) => ob.enqueue({
+      handler: 'h', keys: ['k'], mutations: i % 3 === 0 ? { i, form: window.formRecord(i) } : { i },
+    })));
+    await ob.drain();
+    await ob.close();
+    return { seen, seqs: infos.map((t) => t.seq) };
+  });
+  assert.deepEqual(r.seen, Array.from({ length: 30 }, (_, i) => i));
+  assert.deepEqual(r.seqs, [...r.seqs].sort((a, b) => a - b));
+});
+
+test('compress and encrypt are checked options', async () => {
+  const codes = await page.evaluate(async () => {
+    const out = [];
+    for (const o of [{ compress: 'yes' }, { encrypt: 1 }]) {
+      try { await window.lib.Outbox.open({ name: 'rest-bad', handlers: {}, ...o }); out.push('opened'); } catch (e) { out.push(e.code); }
+    }
+    return out;
+  });
+  assert.deepEqual(codes, ['InvalidOptions', 'InvalidOptions']);
+});
