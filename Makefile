@@ -19,6 +19,7 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target wasm32-unknown-unknown
 
 unit:
 	cargo test
@@ -29,9 +30,11 @@ pkg:
 # chromedriver sometimes hangs while starting a session on this small machine, before any
 # test runs. Each suite gets up to three attempts of 90 s; between them the browser and
 # driver a timed-out attempt leaves behind are stopped. A real failure fails every time.
+# The Rust API's doc examples are compiled for wasm32 (they are `no_run`).
 wasm-tests:
+	cargo test --target wasm32-unknown-unknown --doc
 	cargo test --target wasm32-unknown-unknown --no-run
-	for t in page worker; do \
+	for t in page worker rust_api; do \
 	  for attempt in 1 2 3; do \
 	    timeout -k 5 90 cargo test --target wasm32-unknown-unknown --test $$t && break; \
 	    pkill -f '^wasm-bindgen-test-runner'; pkill -f '^/usr/bin/chromedriver'; pkill -f '^/usr/lib/chromium/chromium'; sleep 1; \

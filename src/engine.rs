@@ -1918,6 +1918,8 @@ impl Engine {
             && !st.sched.has_runnable(now)
             && st.acks.is_empty()
             && !st.writing()
+            // Records another context (or an import) just wrote are being read in.
+            && !st.syncing
     }
 
     fn check_idle(&self) {

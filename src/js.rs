@@ -18,6 +18,9 @@ extern "C" {
 
     #[wasm_bindgen(js_name = NonRetriableError)]
     pub type NonRetriableError;
+
+    #[wasm_bindgen(constructor, js_class = "NonRetriableError")]
+    pub fn new(message: &str) -> NonRetriableError;
 }
 
 #[wasm_bindgen(module = "/src/js/size.js")]

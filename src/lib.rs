@@ -12,6 +12,11 @@ pub mod model;
 pub mod retry;
 pub mod scheduler;
 
+pub use model::{DeadLetterPolicy, DeadReason, Ordering, Priority, Status};
+pub use retry::Jitter;
+
+#[cfg(target_arch = "wasm32")]
+mod api;
 #[cfg(target_arch = "wasm32")]
 mod engine;
 #[cfg(target_arch = "wasm32")]
@@ -36,4 +41,12 @@ mod store;
 mod triggers;
 
 #[cfg(target_arch = "wasm32")]
-pub use outbox::Outbox;
+pub use api::{
+    BatchResult, DrainReport, ErrorInfo, Event, HandlerContext, HandlerError, ImportReport,
+    LatencyPercentiles, LeaderElection, Outbox, OutboxBuilder, Stats, StorageInfo, Subscription,
+    Transaction, TransactionError, TransactionInfo,
+};
+#[cfg(target_arch = "wasm32")]
+pub use error::{Error, ErrorCode};
+#[cfg(target_arch = "wasm32")]
+pub use outbox::JsOutbox;

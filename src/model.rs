@@ -83,7 +83,8 @@ impl DeadLetterPolicy {
 
 /// Where a transaction is in its life. `Acknowledged` is never stored: an acknowledged
 /// record leaves the outbox; the status only appears in what `settled` reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Status {
     Pending,
     InFlight,

@@ -14,8 +14,9 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::js;
 use crate::model::Millis;
 
-#[wasm_bindgen]
-pub struct Outbox {
+/// The JS `Outbox` (Rust code uses [`crate::Outbox`]).
+#[wasm_bindgen(js_name = Outbox)]
+pub struct JsOutbox {
     engine: Rc<Engine>,
 }
 
@@ -60,13 +61,13 @@ fn budget(opts: &JsValue) -> Result<Option<Millis>> {
     }
 }
 
-#[wasm_bindgen]
-impl Outbox {
+#[wasm_bindgen(js_class = Outbox)]
+impl JsOutbox {
     /// Opens (creating if needed) the outbox named `options.name`.
-    pub async fn open(options: JsValue) -> std::result::Result<Outbox, JsValue> {
+    pub async fn open(options: JsValue) -> std::result::Result<JsOutbox, JsValue> {
         let opts = crate::options::parse_options(&options).map_err(|e| js::to_js(&e))?;
         let engine = Engine::open(opts).await.map_err(|e| js::to_js(&e))?;
-        Ok(Outbox { engine })
+        Ok(JsOutbox { engine })
     }
 
     #[wasm_bindgen(getter)]

@@ -2,7 +2,7 @@
 //! worker (see `page.rs`, `worker.rs`). Each test uses its own outbox name.
 
 use js_sys::{Array, Promise};
-use offline_outbox::Outbox;
+use offline_outbox::JsOutbox as Outbox;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;

@@ -1,0 +1,792 @@
+//! The outbox from Rust, for Rust web apps (Leptos, Yew, Dioxus...): the same engine the
+//! JS `Outbox` drives, with handlers as async closures, payloads as serde types, results
+//! as typed structs and failures as [`Error`] with its [`ErrorCode`].
+//!
+//! ```no_run
+//! use offline_outbox::{HandlerError, Outbox, Transaction};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Rename {
+//!     title: String,
+//! }
+//!
+//! # async fn send(_: &Rename, _: &str) -> Result<u16, String> { Ok(200) }
+//! async fn app() -> Result<(), offline_outbox::Error> {
+//!     let outbox = Outbox::builder("todos")
+//!         .handler("rename", |ctx| async move {
+//!             let body: Rename = ctx.mutations()?;
+//!             match send(&body, &ctx.idempotency_key()).await {
+//!                 Ok(200..=299) => Ok(()),
+//!                 Ok(422) => Err(HandlerError::reject("the server refused it")),
+//!                 Ok(status) => Err(HandlerError::retry(format!("HTTP {status}"))),
+//!                 Err(e) => Err(HandlerError::retry(e)),
+//!             }
+//!         })
+//!         .max_concurrency(8)
+//!         .open()
+//!         .await?;
+//!     let rename = Rename { title: "Buy milk".into() };
+//!     let info = outbox
+//!         .enqueue(Transaction::new("rename", ["todo:1"], &rename)?)
+//!         .await?;
+//!     outbox.settled(&info.id).await?;
+//!     Ok(())
+//! }
+//! ```
+
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use js_sys::{Array, Function, Object, Promise};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::engine::Engine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::js;
+use crate::model::{DeadLetterPolicy, DeadReason, Ordering, Priority, Status};
+pub use crate::options::LeaderElection;
+use crate::retry::Jitter;
+
+type JsHandler = Closure<dyn FnMut(JsValue) -> Promise>;
+type MergeFn = Closure<dyn FnMut(JsValue, JsValue) -> JsValue>;
+
+/// What a batch handler returns: `Err` fails the whole batch; `Ok` holds one outcome per
+/// transaction, in the order given.
+pub type BatchResult =
+    std::result::Result<Vec<std::result::Result<(), HandlerError>>, HandlerError>;
+
+/// An open outbox. Dropping it does not close it; call [`Outbox::close`].
+pub struct Outbox {
+    engine: Rc<Engine>,
+    /// The JS functions the engine calls, alive as long as this outbox.
+    _handlers: (Vec<JsHandler>, Vec<MergeFn>),
+}
+
+/// Options for [`OutboxBuilder::open`], from [`Outbox::builder`], set one by one; each is checked as the JS options are.
+pub struct OutboxBuilder {
+    options: Object,
+    handlers: Object,
+    closures: Vec<JsHandler>,
+    merges: Vec<MergeFn>,
+}
+
+/// What a handler gets for one attempt.
+pub struct HandlerContext {
+    raw: JsValue,
+}
+
+/// How a handler failed: [`retry`](HandlerError::retry) later (with backoff, or after
+/// the delay the server asked for), or [`reject`](HandlerError::reject) for good, which
+/// moves the transaction to the dead letters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerError {
+    message: String,
+    retriable: bool,
+    retry_after: Option<Duration>,
+}
+
+/// A transaction to enqueue.
+pub struct Transaction {
+    handler: String,
+    keys: Vec<String>,
+    mutations: JsValue,
+    metadata: JsValue,
+    priority: Option<Priority>,
+    idempotency_key: Option<String>,
+    coalesce_key: Option<String>,
+}
+
+/// The last failure of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct TransactionError {
+    pub name: String,
+    pub message: String,
+}
+
+/// A transaction as `enqueue`, `peek` and `dead_letters` report it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionInfo {
+    pub id: String,
+    pub handler: String,
+    pub keys: Vec<String>,
+    /// As stored (a JS value); [`TransactionInfo::mutations_as`] deserializes it.
+    #[serde(with = "serde_wasm_bindgen::preserve", default = "undefined")]
+    pub mutations: JsValue,
+    #[serde(with = "serde_wasm_bindgen::preserve", default = "undefined")]
+    pub metadata: JsValue,
+    pub idempotency_key: String,
+    pub seq: Option<u64>,
+    pub priority: Priority,
+    pub status: Status,
+    pub attempts: u32,
+    /// Milliseconds since the Unix epoch, as JS `Date.now()`.
+    pub created_at: f64,
+    pub next_attempt_at: f64,
+    pub last_error: Option<TransactionError>,
+    pub dead_reason: Option<DeadReason>,
+}
+
+fn undefined() -> JsValue {
+    JsValue::UNDEFINED
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct LatencyPercentiles {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct StorageInfo {
+    pub persisted: Option<bool>,
+    pub usage: Option<f64>,
+    pub quota: Option<f64>,
+}
+
+/// What `stats()` reports (see the JS `OutboxStats` for each field).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub pending: u64,
+    pub retrying: u64,
+    pub held: u64,
+    pub in_flight: u64,
+    pub dead: u64,
+    pub oldest_created_at: Option<f64>,
+    pub oldest_age_ms: Option<f64>,
+    pub bytes: u64,
+    pub success_rate: Option<f64>,
+    pub attempt_latency_ms: LatencyPercentiles,
+    pub storage: StorageInfo,
+    pub next_attempt_at: Option<f64>,
+    pub sent: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    pub is_leader: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainReport {
+    pub sent: u64,
+    pub retried: u64,
+    pub dead: u64,
+    pub remaining: u64,
+    pub complete: bool,
+    pub duration_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ImportReport {
+    pub pending: u32,
+    pub dead: u32,
+    pub skipped: u32,
+}
+
+/// An `OutboxError` carried by an [`Event::Error`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+/// What [`Outbox::subscribe`] listeners receive (the JS `OutboxEvent`s).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    Enqueued {
+        id: String,
+        seq: u64,
+    },
+    Sending {
+        id: String,
+        attempt: u32,
+    },
+    Sent {
+        id: String,
+    },
+    Progress {
+        done: u64,
+        total: u64,
+    },
+    Coalesced {
+        id: String,
+        into: String,
+    },
+    Capacity {
+        level: String,
+        count: u64,
+        bytes: u64,
+        ratio: f64,
+    },
+    StorageLost {
+        reason: String,
+        pending: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Retry {
+        id: String,
+        attempt: u32,
+        next_attempt_at: f64,
+        error: TransactionError,
+    },
+    Dead {
+        id: String,
+        reason: DeadReason,
+        error: TransactionError,
+    },
+    Removed {
+        id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Leader {
+        is_leader: bool,
+    },
+    Drained {
+        remaining: u64,
+    },
+    Error {
+        id: Option<String>,
+        error: ErrorInfo,
+    },
+}
+
+/// Keeps a [`Outbox::subscribe`] listener registered; dropping it unsubscribes.
+pub struct Subscription {
+    engine: std::rc::Weak<Engine>,
+    id: u32,
+    _listener: Closure<dyn FnMut(JsValue)>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(e) = self.engine.upgrade() {
+            e.unsubscribe(self.id);
+        }
+    }
+}
+
+fn from_js<T: DeserializeOwned>(v: JsValue) -> Result<T> {
+    serde_wasm_bindgen::from_value(v)
+        .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e.to_string()))
+}
+
+async fn wait(p: Promise) -> Result<JsValue> {
+    JsFuture::from(p).await.map_err(|e| js::from_js(&e))
+}
+
+impl HandlerContext {
+    fn field(&self, name: &str) -> JsValue {
+        js::get(&self.raw, name)
+    }
+
+    pub fn id(&self) -> String {
+        self.field("id").as_string().unwrap_or_default()
+    }
+
+    /// The same on every attempt, from every context: send it for the server to dedupe.
+    pub fn idempotency_key(&self) -> String {
+        self.field("idempotencyKey").as_string().unwrap_or_default()
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        Array::from(&self.field("keys"))
+            .iter()
+            .filter_map(|k| k.as_string())
+            .collect()
+    }
+
+    /// 1 on the first attempt.
+    pub fn attempt(&self) -> u32 {
+        self.field("attempt").as_f64().unwrap_or(1.0) as u32
+    }
+
+    /// Aborted when the outbox closes or this context stops leading: pass it to `fetch`.
+    pub fn signal(&self) -> web_sys::AbortSignal {
+        self.field("signal").unchecked_into()
+    }
+
+    /// The mutations, deserialized; a mismatch is a [`HandlerError`] that retries (a
+    /// newer build of the app may read them).
+    pub fn mutations<T: DeserializeOwned>(&self) -> std::result::Result<T, HandlerError> {
+        serde_wasm_bindgen::from_value(self.field("mutations"))
+            .map_err(|e| HandlerError::retry(format!("mutations: {e}")))
+    }
+
+    pub fn metadata<T: DeserializeOwned>(&self) -> std::result::Result<T, HandlerError> {
+        serde_wasm_bindgen::from_value(self.field("metadata"))
+            .map_err(|e| HandlerError::retry(format!("metadata: {e}")))
+    }
+
+    /// The mutations as the JS value they are stored as.
+    pub fn mutations_js(&self) -> JsValue {
+        self.field("mutations")
+    }
+}
+
+impl HandlerError {
+    /// A failure worth trying again, after the retry policy's backoff.
+    pub fn retry(message: impl std::fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            retriable: true,
+            retry_after: None,
+        }
+    }
+
+    /// A failure that will not go away: the transaction goes to the dead letters
+    /// (reason `handler-rejected`).
+    pub fn reject(message: impl std::fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            retriable: false,
+            retry_after: None,
+        }
+    }
+
+    /// Retry after `delay` instead of the backoff (a server's `Retry-After`).
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    fn into_js(self) -> JsValue {
+        if !self.retriable {
+            return js::NonRetriableError::new(&self.message).into();
+        }
+        let e = js_sys::Error::new(&self.message);
+        if let Some(d) = self.retry_after {
+            js::set(
+                e.unchecked_ref(),
+                "retryAfterMs",
+                &JsValue::from_f64(d.as_millis() as f64),
+            );
+        }
+        e.into()
+    }
+}
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for HandlerError {
+    fn from(e: Error) -> Self {
+        Self::retry(e)
+    }
+}
+
+/// Serializes as JSON would (maps as plain objects), which is what JS handlers and
+/// servers expect to receive.
+fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| Error::new(ErrorCode::NotSerializable, e.to_string()))
+}
+
+impl Transaction {
+    /// A transaction for `handler` on `keys` (ordered against earlier ones sharing any of
+    /// them; none makes it a barrier), carrying `mutations`.
+    pub fn new<M: Serialize + ?Sized>(
+        handler: &str,
+        keys: impl IntoIterator<Item = impl Into<String>>,
+        mutations: &M,
+    ) -> Result<Self> {
+        Ok(Self::from_js(handler, keys, to_js(mutations)?))
+    }
+
+    /// Mutations that are already a JS value (a `Blob`, a typed array...).
+    pub fn from_js(
+        handler: &str,
+        keys: impl IntoIterator<Item = impl Into<String>>,
+        mutations: JsValue,
+    ) -> Self {
+        Self {
+            handler: handler.to_string(),
+            keys: keys.into_iter().map(Into::into).collect(),
+            mutations,
+            metadata: JsValue::UNDEFINED,
+            priority: None,
+            idempotency_key: None,
+            coalesce_key: None,
+        }
+    }
+
+    pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Result<Self> {
+        self.metadata = to_js(metadata)?;
+        Ok(self)
+    }
+
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Defaults to the transaction id.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Folds this into a pending, not yet sent transaction with the same coalesce key.
+    pub fn coalesce_key(mut self, key: impl Into<String>) -> Self {
+        self.coalesce_key = Some(key.into());
+        self
+    }
+
+    fn to_js(&self) -> JsValue {
+        let o = Object::new();
+        js::set(&o, "handler", &JsValue::from_str(&self.handler));
+        let keys: Array = self.keys.iter().map(|k| JsValue::from_str(k)).collect();
+        js::set(&o, "keys", &keys);
+        js::set(&o, "mutations", &self.mutations);
+        if !self.metadata.is_undefined() {
+            js::set(&o, "metadata", &self.metadata);
+        }
+        if let Some(p) = self.priority {
+            js::set(&o, "priority", &JsValue::from_str(p.as_str()));
+        }
+        if let Some(k) = &self.idempotency_key {
+            js::set(&o, "idempotencyKey", &JsValue::from_str(k));
+        }
+        if let Some(k) = &self.coalesce_key {
+            js::set(&o, "coalesceKey", &JsValue::from_str(k));
+        }
+        o.into()
+    }
+}
+
+impl TransactionInfo {
+    pub fn mutations_as<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_wasm_bindgen::from_value(self.mutations.clone())
+            .map_err(|e| Error::new(ErrorCode::InvalidTransaction, e.to_string()))
+    }
+}
+
+impl OutboxBuilder {
+    fn set(self, name: &str, value: JsValue) -> Self {
+        js::set(&self.options, name, &value);
+        self
+    }
+
+    /// The handler spec of `name` (`{ send | sendBatch, batchSize?, merge? }`).
+    fn spec(&self, name: &str) -> Object {
+        let existing = js::get(&self.handlers, name);
+        if existing.is_object() {
+            return existing.unchecked_into();
+        }
+        let spec = Object::new();
+        js::set(&self.handlers, name, &spec);
+        spec
+    }
+
+    fn keep(mut self, name: &str, field: &str, closure: JsHandler) -> Self {
+        js::set(&self.spec(name), field, closure.as_ref());
+        self.closures.push(closure);
+        self
+    }
+
+    /// Registers `send` as the handler named `name`: one transaction per call.
+    pub fn handler<F, Fut>(self, name: &str, send: F) -> Self
+    where
+        F: Fn(HandlerContext) -> Fut + 'static,
+        Fut: Future<Output = std::result::Result<(), HandlerError>> + 'static,
+    {
+        let closure = JsHandler::new(move |ctx: JsValue| {
+            let attempt = send(HandlerContext { raw: ctx });
+            future_to_promise(async move {
+                attempt
+                    .await
+                    .map(|()| JsValue::UNDEFINED)
+                    .map_err(HandlerError::into_js)
+            })
+        });
+        self.keep(name, "send", closure)
+    }
+
+    /// Registers a batch handler: up to `batch_size` runnable transactions per call (never
+    /// two sharing a key). `Err` fails them all; `Ok` holds one outcome per transaction,
+    /// in the order given (a missing one counts as a failure to retry).
+    pub fn batch_handler<F, Fut>(self, name: &str, batch_size: u32, send: F) -> Self
+    where
+        F: Fn(Vec<HandlerContext>) -> Fut + 'static,
+        Fut: Future<Output = BatchResult> + 'static,
+    {
+        let closure = JsHandler::new(move |batch: JsValue| {
+            let batch = Array::from(&batch)
+                .iter()
+                .map(|raw| HandlerContext { raw })
+                .collect();
+            let attempt = send(batch);
+            future_to_promise(async move {
+                let outcomes = attempt.await.map_err(HandlerError::into_js)?;
+                Ok(outcomes
+                    .into_iter()
+                    .map(|o| o.err().map_or(JsValue::UNDEFINED, HandlerError::into_js))
+                    .collect::<Array>()
+                    .into())
+            })
+        });
+        let this = self.keep(name, "sendBatch", closure);
+        js::set(&this.spec(name), "batchSize", &JsValue::from(batch_size));
+        this
+    }
+
+    /// How a coalesced transaction's mutations combine with the pending one's (by
+    /// default the newer replace the older). Mutations that do not deserialize as `M`
+    /// are replaced.
+    pub fn merge<M, F>(self, name: &str, merge: F) -> Self
+    where
+        M: Serialize + DeserializeOwned,
+        F: Fn(M, M) -> M + 'static,
+    {
+        let closure = Closure::<dyn FnMut(JsValue, JsValue) -> JsValue>::new(
+            move |older: JsValue, newer: JsValue| {
+                let typed = serde_wasm_bindgen::from_value(older)
+                    .and_then(|o| Ok((o, serde_wasm_bindgen::from_value(newer.clone())?)));
+                match typed {
+                    Ok((o, n)) => to_js(&merge(o, n)).unwrap_or(newer),
+                    Err(_) => newer,
+                }
+            },
+        );
+        js::set(&self.spec(name), "merge", closure.as_ref());
+        let mut this = self;
+        this.merges.push(closure);
+        this
+    }
+
+    /// Holds low-priority work on a metered connection (cellular) until the oldest of
+    /// it is `max_hold` old or the outbox holds more than `max_hold_bytes`, or `drain()`.
+    pub fn wifi_preferred(self, max_hold: Duration, max_hold_bytes: u64) -> Self {
+        let n = Object::new();
+        js::set(&n, "policy", &JsValue::from_str("wifi-preferred"));
+        js::set(
+            &n,
+            "maxHoldMs",
+            &JsValue::from_f64(max_hold.as_millis() as f64),
+        );
+        js::set(
+            &n,
+            "maxHoldBytes",
+            &JsValue::from_f64(max_hold_bytes as f64),
+        );
+        self.set("network", n.into())
+    }
+
+    /// Default 4.
+    pub fn max_concurrency(self, n: u32) -> Self {
+        self.set("maxConcurrency", JsValue::from(n))
+    }
+
+    pub fn ordering(self, ordering: Ordering) -> Self {
+        let name = match ordering {
+            Ordering::PerKey => "per-key",
+            Ordering::Fifo => "fifo",
+        };
+        self.set("ordering", JsValue::from_str(name))
+    }
+
+    /// Exponential backoff from `base` up to `max`, with `jitter`; `max_attempts` before
+    /// the dead letters (`None`: unlimited).
+    pub fn retry(
+        self,
+        base: Duration,
+        max: Duration,
+        max_attempts: Option<u32>,
+        jitter: Jitter,
+    ) -> Self {
+        let r = Object::new();
+        js::set(
+            &r,
+            "baseDelayMs",
+            &JsValue::from_f64(base.as_millis() as f64),
+        );
+        js::set(&r, "maxDelayMs", &JsValue::from_f64(max.as_millis() as f64));
+        if let Some(m) = max_attempts {
+            js::set(&r, "maxAttempts", &JsValue::from(m));
+        }
+        let jitter = match jitter {
+            Jitter::Full => "full",
+            Jitter::Equal => "equal",
+            Jitter::None => "none",
+        };
+        js::set(&r, "jitter", &JsValue::from_str(jitter));
+        self.set("retry", r.into())
+    }
+
+    /// Transactions older than this go to the dead letters (reason `expired`).
+    pub fn max_age(self, age: Duration) -> Self {
+        self.set("maxAgeMs", JsValue::from_f64(age.as_millis() as f64))
+    }
+
+    pub fn dead_letter_policy(self, policy: DeadLetterPolicy) -> Self {
+        let name = match policy {
+            DeadLetterPolicy::Skip => "skip",
+            DeadLetterPolicy::Block => "block",
+        };
+        self.set("deadLetterPolicy", JsValue::from_str(name))
+    }
+
+    pub fn leader_election(self, mode: LeaderElection) -> Self {
+        let name = match mode {
+            LeaderElection::Auto => "auto",
+            LeaderElection::WebLocks => "web-locks",
+            LeaderElection::BroadcastChannel => "broadcast-channel",
+            LeaderElection::None => "none",
+        };
+        self.set("leaderElection", JsValue::from_str(name))
+    }
+
+    pub fn persist(self, ask: bool) -> Self {
+        self.set("persist", JsValue::from_bool(ask))
+    }
+
+    pub fn compress(self, on: bool) -> Self {
+        self.set("compress", JsValue::from_bool(on))
+    }
+
+    pub fn encrypt(self, on: bool) -> Self {
+        self.set("encrypt", JsValue::from_bool(on))
+    }
+
+    /// Soft limits that raise `capacity` events at 80 % and 100 %.
+    pub fn capacity(self, max_count: Option<u64>, max_bytes: Option<u64>) -> Self {
+        let c = Object::new();
+        if let Some(n) = max_count {
+            js::set(&c, "maxCount", &JsValue::from_f64(n as f64));
+        }
+        if let Some(b) = max_bytes {
+            js::set(&c, "maxBytes", &JsValue::from_f64(b as f64));
+        }
+        self.set("capacity", c.into())
+    }
+
+    pub async fn open(self) -> Result<Outbox> {
+        js::set(&self.options, "handlers", &self.handlers);
+        let opts = crate::options::parse_options(&self.options)?;
+        let engine = Engine::open(opts).await?;
+        Ok(Outbox {
+            engine,
+            _handlers: (self.closures, self.merges),
+        })
+    }
+}
+
+impl Outbox {
+    /// Starts the options of the outbox named `name` (its database, lock and channel).
+    pub fn builder(name: &str) -> OutboxBuilder {
+        let options = Object::new();
+        js::set(&options, "name", &JsValue::from_str(name));
+        OutboxBuilder {
+            options,
+            handlers: Object::new(),
+            closures: Vec::new(),
+            merges: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.engine.name()
+    }
+
+    /// Whether this context sends now.
+    pub fn is_leader(&self) -> bool {
+        self.engine.is_leader()
+    }
+
+    /// Queues the transaction at once (enqueues made one after another keep that order,
+    /// awaited or not, and share one IndexedDB write); the future resolves once it is
+    /// durable in IndexedDB.
+    pub fn enqueue(&self, tx: Transaction) -> impl Future<Output = Result<TransactionInfo>> {
+        let written = self.engine.enqueue(&tx.to_js());
+        async move { from_js(wait(written).await?) }
+    }
+
+    /// Waits until a handler (in any context) acknowledged the transaction; `Dead` or
+    /// `Removed` if it went to the dead letters or was removed instead.
+    pub async fn settled(&self, id: &str) -> Result<()> {
+        wait(self.engine.settled(id.to_string())).await.map(|_| ())
+    }
+
+    /// Pending transactions (in flight included), in seq order.
+    pub async fn peek(&self) -> Result<Vec<TransactionInfo>> {
+        from_js(self.engine.clone().peek().await?)
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<TransactionInfo>> {
+        from_js(self.engine.clone().dead_letters().await?)
+    }
+
+    pub async fn retry_dead(&self, id: &str) -> Result<()> {
+        self.engine.clone().retry_dead(id.to_string()).await
+    }
+
+    pub async fn discard_dead(&self, id: &str) -> Result<()> {
+        self.engine.clone().discard_dead(id.to_string()).await
+    }
+
+    /// Cancels a pending transaction that is not being sent.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        self.engine.clone().remove(id.to_string()).await
+    }
+
+    pub async fn stats(&self) -> Result<Stats> {
+        from_js(self.engine.clone().stats().await?)
+    }
+
+    /// Resets backoff delays and drains now.
+    pub fn notify_online(&self) {
+        self.engine.notify_online();
+    }
+
+    /// Runs until nothing is runnable now, or until `budget` passes.
+    pub async fn drain(&self, budget: Option<Duration>) -> Result<DrainReport> {
+        let budget = budget.map(|b| b.as_millis() as crate::model::Millis);
+        from_js(wait(self.engine.drain(budget)).await?)
+    }
+
+    /// Calls `listener` with every event until the [`Subscription`] is dropped.
+    pub fn subscribe(&self, mut listener: impl FnMut(Event) + 'static) -> Subscription {
+        let closure = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            // Events of a newer version of the package than this API knows are skipped.
+            if let Ok(ev) = serde_wasm_bindgen::from_value(ev) {
+                listener(ev);
+            }
+        });
+        let f: Function = closure.as_ref().clone().unchecked_into();
+        Subscription {
+            id: self.engine.subscribe(f),
+            engine: Rc::downgrade(&self.engine),
+            _listener: closure,
+        }
+    }
+
+    /// The pending transactions and dead letters as the JSON text of a backup.
+    pub async fn export_json(&self) -> Result<String> {
+        let doc = self.engine.clone().export().await?;
+        js_sys::JSON::stringify(&doc)
+            .map(String::from)
+            .map_err(|e| js::from_js(&e))
+    }
+
+    /// Adds a backup's transactions that are not here yet (see the JS `import`).
+    pub async fn import_json(&self, json: &str) -> Result<ImportReport> {
+        from_js(self.engine.clone().import(JsValue::from_str(json)).await?)
+    }
+
+    /// Stops sending, finishes every write under way, closes the database.
+    pub async fn close(self) {
+        self.engine.clone().close().await;
+    }
+}

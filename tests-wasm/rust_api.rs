@@ -1,0 +1,361 @@
+//! The Rust API in a page: async closures as handlers, serde payloads, typed results,
+//! events and errors, against real IndexedDB.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use offline_outbox::{
+    DeadReason, ErrorCode, Event, HandlerError, Jitter, Outbox, Priority, Status, Transaction,
+};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Edit {
+    id: u32,
+    title: String,
+    tags: Vec<String>,
+    fields: HashMap<String, f64>,
+    done: Option<bool>,
+}
+
+fn edit(id: u32) -> Edit {
+    Edit {
+        id,
+        title: format!("item {id}"),
+        tags: vec!["a".into(), "b".into()],
+        fields: HashMap::from([("weight".to_string(), 1.5)]),
+        done: None,
+    }
+}
+
+fn name(test: &str) -> String {
+    format!("rust-api-{test}-{}", js_sys::Math::random())
+}
+
+/// What the handler saw: body, idempotency key, keys, attempt, metadata's user.
+type Seen = (Edit, String, Vec<String>, u32, String);
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct Meta {
+    user: String,
+}
+
+#[wasm_bindgen_test]
+async fn typed_handlers_receive_what_was_enqueued() {
+    let seen: Rc<RefCell<Vec<Seen>>> = Default::default();
+    let log = seen.clone();
+    let outbox = Outbox::builder(&name("typed"))
+        .handler("save", move |ctx| {
+            let log = log.clone();
+            async move {
+                let body: Edit = ctx.mutations()?;
+                let meta: Meta = ctx.metadata()?;
+                log.borrow_mut().push((
+                    body,
+                    ctx.idempotency_key(),
+                    ctx.keys(),
+                    ctx.attempt(),
+                    meta.user,
+                ));
+                assert!(!ctx.signal().aborted());
+                Ok(())
+            }
+        })
+        .max_concurrency(2)
+        .open()
+        .await
+        .expect("open");
+    let tx = Transaction::new("save", ["todo:1", "list:9"], &edit(1))
+        .unwrap()
+        .metadata(&serde_json_like_meta())
+        .unwrap()
+        .priority(Priority::High)
+        .idempotency_key("key-1");
+    let info = outbox.enqueue(tx).await.expect("enqueue");
+    assert_eq!(info.status, Status::Pending);
+    assert_eq!(info.priority, Priority::High);
+    assert_eq!(info.idempotency_key, "key-1");
+    assert_eq!(info.mutations_as::<Edit>().unwrap(), edit(1));
+    outbox.settled(&info.id).await.expect("acknowledged");
+    let seen = seen.borrow().clone();
+    assert_eq!(seen.len(), 1);
+    let (body, key, keys, attempt, user) = &seen[0];
+    assert_eq!(body, &edit(1));
+    assert_eq!(key, "key-1");
+    assert_eq!(keys, &["todo:1".to_string(), "list:9".to_string()]);
+    assert_eq!(*attempt, 1);
+    assert_eq!(user, "ana");
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.sent, stats.dead), (0, 1, 0));
+    assert!(stats.is_leader);
+    outbox.close().await;
+}
+
+fn serde_json_like_meta() -> HashMap<&'static str, &'static str> {
+    HashMap::from([("user", "ana")])
+}
+
+#[wasm_bindgen_test]
+async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
+    let calls = Rc::new(RefCell::new(0u32));
+    let count = calls.clone();
+    let outbox = Outbox::builder(&name("errors"))
+        .retry(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            None,
+            Jitter::None,
+        )
+        .handler("flaky", move |_ctx| {
+            let count = count.clone();
+            async move {
+                *count.borrow_mut() += 1;
+                if *count.borrow() == 1 {
+                    // The server's Retry-After replaces the 60 s backoff.
+                    Err(HandlerError::retry("503").after(Duration::from_millis(30)))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .handler("refused", |_ctx| async {
+            Err(HandlerError::reject("422: invalid title"))
+        })
+        .open()
+        .await
+        .unwrap();
+    let events: Rc<RefCell<Vec<Event>>> = Default::default();
+    let sink = events.clone();
+    let subscription = outbox.subscribe(move |e| sink.borrow_mut().push(e));
+
+    let flaky = outbox
+        .enqueue(Transaction::new("flaky", ["k"], &1).unwrap())
+        .await
+        .unwrap();
+    outbox
+        .settled(&flaky.id)
+        .await
+        .expect("sent on the second attempt");
+    assert_eq!(*calls.borrow(), 2);
+    let retry = events.borrow().iter().find_map(|e| match e {
+        Event::Retry {
+            id, attempt, error, ..
+        } => Some((id.clone(), *attempt, error.message.clone())),
+        _ => None,
+    });
+    assert_eq!(retry, Some((flaky.id.clone(), 1, "503".to_string())));
+    assert!(events
+        .borrow()
+        .iter()
+        .any(|e| matches!(e, Event::Sent { id } if *id == flaky.id)));
+
+    let refused = outbox
+        .enqueue(Transaction::new("refused", ["k2"], "x").unwrap())
+        .await
+        .unwrap();
+    let err = outbox.settled(&refused.id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Dead);
+    let dead = outbox.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].dead_reason, Some(DeadReason::HandlerRejected));
+    assert_eq!(dead[0].status, Status::Dead);
+    assert_eq!(
+        dead[0].last_error.as_ref().map(|e| e.message.as_str()),
+        Some("422: invalid title")
+    );
+    assert!(events.borrow().iter().any(|e| matches!(
+        e,
+        Event::Dead {
+            reason: DeadReason::HandlerRejected,
+            ..
+        }
+    )));
+
+    drop(subscription);
+    let before = events.borrow().len();
+    outbox.discard_dead(&refused.id).await.unwrap();
+    outbox
+        .enqueue(Transaction::new("flaky", ["k"], &2).unwrap())
+        .await
+        .unwrap();
+    outbox.drain(None).await.unwrap();
+    assert_eq!(
+        events.borrow().len(),
+        before,
+        "no events after the subscription is dropped"
+    );
+    outbox.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn typed_errors_for_bad_input_and_a_closed_outbox() {
+    let err = Outbox::builder(&name("bad"))
+        .max_concurrency(0)
+        .open()
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.code, ErrorCode::InvalidOptions);
+
+    let outbox = Outbox::builder(&name("bad2"))
+        .handler("ok", |_ctx| async { Ok(()) })
+        .open()
+        .await
+        .unwrap();
+    let err = outbox
+        .enqueue(Transaction::new("nope", ["k"], &1).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownHandler);
+    let long = "k".repeat(5000);
+    let err = outbox
+        .enqueue(Transaction::new("ok", [long], &1).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidTransaction);
+    assert!(outbox.peek().await.unwrap().is_empty(), "nothing stored");
+    let err = outbox.remove("no-such-id").await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+    let err = outbox
+        .import_json("{\"format\":\"other\"}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidBackup);
+    let name = outbox.name().to_string();
+    outbox.close().await;
+
+    let reopened = Outbox::builder(&name).open().await.unwrap();
+    assert!(reopened.peek().await.unwrap().is_empty());
+    reopened.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn peek_drain_and_a_backup_between_two_outboxes() {
+    let src = Outbox::builder(&name("backup-src"))
+        .handler("later", |_ctx| std::future::pending())
+        .open()
+        .await
+        .unwrap();
+    for i in 0..3 {
+        src.enqueue(Transaction::new("later", ["doc"], &edit(i)).unwrap())
+            .await
+            .unwrap();
+    }
+    let peek = src.peek().await.unwrap();
+    assert_eq!(peek.len(), 3);
+    assert_eq!(peek[0].status, Status::InFlight);
+    assert_eq!(peek[2].mutations_as::<Edit>().unwrap(), edit(2));
+    let backup = src.export_json().await.unwrap();
+    src.close().await;
+
+    let got: Rc<RefCell<Vec<u32>>> = Default::default();
+    let log = got.clone();
+    let dst = Outbox::builder(&name("backup-dst"))
+        .handler("later", move |ctx| {
+            let log = log.clone();
+            async move {
+                log.borrow_mut().push(ctx.mutations::<Edit>()?.id);
+                Ok(())
+            }
+        })
+        .open()
+        .await
+        .unwrap();
+    let report = dst.import_json(&backup).await.unwrap();
+    assert_eq!((report.pending, report.dead, report.skipped), (3, 0, 0));
+    // Imported work starts at once; the drain waits for whatever is left of it.
+    let drained = dst.drain(Some(Duration::from_secs(10))).await.unwrap();
+    assert_eq!(drained.remaining, 0);
+    assert_eq!(*got.borrow(), vec![0, 1, 2]);
+    assert_eq!(dst.stats().await.unwrap().sent, 3);
+    dst.close().await;
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    adds: u32,
+}
+
+#[wasm_bindgen_test]
+async fn batch_handlers_with_outcomes_and_typed_merges() {
+    let batches: Rc<RefCell<Vec<Vec<u32>>>> = Default::default();
+    let log = batches.clone();
+    let outbox = Outbox::builder(&name("batch"))
+        .retry(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            Some(1),
+            Jitter::None,
+        )
+        .batch_handler("bulk", 10, move |batch| {
+            let log = log.clone();
+            async move {
+                let ids: Vec<u32> = batch
+                    .iter()
+                    .map(|ctx| ctx.mutations::<u32>())
+                    .collect::<Result<_, _>>()?;
+                log.borrow_mut().push(ids.clone());
+                Ok(ids
+                    .iter()
+                    .map(|&i| {
+                        if i == 2 {
+                            Err(HandlerError::reject("item 2 is invalid"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .collect())
+            }
+        })
+        .handler("count", |_ctx| std::future::pending())
+        .merge("count", |older: Counter, newer: Counter| Counter {
+            adds: older.adds + newer.adds,
+        })
+        .wifi_preferred(Duration::from_secs(3600), 1 << 20)
+        .open()
+        .await
+        .unwrap();
+    // Enqueued together (not awaited one by one), so they are runnable together.
+    let writes: Vec<_> = (0..4u32)
+        .map(|i| outbox.enqueue(Transaction::new("bulk", [format!("item{i}")], &i).unwrap()))
+        .collect();
+    let mut infos = Vec::new();
+    for w in writes {
+        infos.push(w.await.unwrap());
+    }
+    outbox.drain(None).await.unwrap();
+    let sent: Vec<u32> = batches.borrow().iter().flatten().copied().collect();
+    assert_eq!(sent.len(), 4);
+    assert!(
+        batches.borrow().iter().any(|b| b.len() > 1),
+        "{:?}",
+        batches.borrow()
+    );
+    let dead = outbox.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, infos[2].id);
+    assert_eq!(dead[0].dead_reason, Some(DeadReason::HandlerRejected));
+
+    // Coalescing: the first `count` is in flight (its handler never answers), the second
+    // is pending, and the third folds into the second through the typed merge.
+    for adds in [1, 2, 5] {
+        let tx = Transaction::new("count", ["counter"], &Counter { adds })
+            .unwrap()
+            .coalesce_key("counter");
+        outbox.enqueue(tx).await.unwrap();
+    }
+    let peek = outbox.peek().await.unwrap();
+    let pending: Vec<Counter> = peek
+        .iter()
+        .filter(|t| t.handler == "count")
+        .map(|t| t.mutations_as().unwrap())
+        .collect();
+    assert_eq!(pending, vec![Counter { adds: 1 }, Counter { adds: 7 }]);
+    outbox.close().await;
+}
