@@ -359,3 +359,34 @@ async fn batch_handlers_with_outcomes_and_typed_merges() {
     assert_eq!(pending, vec![Counter { adds: 1 }, Counter { adds: 7 }]);
     outbox.close().await;
 }
+
+#[wasm_bindgen_test]
+async fn compressed_and_encrypted_payloads_reach_the_handler_as_sent() {
+    let seen: Rc<RefCell<Vec<Edit>>> = Default::default();
+    let log = seen.clone();
+    let outbox = Outbox::builder(&name("sealed"))
+        .compress(true)
+        .encrypt(true)
+        .handler("save", move |ctx| {
+            let log = log.clone();
+            async move {
+                log.borrow_mut().push(ctx.mutations()?);
+                Ok(())
+            }
+        })
+        .open()
+        .await
+        .unwrap();
+    let mut big = edit(7);
+    big.title = "a long title that repeats. ".repeat(100);
+    let small = edit(8);
+    for e in [&big, &small] {
+        let info = outbox
+            .enqueue(Transaction::new("save", ["doc"], e).unwrap())
+            .await
+            .unwrap();
+        outbox.settled(&info.id).await.unwrap();
+    }
+    assert_eq!(*seen.borrow(), vec![big, small]);
+    outbox.close().await;
+}
