@@ -1107,7 +1107,10 @@ impl Engine {
             }
             let hold = self.hold_low(&mut st, now);
             st.sched.set_hold_low(hold);
-            while let Some(seq) = st.sched.start_next(now) {
+            // While the browser knows it is offline an attempt could only fail and spend
+            // one of the transaction's attempts; the `online` event drains.
+            let offline = leader::is_offline();
+            while let Some(seq) = (!offline).then(|| st.sched.start_next(now)).flatten() {
                 st.active = true;
                 let handler = st.pending.get(&seq).map(|m| m.handler.clone());
                 let size = handler
@@ -1915,7 +1918,7 @@ impl Engine {
 
     fn is_idle(st: &State, now: Millis) -> bool {
         st.sched.in_flight() == 0
-            && !st.sched.has_runnable(now)
+            && (!st.sched.has_runnable(now) || leader::is_offline())
             && st.acks.is_empty()
             && !st.writing()
             // Records another context (or an import) just wrote are being read in.

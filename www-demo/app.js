@@ -1,87 +1,203 @@
+// The demo app: a to-do list whose every change goes through the outbox. The list shown
+// is the server's state with the outbox's pending changes laid over it, so the page is
+// right offline too; each item shows where its latest change is.
 import init, { Outbox } from '../pkg/offline_outbox.js';
 
 const $ = (id) => document.getElementById(id);
 await init();
-const outbox = await Outbox.open({ name: 'demo', handlers: {}, retry: { baseDelayMs: 1000, maxDelayMs: 30000 } });
+const outbox = await Outbox.open({
+  name: 'demo',
+  handlers: {},
+  retry: { baseDelayMs: 1000, maxDelayMs: 15000 },
+});
 
-function cell(text, cls) {
-  const td = document.createElement('td');
-  td.textContent = text;
-  if (cls) td.className = cls;
-  return td;
-}
+let server = new Map(); // id -> item, as last fetched
+let pending = [];
+let dead = [];
+const depth = []; // queue depth samples for the chart
 
-function describe(tx) {
-  if (tx.status === 'in-flight') return 'sending';
-  if (tx.lastError && tx.nextAttemptAt > Date.now()) {
-    return `retrying in ${Math.ceil((tx.nextAttemptAt - Date.now()) / 1000)} s (${tx.lastError.message})`;
-  }
-  return tx.lastError ? tx.lastError.message : '';
-}
-
-async function render() {
-  const [pending, dead, server] = await Promise.all([
-    outbox.peek(), outbox.deadLetters(), fetch('/api/items').then((r) => r.json()).catch(() => ({ items: [] })),
-  ]);
-  const rows = pending.map((tx) => {
-    const tr = document.createElement('tr');
-    const body = JSON.parse(tx.mutations.body);
-    const status = cell(tx.status);
-    status.className = tx.status;
-    const remove = document.createElement('button');
-    remove.textContent = 'cancel';
-    remove.disabled = tx.status === 'in-flight';
-    remove.onclick = () => outbox.remove(tx.id).then(render, (e) => log(`remove: ${e.code}`));
-    const actions = document.createElement('td');
-    actions.append(remove);
-    tr.append(cell(tx.seq), cell(`${body.op} ${body.text ?? body.id}`), status, cell(tx.attempts), cell(describe(tx)), actions);
-    return tr;
+function change(op, item) {
+  return outbox.enqueue({
+    handler: 'http',
+    keys: [`item:${item.id}`],
+    // Edits of an item not sent yet fold into one request.
+    coalesceKey: op === 'put' ? `put:${item.id}` : undefined,
+    mutations: {
+      method: 'POST', url: '/api/mutate', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ op, ...item }),
+    },
   });
-  $('outbox').replaceChildren(...rows);
-  $('dead').replaceChildren(...dead.map((tx) => {
-    const tr = document.createElement('tr');
-    const body = JSON.parse(tx.mutations.body);
-    const actions = document.createElement('td');
-    for (const [label, fn] of [['retry', () => outbox.retryDead(tx.id)], ['discard', () => outbox.discardDead(tx.id)]]) {
-      const b = document.createElement('button');
-      b.textContent = label;
-      b.onclick = () => fn().then(render);
-      actions.append(b);
+}
+
+const bodyOf = (tx) => JSON.parse(tx.mutations?.body ?? '{}');
+
+/** The server's items with pending changes applied, in order, and each item's latest change. */
+function view() {
+  const items = new Map([...server].map(([id, it]) => [id, { ...it }]));
+  const latest = new Map();
+  for (const tx of [...pending, ...dead].sort((a, b) => a.seq - b.seq)) {
+    const b = bodyOf(tx);
+    latest.set(b.id, tx);
+    if (tx.status === 'dead') continue;
+    if (b.op === 'put') items.set(b.id, { id: b.id, text: b.text, done: Boolean(b.done) });
+    else if (b.op === 'delete') items.delete(b.id);
+  }
+  for (const tx of dead) {
+    const b = bodyOf(tx);
+    if (b.op === 'put' && !items.has(b.id) && latest.get(b.id) === tx) items.set(b.id, { id: b.id, text: b.text, done: Boolean(b.done) });
+  }
+  return { items: [...items.values()], latest };
+}
+
+function statusOf(tx) {
+  if (!tx) return ['synced', 'synced'];
+  if (tx.status === 'dead') return ['failed', `failed: ${tx.lastError?.message ?? tx.deadReason}`];
+  if (tx.status === 'in-flight') return ['sending', 'sending…'];
+  if (tx.lastError && tx.nextAttemptAt > Date.now()) {
+    return ['retrying', `retrying in ${Math.ceil((tx.nextAttemptAt - Date.now()) / 1000)} s (${tx.lastError.message})`];
+  }
+  return ['pending', tx.lastError ? `pending (${tx.lastError.message})` : 'pending'];
+}
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  Object.assign(e, props);
+  e.append(...children);
+  return e;
+}
+
+function button(label, onclick, disabled = false) {
+  return el('button', { type: 'button', textContent: label, disabled, onclick: () => Promise.resolve(onclick()).then(refresh, (e) => log(`${label}: ${e.code ?? e.message}`)) });
+}
+
+function renderItems() {
+  const { items, latest } = view();
+  $('items').replaceChildren(...items.map((it) => {
+    const tx = latest.get(it.id);
+    const [cls, text] = statusOf(tx);
+    const check = el('input', { type: 'checkbox', checked: it.done, onchange: () => change('put', { ...it, done: !it.done }).then(refresh) });
+    const label = el('span', { textContent: it.text, className: it.done ? 'done-text' : '' });
+    const actions = el('td');
+    if (cls === 'failed') {
+      actions.append(button('retry', () => outbox.retryDead(tx.id)), button('discard', () => outbox.discardDead(tx.id)));
+    } else {
+      actions.append(
+        button('edit', () => {
+          const text = prompt('Edit item', it.text);
+          return text === null ? undefined : change('put', { ...it, text });
+        }),
+        button('delete', () => change('delete', { id: it.id })),
+      );
     }
-    tr.append(cell(tx.seq), cell(`${body.op} ${body.text ?? body.id}`), cell(tx.deadReason), cell(tx.lastError?.message ?? ''), actions);
+    const tr = el('tr', {}, el('td', {}, check), el('td', {}, label), el('td', {}, el('span', { className: `badge ${cls}`, textContent: text })), actions);
+    tr.dataset.id = it.id;
+    tr.dataset.status = cls;
     return tr;
   }));
-  $('server').replaceChildren(...server.items.map((it) => {
-    const tr = document.createElement('tr');
-    tr.append(cell(it.id), cell(it.text));
-    return tr;
+}
+
+function renderTables() {
+  $('outbox').replaceChildren(...pending.map((tx) => {
+    const b = bodyOf(tx);
+    const [cls, text] = statusOf(tx);
+    return el('tr', {},
+      el('td', { textContent: tx.seq }),
+      el('td', { textContent: `${b.op} ${b.text ?? b.id}` }),
+      el('td', {}, el('span', { className: `badge ${cls}`, textContent: tx.status })),
+      el('td', { textContent: tx.attempts }),
+      el('td', { textContent: text }),
+      el('td', {}, button('cancel', () => outbox.remove(tx.id), tx.status === 'in-flight')));
   }));
-  $('leader').textContent = outbox.isLeader ? 'this tab sends' : 'follower';
+  $('dead').replaceChildren(...dead.map((tx) => {
+    const b = bodyOf(tx);
+    return el('tr', {},
+      el('td', { textContent: tx.seq }),
+      el('td', { textContent: `${b.op} ${b.text ?? b.id}` }),
+      el('td', { textContent: tx.deadReason }),
+      el('td', { textContent: tx.lastError?.message ?? '' }),
+      el('td', {}, button('retry', () => outbox.retryDead(tx.id)), button('discard', () => outbox.discardDead(tx.id))));
+  }));
+}
+
+function renderBadges() {
+  $('leader').textContent = outbox.isLeader ? 'this tab sends' : 'another tab sends';
+  $('leader').className = `badge ${outbox.isLeader ? 'leader' : 'follower'}`;
   $('net').textContent = navigator.onLine ? 'online' : 'offline';
+  $('net').className = `badge ${navigator.onLine ? 'online' : 'offline'}`;
+  $('depth').textContent = `${pending.length} waiting, ${dead.length} failed`;
+}
+
+function drawChart() {
+  const c = $('chart');
+  const g = c.getContext('2d');
+  const { width: w, height: h } = c;
+  g.fillStyle = '#fff';
+  g.fillRect(0, 0, w, h);
+  g.strokeStyle = '#e9ecef';
+  for (let y = 0; y < h; y += 30) { g.beginPath(); g.moveTo(0, y + 0.5); g.lineTo(w, y + 0.5); g.stroke(); }
+  const max = Math.max(4, ...depth);
+  g.fillStyle = 'rgba(51, 154, 240, .25)';
+  g.strokeStyle = '#1c7ed6';
+  g.lineWidth = 2;
+  g.beginPath();
+  depth.forEach((d, i) => {
+    const x = (i / 119) * w;
+    const y = h - 4 - (d / max) * (h - 14);
+    if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+  });
+  g.stroke();
+  g.fillStyle = '#495057';
+  g.font = '12px system-ui';
+  g.fillText(`max ${max}`, 6, 14);
+}
+
+let refreshing = null;
+let again = false;
+/** Reads the outbox and the server again; calls arriving meanwhile fold into one more pass. */
+async function refresh() {
+  if (refreshing) { again = true; return refreshing; }
+  refreshing = (async () => {
+    do {
+      again = false;
+      const [p, d, s] = await Promise.all([
+        outbox.peek(), outbox.deadLetters(),
+        fetch('/api/items').then((r) => r.json()).catch(() => null),
+      ]);
+      pending = p;
+      dead = d;
+      if (s) server = new Map(s.items.map((it) => [it.id, it]));
+      renderItems();
+      renderTables();
+      renderBadges();
+    } while (again);
+  })();
+  try { await refreshing; } finally { refreshing = null; }
 }
 
 function log(line) {
-  const div = document.createElement('div');
-  div.textContent = `${new Date().toLocaleTimeString()} ${line}`;
-  $('log').prepend(div);
+  $('log').prepend(el('div', { textContent: `${new Date().toLocaleTimeString()} ${line}` }));
+  while ($('log').childElementCount > 200) $('log').lastChild.remove();
 }
 
 outbox.subscribe((e) => {
-  log(`${e.type}${e.id ? ` ${e.id.slice(0, 8)}` : ''}${e.error ? `: ${e.error.message}` : ''}`);
-  render();
+  if (e.type === 'progress') {
+    $('progress').style.visibility = 'visible';
+    $('progress').firstElementChild.style.width = `${Math.round((100 * e.done) / Math.max(1, e.total))}%`;
+    window.demoProgressSeen = (window.demoProgressSeen ?? 0) + 1;
+  } else if (e.type === 'drained') {
+    setTimeout(() => { $('progress').style.visibility = 'hidden'; }, 600);
+  }
+  if (e.type !== 'progress') log(`${e.type}${e.id ? ` ${e.id.slice(0, 8)}` : ''}${e.error ? `: ${e.error.message}` : ''}${e.type === 'leader' ? `: ${e.isLeader}` : ''}`);
+  refresh();
 });
 
 $('add').onsubmit = async (ev) => {
   ev.preventDefault();
   const text = $('text').value.trim();
   if (!text) return;
-  const id = crypto.randomUUID().slice(0, 8);
-  await outbox.enqueue({
-    handler: 'http', keys: [`item:${id}`],
-    mutations: { method: 'POST', url: '/api/mutate', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ op: 'put', id, text }) },
-  });
   $('text').value = '';
-  render();
+  await change('put', { id: crypto.randomUUID().slice(0, 8), text, done: false });
+  refresh();
 };
 
 async function settings(patch) {
@@ -90,9 +206,21 @@ async function settings(patch) {
 $('down').onchange = (e) => settings({ down: e.target.checked });
 $('failure').onchange = (e) => settings({ failureRate: Number(e.target.value) });
 $('latency').onchange = (e) => settings({ latencyMs: Number(e.target.value) });
-$('drain').onclick = () => { outbox.notifyOnline(); outbox.drain().then((r) => log(`drain: ${r.sent} sent, ${r.remaining} left`)); };
-addEventListener('online', render);
-addEventListener('offline', render);
-setInterval(render, 1000);
-render();
+$('drain').onclick = () => { outbox.notifyOnline(); outbox.drain().then((r) => log(`send now: ${r.sent} sent, ${r.remaining} left`)); };
+addEventListener('online', refresh);
+addEventListener('offline', refresh);
+
+// Queue depth twice a second for the chart (the last minute), and countdowns.
+setInterval(async () => {
+  const s = await outbox.stats().catch(() => null);
+  if (s) {
+    depth.push(s.pending + s.inFlight);
+    if (depth.length > 120) depth.shift();
+    drawChart();
+  }
+}, 500);
+setInterval(() => { renderItems(); renderTables(); renderBadges(); }, 1000);
+drawChart();
+await refresh();
+window.demoOutbox = outbox;
 window.demoReady = true;

@@ -1,0 +1,155 @@
+// The demo app (www-demo/) with its own sync server, driven like a person would: add,
+// edit, tick and delete items offline (the browser's own offline switch), watch them go
+// out, a failing server, a refused change, two tabs. Screenshots are checked not blank.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { launch, waitFor, ROOT } from './harness.js';
+import { startDemoServer, MAX_TEXT } from '../www-demo/server.js';
+
+let srv, browser, context, page;
+const SHOTS = path.join(ROOT, 'test-results');
+
+async function openDemo(ctx) {
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => console.error('[pageerror]', e.message));
+  await p.goto(`${srv.origin}/www-demo/`);
+  await p.waitForFunction(() => window.demoReady === true);
+  return p;
+}
+
+const itemRows = (p) => p.$$eval('#items tr', (rows) => rows.map((r) => ({
+  text: r.children[1].textContent, status: r.dataset.status, badge: r.children[2].textContent, done: r.querySelector('input').checked,
+})));
+
+const serverItems = async () => [...srv.items.values()].map((i) => i.text).sort();
+
+/**
+ * A screenshot, saved under test-results/, and how much of it is drawn: the number of
+ * distinct colours and the share of pixels that are not the background, measured by
+ * drawing the PNG on a canvas in the page.
+ */
+async function screenshot(p, name) {
+  const png = await p.screenshot({ fullPage: true });
+  fs.mkdirSync(SHOTS, { recursive: true });
+  fs.writeFileSync(path.join(SHOTS, `demo-${name}.png`), png);
+  return p.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = new OffscreenCanvas(img.width, img.height);
+    const g = c.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const { data } = g.getImageData(0, 0, img.width, img.height);
+    const colours = new Set();
+    let ink = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const rgb = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+      colours.add(rgb);
+      if (rgb !== 0xffffff) ink++;
+    }
+    return { width: img.width, height: img.height, colours: colours.size, ink: ink / (data.length / 4) };
+  }, png.toString('base64'));
+}
+
+function assertDrawn(shot, what) {
+  assert.ok(shot.width > 300 && shot.height > 300, `${what}: ${shot.width}x${shot.height}`);
+  assert.ok(shot.colours > 30, `${what}: only ${shot.colours} colours`);
+  assert.ok(shot.ink > 0.02, `${what}: ${(shot.ink * 100).toFixed(1)} % drawn`);
+}
+
+before(async () => {
+  srv = await startDemoServer(0);
+  browser = await launch();
+  context = await browser.newContext();
+  page = await openDemo(context);
+});
+after(async () => {
+  await browser?.close();
+  await srv?.close();
+});
+
+test('online: added items reach the server and show as synced', async () => {
+  for (const text of ['buy milk', 'call Sam']) {
+    await page.fill('#text', text);
+    await page.click('#add button');
+  }
+  await waitFor(async () => (await serverItems()).length === 2, 5000, 'items on the server');
+  await waitFor(async () => (await itemRows(page)).every((r) => r.status === 'synced'), 5000, 'synced badges');
+  assert.deepEqual((await itemRows(page)).map((r) => r.text).sort(), ['buy milk', 'call Sam']);
+  assertDrawn(await screenshot(page, 'online'), 'online');
+});
+
+test("offline (the browser's switch): changes wait in the outbox, shown as pending, then go out in order with a progress bar", async () => {
+  await context.setOffline(true);
+  await waitFor(() => page.evaluate(() => document.getElementById('net').textContent === 'offline'), 3000, 'offline badge');
+  await page.fill('#text', 'water plants');
+  await page.click('#add button');
+  page.once('dialog', (d) => d.accept('buy oat milk'));
+  await page.click('#items tr:has-text("buy milk") button:has-text("edit")');
+  await page.click('#items tr:has-text("call Sam") input[type=checkbox]');
+  await page.click('#items tr:has-text("water plants") button:has-text("delete")');
+  await page.fill('#text', 'write report');
+  await page.click('#add button');
+  await waitFor(async () => (await itemRows(page)).length === 3 && (await page.$$('#outbox tr')).length >= 4, 5000, 'pending changes listed');
+  const rows = await itemRows(page);
+  assert.deepEqual(rows.map((r) => r.text).sort(), ['buy oat milk', 'call Sam', 'write report'], 'the list shows the changes at once');
+  assert.ok(rows.every((r) => r.status !== 'synced'), JSON.stringify(rows));
+  assert.ok(rows.find((r) => r.text === 'call Sam').done);
+  assert.deepEqual(await serverItems(), ['buy milk', 'call Sam'], 'nothing reached the server');
+  assertDrawn(await screenshot(page, 'offline'), 'offline');
+
+  await page.evaluate(() => { window.demoProgressSeen = 0; });
+  await context.setOffline(false);
+  await waitFor(async () => (await page.$$('#outbox tr')).length === 0, 10000, 'the outbox to empty');
+  await waitFor(async () => (await serverItems()).join() === 'buy oat milk,call Sam,write report', 5000, 'server state');
+  assert.ok([...srv.items.values()].find((i) => i.text === 'call Sam').done);
+  await waitFor(async () => (await itemRows(page)).every((r) => r.status === 'synced'), 5000, 'synced');
+  assert.ok(await page.evaluate(() => window.demoProgressSeen > 0), 'a progress bar during the drain');
+  const chart = await page.evaluate(() => {
+    const c = document.getElementById('chart');
+    const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+    let blue = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i + 2] > 150 && data[i] < 120) blue++;
+    return blue;
+  });
+  assert.ok(chart > 50, `the queue-depth chart has a line (${chart} px)`);
+});
+
+test('a server that is down: retrying in N s with the error; a refused change: failed, with retry and discard', async () => {
+  await page.check('#down');
+  await page.fill('#text', 'book dentist');
+  await page.click('#add button');
+  await waitFor(async () => (await itemRows(page)).some((r) => r.text === 'book dentist' && /retrying in \d+ s/.test(r.badge)), 8000, 'retrying badge');
+  assert.match((await itemRows(page)).find((r) => r.text === 'book dentist').badge, /503/);
+  assertDrawn(await screenshot(page, 'retrying'), 'retrying');
+  await page.uncheck('#down');
+  await page.click('#drain');
+  await waitFor(async () => (await serverItems()).includes('book dentist'), 8000, 'sent after the server is back');
+
+  await page.fill('#text', 'x'.repeat(MAX_TEXT + 10));
+  await page.click('#add button');
+  await waitFor(async () => (await itemRows(page)).some((r) => r.status === 'failed'), 8000, 'failed badge');
+  assert.match((await itemRows(page)).find((r) => r.status === 'failed').badge, /422|longer than/);
+  assert.equal((await page.$$('#dead tr')).length, 1);
+  assertDrawn(await screenshot(page, 'failed'), 'failed');
+  await page.click('#items tr[data-status=failed] button:has-text("discard")');
+  await waitFor(async () => (await page.$$('#dead tr')).length === 0, 5000, 'dead letter discarded');
+  assert.ok(!(await itemRows(page)).some((r) => r.status === 'failed'));
+});
+
+test('two tabs: one sends (leader badge), the other shows the same outbox and its changes go out', async () => {
+  const second = await openDemo(context);
+  try {
+    const badges = async () => Promise.all([page, second].map((p) => p.textContent('#leader')));
+    await waitFor(async () => (await badges()).sort().join() === 'another tab sends,this tab sends', 5000, 'one leader');
+    await second.fill('#text', 'from the second tab');
+    await second.click('#add button');
+    await waitFor(async () => (await serverItems()).includes('from the second tab'), 8000, 'sent by the leader');
+    await waitFor(async () => (await itemRows(page)).some((r) => r.text === 'from the second tab' && r.status === 'synced'), 5000, 'seen in the first tab');
+    assertDrawn(await screenshot(second, 'second-tab'), 'second tab');
+  } finally {
+    await second.close();
+  }
+});
