@@ -50,8 +50,11 @@ test: setup lint unit wasm-tests e2e
 demo: setup pkg
 	node www-demo/server.js
 
-# The compression rows also measure pure-Rust codecs, built here for the benchmark only.
+# The compression rows also measure pure-Rust codecs, built here for the benchmark only;
+# the peer rows bundle @tanstack/offline-transactions and workbox-background-sync.
 bench: setup pkg
 	CARGO_TARGET_DIR=target cargo build --release --target wasm32-unknown-unknown --manifest-path bench/codecs/Cargo.toml
 	wasm-bindgen --target web --out-dir bench/codecs/pkg target/wasm32-unknown-unknown/release/outbox_bench_codecs.wasm
+	node_modules/.bin/esbuild bench/peers.js --bundle --format=esm --define:process.env.NODE_ENV='"production"' \
+	  --external:../pkg/offline_outbox.js --log-level=warning --outfile=bench/peers.bundle.js
 	node bench/run.js

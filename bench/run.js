@@ -1,8 +1,12 @@
 // `make bench`: runs the benchmarks in headless Chromium and prints figures with ratios
 // against baselines measured in the same run. Targets are printed, never asserted.
 import os from 'node:os';
-import { startServer, launch } from '../tests-e2e/harness.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { startServer, launch, ROOT } from '../tests-e2e/harness.js';
 import { failover } from './failover.js';
+import { peers } from './peers-run.js';
 
 const srv = await startServer();
 const browser = await launch();
@@ -23,6 +27,12 @@ try {
       `${fmt(r.fiftyKeysFifoSec / r.fiftyKeysSec, 1)}x faster than fifo (${fmt(r.fiftyKeysFifoSec, 3)} s)`, '<= 0.25 s'],
   ];
   console.log(`offline-outbox benchmarks — ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, Chromium ${browser.version()}`);
+  // The size budget: the release .wasm plus the JS glue (and its snippets), gzipped.
+  const pkg = path.join(ROOT, 'pkg');
+  const files = ['offline_outbox_bg.wasm', 'offline_outbox.js', ...fs.readdirSync(path.join(pkg, 'snippets'), { recursive: true })
+    .filter((f) => f.endsWith('.js')).map((f) => path.join('snippets', f))];
+  const gz = files.reduce((sum, f) => sum + zlib.gzipSync(fs.readFileSync(path.join(pkg, f)), { level: 9 }).length, 0);
+  rows.push(['package size (.wasm + JS glue, gzipped)', `${fmt(gz / 1024, 1)} KiB`, gz <= 100 * 1024 ? 'within budget' : 'OVER BUDGET', '<= 100 KiB']);
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((row) => row[i].length), 6));
   const line = (cells) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
   console.log(line(['benchmark', 'figure', 'ratio (same run)', 'target']));
@@ -40,6 +50,35 @@ try {
   for (const c of comp) {
     console.log(cline([c.kind, c.codec, `${fmt(c.json)} B`, `${fmt(c.size)} B (${fmt(c.json / c.size, 1)}x)`, `${fmt(c.packUs)} us`, `${fmt(c.unpackUs)} us`]));
   }
+  // The peers: the same work through each system, fresh pages per row.
+  const peerRows = await peers(browser, srv.origin);
+  const names = Object.keys(peerRows);
+  const ours = peerRows['offline-outbox'];
+  const show = {
+    sequential: ['sequential enqueue, 1 KiB, awaited', (v) => `${fmt(v)} /s`, true],
+    concurrent: ['100 concurrent enqueues', (v) => `${fmt(v)} /s`, true],
+    drainPerSec: ['drain 2,000 after reopen, instant handler', (v) => `${fmt(v)} tx/s`, true],
+    fiftyKeysSec: ['50 keys, 20 ms handler, concurrency 8', (v) => `${fmt(v, 3)} s`, false],
+    open10000Ms: ['open with 10,000 pending: first send', (v) => `${fmt(v)} ms`, false],
+    open100000Ms: ['open with 100,000 pending: first send', (v) => `${fmt(v)} ms`, false],
+    heap100kBytes: ['JS + wasm heap, 100,000 pending', (v) => `${fmt(v / 1048576, 1)} MB`, false],
+  };
+  console.log('');
+  console.log('against the peers (same page work, same run; ratio: how many times better offline-outbox is)');
+  const pw = [42, ...names.map(() => 30)];
+  const pline = (cells) => cells.map((c, i) => String(c).padEnd(pw[i])).join('  ');
+  console.log(pline(['', ...names]));
+  for (const [key, [label, f, higherIsBetter]] of Object.entries(show)) {
+    console.log(pline([label, ...names.map((n) => {
+      const v = peerRows[n][key];
+      if (v == null) return 'did not finish';
+      if (n === 'offline-outbox' || ours[key] == null) return f(v);
+      const ratio = higherIsBetter ? ours[key] / v : v / ours[key];
+      return `${f(v)} (${fmt(ratio, 1)}x)`;
+    })]));
+  }
+  console.log('targets: ahead of both peers on every row; open with 10,000 pending <= 200 ms; 100,000 pending <= 50 MB');
+
   const rest = await page.evaluate(() => window.runAtRest());
   console.log('');
   console.log('the outbox at rest, form payloads: 100 concurrent enqueues (median of 10), stored size, drain of 1,000 after reopen');

@@ -1,0 +1,70 @@
+// Drives bench/peers.html: every row for every system, each in fresh pages of one
+// browser context per system (a restart is a new page on the same storage). Returns the
+// table rows; run.js prints them.
+const N_DRAIN = 2000;
+
+async function page(context, origin) {
+  const p = await context.newPage();
+  p.on('pageerror', (e) => console.error('[pageerror]', e.message));
+  await p.goto(`${origin}/bench/peers.html`);
+  await p.waitForFunction(() => window.peersReady === true);
+  return p;
+}
+
+/** JS heap in use after a full collection, plus wasm memory, in bytes. */
+async function heap(p, wasmBytes) {
+  const cdp = await p.context().newCDPSession(p);
+  await cdp.send('HeapProfiler.enable');
+  await cdp.send('HeapProfiler.collectGarbage');
+  const { usedSize } = await cdp.send('Runtime.getHeapUsage');
+  await cdp.detach();
+  return usedSize + wasmBytes;
+}
+
+async function filled(context, origin, system, n, keys, size) {
+  const name = `peer-${n}-${Math.random().toString(36).slice(2)}`;
+  const w = await page(context, origin);
+  await w.evaluate(({ system, name, n, keys, size }) => window.peerBench.fill(system, name, n, keys, size), { system, name, n, keys, size });
+  await w.close();
+  return name;
+}
+
+export async function peers(browser, origin, log = () => {}) {
+  const probe = await page(await browser.newContext(), origin);
+  const systems = await probe.evaluate(() => window.peerBench.systems);
+  await probe.context().close();
+  const out = {};
+  for (const system of systems) {
+    log(`peers: ${system}`);
+    const context = await browser.newContext();
+    const r = {};
+    const p = await page(context, origin);
+    Object.assign(r, await p.evaluate((s) => window.peerBench.enqueueRates(s), system));
+    await p.close();
+
+    let name = await filled(context, origin, system, N_DRAIN, 64, 1000);
+    let q = await page(context, origin);
+    const drain = await q.evaluate(({ system, name, n }) => window.peerBench.openAndDrain(system, name, n, 0, 4), { system, name, n: N_DRAIN });
+    r.drainPerSec = drain.done ? (N_DRAIN / drain.totalMs) * 1000 : null;
+    await q.close();
+
+    name = await filled(context, origin, system, 50, 50, 100);
+    q = await page(context, origin);
+    const keys = await q.evaluate(({ system, name }) => window.peerBench.openAndDrain(system, name, 50, 20, 8), { system, name });
+    r.fiftyKeysSec = keys.done ? keys.totalMs / 1000 : null;
+    await q.close();
+
+    for (const n of [10000, 100000]) {
+      name = await filled(context, origin, system, n, 1000, 200);
+      q = await page(context, origin);
+      const before = await heap(q, 0);
+      const held = await q.evaluate(({ system, name }) => window.peerBench.openHolding(system, name), { system, name });
+      r[`open${n}Ms`] = held.firstMs || null;
+      if (n === 100000) r.heap100kBytes = (await heap(q, held.wasmBytes)) - before;
+      await q.close();
+    }
+    await context.close();
+    out[system] = r;
+  }
+  return out;
+}
