@@ -39,7 +39,7 @@ function corpus() {
     'todo sync, 100 items': () => ({
       listId: uuid(r), ops: Array.from({ length: 100 }, () => ({ op: r() < 0.8 ? 'upsert' : 'delete', id: uuid(r), title: sentence(r, 3 + Math.floor(r() * 6)), done: r() < 0.4, tags: r() < 0.5 ? ['home', 'work', 'errand'].slice(0, 1 + Math.floor(r() * 3)) : [], updatedAt: iso(r), version: Math.floor(r() * 50) })),
     }),
-    'record edit, ~1.2 KiB': () => ({
+    'record edit, ~1 KiB': () => ({
       table: 'customers', id: uuid(r), patch: { name: 'Harper Quinn', email: 'harper.quinn@example.org', phone: '+44 20 7946 0958', notes: sentence(r, 130), address: { line1: '221B Baker Street', city: 'London', postcode: 'NW1 6XE', country: 'GB' } }, baseVersion: 17, at: iso(r),
     }),
     'document, 60 blocks': () => ({

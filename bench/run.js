@@ -51,7 +51,7 @@ try {
     console.log(cline([c.kind, c.codec, `${fmt(c.json)} B`, `${fmt(c.size)} B (${fmt(c.json / c.size, 1)}x)`, `${fmt(c.packUs)} us`, `${fmt(c.unpackUs)} us`]));
   }
   // The peers: the same work through each system, fresh pages per row.
-  const peerRows = await peers(browser, srv.origin);
+  const peerRows = await peers(browser, srv.origin, (m) => console.error(m));
   const names = Object.keys(peerRows);
   const ours = peerRows['offline-outbox'];
   const show = {
@@ -71,12 +71,13 @@ try {
   for (const [key, [label, f, higherIsBetter]] of Object.entries(show)) {
     console.log(pline([label, ...names.map((n) => {
       const v = peerRows[n][key];
-      if (v == null) return 'did not finish';
+      if (v == null) return 'no figure (see below)';
       if (n === 'offline-outbox' || ours[key] == null) return f(v);
       const ratio = higherIsBetter ? ours[key] / v : v / ours[key];
       return `${f(v)} (${fmt(ratio, 1)}x)`;
     })]));
   }
+  console.log('no figure: the system could not store the row\'s items within 60 s, or did not send within 30 s (open) / 120 s (drain)');
   console.log('targets: ahead of both peers on every row; open with 10,000 pending <= 200 ms; 100,000 pending <= 50 MB');
 
   const rest = await page.evaluate(() => window.runAtRest());
