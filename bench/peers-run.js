@@ -63,7 +63,7 @@ export async function peers(browser, origin, log = () => {}) {
       if (!name) continue;
       q = await page(context, origin);
       const before = await heap(q, 0);
-      const held = await q.evaluate(({ system, name }) => window.peerBench.openHolding(system, name), { system, name });
+      const held = await q.evaluate(({ system, name, n }) => window.peerBench.openHolding(system, name, n), { system, name, n });
       r[`open${n}Ms`] = held.firstMs || null;
       if (n === 100000) r.heap100kBytes = (await heap(q, held.wasmBytes)) - before;
       await q.close();

@@ -30,6 +30,14 @@ const systems = {
       return {
         enqueue: (key, payload) => ob.enqueue({ handler: 'h', keys: [key], mutations: payload }),
         close: () => ob.close(),
+        // Sending starts after the first records are read; the rest load meanwhile.
+        async loaded(n) {
+          for (let i = 0; i < 1200; i++) {
+            const st = await ob.stats();
+            if (st.pending + st.inFlight >= n) return;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        },
       };
     },
   },
@@ -196,13 +204,17 @@ async function openAndDrain(system, name, n, handlerMs, maxConcurrency) {
   return { firstMs: first, totalMs: ms, calls, done };
 }
 
-/** Opens `n` stored items with a handler that never answers and reports when it started. */
-async function openHolding(system, name) {
+/**
+ * Opens `n` stored items with a handler that never answers: when it started sending, and
+ * (for the heap figure) waits until it has read them all.
+ */
+async function openHolding(system, name, n) {
   let first = 0;
   await systems[system].prepare?.();
   const t0 = performance.now();
   window.holding = await systems[system].open({ name, handler: () => { if (!first) first = performance.now() - t0; return never(); } });
   for (let i = 0; i < 600 && !first; i++) await new Promise((r) => setTimeout(r, 50));
+  await window.holding.loaded?.(n);
   return { firstMs: first, wasmBytes: wasm ? wasm.memory.buffer.byteLength : 0 };
 }
 

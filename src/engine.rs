@@ -42,6 +42,8 @@ use crate::triggers::{Callbacks, Triggers};
 /// upcoming ones at a time, so a drain costs one IndexedDB read per window, not per
 /// transaction.
 const WINDOW: usize = 512;
+/// Records read before a new leader starts sending (see `gain`).
+const FIRST_LOAD: u32 = 1_000;
 /// Acknowledged transactions remembered for `settled` after they leave the store.
 const RECENT_LIMIT: usize = 1_000;
 /// setTimeout fires at once past 2^31-1 ms; longer waits re-arm on wake-up.
@@ -480,7 +482,10 @@ impl Engine {
         }
         let started = async {
             let epoch = self.store.bump_epoch().await?;
-            let loaded = self.store.load(None, None).await?;
+            // The lowest seqs first, so sending starts before a long outbox is read: a
+            // record can only wait for lower seqs, so what is loaded can be ordered
+            // already. The rest follows through the sync loop (`request_sync` below).
+            let loaded = self.store.load_first(None, FIRST_LOAD).await?;
             if !loaded.corrupt.is_empty() {
                 self.store
                     .quarantine(loaded.corrupt, js::now(), epoch)
@@ -529,9 +534,10 @@ impl Engine {
         }
         self.emit_leader(true);
         self.expire_old();
-        // Anything committed by others while we loaded.
-        self.request_sync();
+        // Sending starts first, so its payload read is not queued behind the rest of a
+        // long outbox; then the rest, and anything committed by others while we loaded.
         self.pump();
+        self.request_sync();
     }
 
     fn is_expired(&self, meta: &TxMeta, now: Millis) -> bool {

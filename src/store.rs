@@ -58,6 +58,7 @@ extern "C" {
         tx: &IdbTransaction,
         after: JsValue,
         upto: JsValue,
+        limit: Option<u32>,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = locate, catch)]
     fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
@@ -391,9 +392,23 @@ impl Store {
     /// Records of the outbox with `after < seq <= upto` (unbounded where `None`),
     /// metadata only, in `seq` order.
     pub async fn load(&self, after: Option<Seq>, upto: Option<Seq>) -> Result<Loaded> {
+        self.load_some(after, upto, None).await
+    }
+
+    /// The first `limit` records after `after` (see `load`).
+    pub async fn load_first(&self, after: Option<Seq>, limit: u32) -> Result<Loaded> {
+        self.load_some(after, None, Some(limit)).await
+    }
+
+    async fn load_some(
+        &self,
+        after: Option<Seq>,
+        upto: Option<Seq>,
+        limit: Option<u32>,
+    ) -> Result<Loaded> {
         let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readonly, "load")?;
         let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
-        let reqs = tx.check(load_range(&tx.tx, bound(after), bound(upto)))?;
+        let reqs = tx.check(load_range(&tx.tx, bound(after), bound(upto), limit))?;
         tx.done().await?;
         let keys = Array::from(&result(js::get(&reqs, "keys").unchecked_ref()));
         let values = Array::from(&result(js::get(&reqs, "values").unchecked_ref()));

@@ -268,37 +268,52 @@ impl Engine {
         promise
     }
 
+    /// Counts over the pending transactions: the leader's from memory without copying
+    /// them (a UI may poll this with 100,000 pending), a follower's from the store.
+    async fn summary(&self) -> Result<Summary> {
+        let mut sum = Summary::default();
+        if self.is_leader() {
+            let st = self.st.borrow();
+            for (seq, m) in &st.pending {
+                let status = if st.sched.is_in_flight(*seq) {
+                    Status::InFlight
+                } else {
+                    Status::Pending
+                };
+                sum.add(m, status);
+            }
+            return Ok(sum);
+        }
+        for (m, status) in self.pending_metas().await? {
+            sum.add(&m, status);
+        }
+        Ok(sum)
+    }
+
     pub async fn stats(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         let dead = self.store.count_dead().await?;
-        let metas = self.pending_metas().await?;
+        let sum = self.summary().await?;
         let estimate = storage_manager::estimate().await;
         let st = self.st.borrow();
         let o = Object::new();
-        let in_flight = metas.iter().filter(|(_, s)| *s == Status::InFlight).count();
         js::set(
             &o,
             "pending",
-            &JsValue::from_f64((metas.len() - in_flight) as f64),
+            &JsValue::from_f64((sum.count - sum.in_flight) as f64),
         );
-        js::set(&o, "inFlight", &JsValue::from_f64(in_flight as f64));
+        js::set(&o, "inFlight", &JsValue::from_f64(sum.in_flight as f64));
         // Pending after at least one failed attempt: what a UI shows as "retrying".
-        let retrying = metas
-            .iter()
-            .filter(|(m, s)| *s == Status::Pending && m.attempts > 0)
-            .count();
-        js::set(&o, "retrying", &JsValue::from_f64(retrying as f64));
+        js::set(&o, "retrying", &JsValue::from_f64(sum.retrying as f64));
         js::set(&o, "dead", &JsValue::from(dead));
         // Low-priority work held back by the network policy.
         js::set(&o, "held", &JsValue::from_f64(st.sched.parked() as f64));
         let number_or_null =
             |v: Option<Millis>| v.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
-        let oldest = metas.iter().map(|(m, _)| m.created_at).min();
-        js::set(&o, "oldestCreatedAt", &number_or_null(oldest));
-        let age = oldest.map(|t| js::now().saturating_sub(t));
+        js::set(&o, "oldestCreatedAt", &number_or_null(sum.oldest));
+        let age = sum.oldest.map(|t| js::now().saturating_sub(t));
         js::set(&o, "oldestAgeMs", &number_or_null(age));
-        let bytes = pending_bytes(metas.iter().map(|(m, _)| m));
-        js::set(&o, "bytes", &JsValue::from_f64(bytes as f64));
+        js::set(&o, "bytes", &JsValue::from_f64(sum.bytes as f64));
         let float_or_null = |v: Option<f64>| v.map_or(JsValue::NULL, JsValue::from_f64);
         js::set(&o, "successRate", &float_or_null(st.metrics.success_rate()));
         let latency = Object::new();
@@ -319,11 +334,7 @@ impl Engine {
         let next = if st.epoch.is_some() {
             st.sched.next_due().filter(|t| *t != Millis::MAX)
         } else {
-            metas
-                .iter()
-                .filter(|(_, s)| *s == Status::Pending)
-                .map(|(m, _)| m.next_attempt_at)
-                .min()
+            sum.next
         };
         js::set(&o, "nextAttemptAt", &number_or_null(next));
         js::set(&o, "sent", &JsValue::from_f64(st.totals.sent as f64));
@@ -339,6 +350,37 @@ impl Engine {
             &JsValue::from_bool(st.epoch.is_some() && !st.closed),
         );
         Ok(o.into())
+    }
+}
+
+/// What `stats` counts over the pending transactions.
+#[derive(Default)]
+struct Summary {
+    count: usize,
+    in_flight: usize,
+    retrying: usize,
+    oldest: Option<Millis>,
+    bytes: u64,
+    /// The earliest next attempt of those not in flight.
+    next: Option<Millis>,
+}
+
+impl Summary {
+    fn add(&mut self, m: &TxMeta, status: Status) {
+        self.count += 1;
+        self.bytes += m.bytes;
+        self.oldest = Some(self.oldest.map_or(m.created_at, |o| o.min(m.created_at)));
+        if status == Status::InFlight {
+            self.in_flight += 1;
+            return;
+        }
+        if m.attempts > 0 {
+            self.retrying += 1;
+        }
+        self.next = Some(
+            self.next
+                .map_or(m.next_attempt_at, |n| n.min(m.next_attempt_at)),
+        );
     }
 }
 

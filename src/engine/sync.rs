@@ -189,7 +189,18 @@ impl Engine {
                             self.insert_pending(&mut st, m);
                         }
                     }
-                    // Undecodable records are quarantined by the next leader start-up.
+                    // A new leader reads most of a long outbox here (see `gain`), so
+                    // undecodable records go to the dead letters here too.
+                    if let (false, Some(epoch)) = (loaded.corrupt.is_empty(), st.epoch) {
+                        let me = self.clone();
+                        spawn_local(async move {
+                            if let Err(e) =
+                                me.store.quarantine(loaded.corrupt, js::now(), epoch).await
+                            {
+                                me.report_error(None, &e);
+                            }
+                        });
+                    }
                 }
                 Err(e) => {
                     drop(st);

@@ -60,14 +60,18 @@ export function bumpEpoch(tx) {
   return out;
 }
 
-/** Outbox records with after < seq <= upto (either bound may be null), metadata only. */
-export function loadRange(tx, after, upto) {
+/**
+ * Outbox records with after < seq <= upto (either bound may be null), metadata only; the
+ * first `limit` of them where `limit` is not null.
+ */
+export function loadRange(tx, after, upto, limit) {
   const store = tx.objectStore('outbox');
   let range = null;
   if (after !== null && upto !== null) range = IDBKeyRange.bound(after, upto, true, false);
   else if (after !== null) range = IDBKeyRange.lowerBound(after, true);
   else if (upto !== null) range = IDBKeyRange.upperBound(upto);
-  return { keys: store.getAllKeys(range), values: store.getAll(range) };
+  const count = limit ?? undefined;
+  return { keys: store.getAllKeys(range, count), values: store.getAll(range, count) };
 }
 
 /**
