@@ -10,6 +10,8 @@ use crate::lease::Action;
 
 /// How long a follower waits for the leader to answer a `remove`.
 pub(super) const REMOVE_TIMEOUT_MS: u32 = 5_000;
+/// Records the sync loop reads at a time.
+const SYNC_CHUNK: u32 = 5_000;
 
 impl Engine {
     /// Presence: `hello` on open, answered by `here`; `bye` on close.
@@ -174,23 +176,35 @@ impl Engine {
                 let st = self.st.borrow();
                 (st.last_synced, st.generation)
             };
-            let loaded = self.store.load(after, None).await;
+            // In chunks: a new leader reads most of a long outbox here, and the chunk is
+            // what sits decoded in memory at once besides the records already kept.
+            let loaded = self.store.load_first(after, SYNC_CHUNK).await;
             let mut st = self.st.borrow_mut();
             if st.generation != generation {
                 st.syncing = false;
                 return;
             }
+            let mut more = false;
             match loaded {
                 Ok(loaded) => {
+                    more = loaded.metas.len() + loaded.corrupt.len() >= SYNC_CHUNK as usize;
+                    let corrupt_seqs = loaded.corrupt.iter().filter_map(|c| c.key.as_f64());
+                    let top = loaded
+                        .metas
+                        .iter()
+                        .filter_map(|m| m.seq)
+                        .chain(corrupt_seqs.map(|f| f as Seq))
+                        .max();
+                    if let Some(top) = top {
+                        st.last_synced = Some(st.last_synced.map_or(top, |l| l.max(top)));
+                    }
                     for m in loaded.metas {
                         let Some(seq) = m.seq else { continue };
-                        st.last_synced = Some(st.last_synced.map_or(seq, |l| l.max(seq)));
                         if !st.pending.contains_key(&seq) {
                             self.insert_pending(&mut st, m);
                         }
                     }
-                    // A new leader reads most of a long outbox here (see `gain`), so
-                    // undecodable records go to the dead letters here too.
+                    // Undecodable records go to the dead letters here too.
                     if let (false, Some(epoch)) = (loaded.corrupt.is_empty(), st.epoch) {
                         let me = self.clone();
                         spawn_local(async move {
@@ -207,6 +221,12 @@ impl Engine {
                     self.report_error(None, &e);
                     st = self.st.borrow_mut();
                 }
+            }
+            if more {
+                // Let what was just read start going out before the next chunk.
+                drop(st);
+                self.pump();
+                continue;
             }
             if !std::mem::take(&mut st.sync_again) {
                 st.syncing = false;
