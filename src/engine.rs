@@ -491,8 +491,7 @@ impl Engine {
                     .quarantine(loaded.corrupt, js::now(), epoch)
                     .await?;
             }
-            // Under the block policy the dead letters hold their keys (a corrupt record's
-            // keys are unknown, so it holds nothing).
+            // Under the block policy the dead letters hold their keys (see `hold_dead`).
             let held = match self.dead_letters {
                 DeadLetterPolicy::Skip => Vec::new(),
                 DeadLetterPolicy::Block => self.store.dead_letters().await?,
@@ -522,10 +521,7 @@ impl Engine {
             for m in metas {
                 self.insert_pending(&mut st, m);
             }
-            for m in held
-                .iter()
-                .filter(|m| m.dead_reason != Some(DeadReason::Corrupt))
-            {
+            for m in &held {
                 backup::hold_dead(&mut st, m);
             }
             if let Some(lease) = st.lease.as_mut() {

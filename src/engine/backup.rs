@@ -21,12 +21,9 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidBackup, message)
 }
 
-/// One backup record checked and decoded, ready to write.
-struct Record {
-    meta: TxMeta,
-    payload: JsValue,
-    dead: bool,
-}
+/// One backup record checked and decoded, ready to write: metadata, payload, whether it
+/// is a dead letter (what `Store::import` takes).
+type Record = (TxMeta, JsValue, bool);
 
 impl Engine {
     pub async fn export(self: Rc<Self>) -> Result<JsValue> {
@@ -65,11 +62,7 @@ impl Engine {
     /// document is checked first: any fault rejects with nothing stored.
     pub async fn import(self: Rc<Self>, doc: JsValue) -> Result<JsValue> {
         self.check_open()?;
-        let records = self.parse_backup(&doc)?;
-        let rows: Vec<(TxMeta, JsValue, bool)> = records
-            .into_iter()
-            .map(|r| (r.meta, r.payload, r.dead))
-            .collect();
+        let rows = self.parse_backup(&doc)?;
         let seqs = self.store.import(&rows).await?;
         let (mut added, mut dead, mut skipped) = (Vec::new(), 0u32, 0u32);
         let mut held = Vec::new();
@@ -84,9 +77,7 @@ impl Engine {
                 continue;
             }
             dead += 1;
-            if self.dead_letters == DeadLetterPolicy::Block
-                && meta.dead_reason != Some(DeadReason::Corrupt)
-            {
+            if self.dead_letters == DeadLetterPolicy::Block {
                 held.push(meta);
             }
         }
@@ -171,8 +162,8 @@ impl Engine {
             }
         }
         let mut ids = HashSet::new();
-        for r in &records {
-            for id in std::iter::once(&r.meta.id).chain(&r.meta.aliases) {
+        for (meta, _, _) in &records {
+            for id in std::iter::once(&meta.id).chain(&meta.aliases) {
                 if !ids.insert(id.as_str()) {
                     return Err(invalid(format!("id {id:?} appears twice")));
                 }
@@ -180,9 +171,9 @@ impl Engine {
         }
         // Pending and dead interleaved as they were: a dead letter retried later takes
         // its place among the imported transactions on its keys.
-        records.sort_by_key(|r| r.meta.seq.unwrap_or(Seq::MAX));
-        for r in &mut records {
-            r.meta.seq = None;
+        records.sort_by_key(|(meta, _, _)| meta.seq.unwrap_or(Seq::MAX));
+        for (meta, _, _) in &mut records {
+            meta.seq = None;
         }
         Ok(records)
     }
@@ -235,16 +226,16 @@ impl Engine {
             bytes: js::size_of(&payload),
             ..meta
         };
-        Ok(Record {
-            meta,
-            payload,
-            dead,
-        })
+        Ok((meta, payload, dead))
     }
 }
 
-/// Under the block policy a dead letter keeps its keys from later transactions.
+/// Under the block policy a dead letter keeps its keys from later transactions (a corrupt
+/// record's keys are unknown, so it holds nothing).
 pub(super) fn hold_dead(st: &mut State, m: &TxMeta) {
+    if m.dead_reason == Some(DeadReason::Corrupt) {
+        return;
+    }
     if let Some(seq) = m.seq {
         if st.sched.insert(seq, &m.keys, m.priority, 0).is_ok() {
             let _ = st.sched.hold(seq);

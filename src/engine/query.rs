@@ -14,14 +14,7 @@ impl Engine {
             return Ok(st
                 .sched
                 .seqs()
-                .filter_map(|s| {
-                    let status = if st.sched.is_in_flight(s) {
-                        Status::InFlight
-                    } else {
-                        Status::Pending
-                    };
-                    Some((st.pending.get(&s)?.clone(), status))
-                })
+                .filter_map(|s| Some((st.pending.get(&s)?.clone(), leader_status(&st, s))))
                 .collect());
         }
         let loaded = self.store.load(None, None).await?;
@@ -275,12 +268,7 @@ impl Engine {
         if self.is_leader() {
             let st = self.st.borrow();
             for (seq, m) in &st.pending {
-                let status = if st.sched.is_in_flight(*seq) {
-                    Status::InFlight
-                } else {
-                    Status::Pending
-                };
-                sum.add(m, status);
+                sum.add(m, leader_status(&st, *seq));
             }
             return Ok(sum);
         }
@@ -350,6 +338,15 @@ impl Engine {
             &JsValue::from_bool(st.epoch.is_some() && !st.closed),
         );
         Ok(o.into())
+    }
+}
+
+/// A pending transaction's status as the leader knows it.
+fn leader_status(st: &State, seq: Seq) -> Status {
+    if st.sched.is_in_flight(seq) {
+        Status::InFlight
+    } else {
+        Status::Pending
     }
 }
 
