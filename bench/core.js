@@ -1,10 +1,9 @@
 // Core benchmarks, run in one page. Each figure comes with a baseline measured in the same
 // run, so the ratio does not depend on the machine.
 import init, { Outbox } from '../pkg/offline_outbox.js';
+import { KIB, never, time, median } from './measure.js';
 
-const KIB = 'x'.repeat(1000);
 const payload = (n) => ({ n, text: KIB, at: new Date() });
-const never = () => new Promise(() => {});
 
 function rawDb(name) {
   return new Promise((resolve, reject) => {
@@ -23,17 +22,6 @@ function rawPut(db, value) {
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
   });
-}
-
-async function time(fn) {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
-}
-
-function median(xs) {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 async function fresh(name, handlers, extra) {

@@ -9,6 +9,7 @@ import init, { Outbox } from '../pkg/offline_outbox.js';
 import { startOfflineExecutor, IndexedDBAdapter } from '@tanstack/offline-transactions';
 import { createCollection, localOnlyCollectionOptions } from '@tanstack/db';
 import { Queue } from 'workbox-background-sync';
+import { KIB, never, time, median } from './measure.js';
 
 // Workbox's Queue is written for a service worker: its feature test reads
 // `self.registration.sync`. In a page there is no registration, so it gets an empty one and
@@ -140,16 +141,7 @@ const systems = {
   },
 };
 
-const KIB = 'x'.repeat(1000);
 const payload = (n, text = KIB) => ({ n, text, at: Date.now() });
-const never = () => new Promise(() => {});
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-async function time(fn) {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
-}
 
 /** Sequential awaited enqueues and rounds of 100 concurrent ones, per second (medians). */
 async function enqueueRates(system) {
