@@ -119,34 +119,39 @@ impl Sealer {
     /// `values` (payload records as read, by `ids`) with sealed ones opened in place. One
     /// that cannot be opened (altered, or its key is gone) becomes `{ $unreadable: why }`.
     pub async fn open_all(&self, values: &Array, ids: &Array) {
-        let sealed: Vec<u32> = (0..values.length())
-            .filter(|&i| is_sealed(&values.get(i)))
+        // (index, record, encrypted) of each sealed record, in order.
+        let sealed: Vec<(u32, JsValue, bool)> = (0..values.length())
+            .filter_map(|i| {
+                let v = values.get(i);
+                let encrypted = !js::get(&v, "iv").is_undefined();
+                is_sealed(&v).then_some((i, v, encrypted))
+            })
             .collect();
         if sealed.is_empty() {
             return;
         }
-        let encrypted: Vec<u32> = sealed
-            .iter()
-            .copied()
-            .filter(|&i| !js::get(&values.get(i), "iv").is_undefined())
-            .collect();
-        let mut plain = Vec::new();
-        if !encrypted.is_empty() {
-            let records: Array = encrypted.iter().map(|&i| values.get(i)).collect();
-            let of: Array = encrypted.iter().map(|&i| ids.get(i)).collect();
+        // The encrypted ones are decrypted together; their results come back in order.
+        let encrypted = sealed.iter().filter(|(_, _, e)| *e);
+        let records: Array = encrypted.clone().map(|(_, v, _)| v.clone()).collect();
+        let of: Array = encrypted.map(|(i, _, _)| ids.get(*i)).collect();
+        let mut plain = Vec::new().into_iter();
+        if records.length() > 0 {
             let key = self.key.clone().unwrap_or(JsValue::NULL);
             let out = JsFuture::from(decrypt_all(&records, &of, &key)).await;
-            plain = out.map(|a| Array::from(&a).to_vec()).unwrap_or_default();
+            plain = out
+                .map(|a| Array::from(&a).to_vec())
+                .unwrap_or_default()
+                .into_iter();
         }
-        for i in sealed {
-            let record = values.get(i);
-            let data = match encrypted.iter().position(|&e| e == i) {
-                Some(at) => match plain.get(at) {
-                    Some(p) if p.is_instance_of::<Uint8Array>() => Ok(bytes_of(p)),
+        for (i, record, encrypted) in sealed {
+            let data = if encrypted {
+                match plain.next() {
+                    Some(p) if p.is_instance_of::<Uint8Array>() => Ok(bytes_of(&p)),
                     Some(why) => Err(why.as_string().unwrap_or_default()),
                     None => Err("it could not be decrypted".to_string()),
-                },
-                None => Ok(bytes_of(&js::get(&record, "data"))),
+                }
+            } else {
+                Ok(bytes_of(&js::get(&record, "data")))
             };
             let opened = data
                 .and_then(|d| {
