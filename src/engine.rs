@@ -1535,7 +1535,7 @@ impl Engine {
             let Some(meta) = st.pending.remove(&seq) else {
                 return;
             };
-            for id in settle_ids(&meta) {
+            for id in meta.ids() {
                 st.ids.remove(id);
             }
             st.totals.sent += 1;
@@ -1561,13 +1561,9 @@ impl Engine {
                 }
                 std::mem::take(&mut st.acks)
             };
-            let done: Vec<(Seq, String)> = batch
-                .iter()
-                .filter_map(|m| Some((m.seq?, m.id.clone())))
-                .collect();
             let epoch = self.st.borrow().epoch;
             let removed = match epoch {
-                Some(epoch) => self.store.delete(&done, epoch).await,
+                Some(epoch) => self.store.delete(&batch, epoch).await,
                 None => Err(Error::new(ErrorCode::NotLeader, "no longer the leader")),
             };
             match removed {
@@ -1593,7 +1589,7 @@ impl Engine {
                     }
                     st.recent.push_back(meta.clone());
                     st.unreported = st.unreported.saturating_sub(1);
-                    settle_ids(&meta)
+                    meta.ids()
                         .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
                         .collect::<Vec<_>>()
                 };
@@ -1603,7 +1599,7 @@ impl Engine {
                         w.resolve(&settled);
                     }
                 }
-                for id in settle_ids(&meta) {
+                for id in meta.ids() {
                     self.emit_outcome(|| event("sent", Some(id)));
                 }
                 self.emit_progress();
@@ -1701,7 +1697,7 @@ impl Engine {
                     for alias in &meta.aliases {
                         st.ids.remove(alias);
                     }
-                    settle_ids(&meta)
+                    meta.ids()
                         .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
                         .collect::<Vec<_>>()
                 }
@@ -1720,7 +1716,7 @@ impl Engine {
                 for w in waiters {
                     w.reject(&err);
                 }
-                for id in settle_ids(&meta) {
+                for id in meta.ids() {
                     self.emit_outcome(|| {
                         let ev = event("dead", Some(id));
                         let reason =
@@ -1862,7 +1858,7 @@ impl Engine {
             meta.aliases.extend(new_meta.aliases.iter().cloned());
             meta.bytes = js::size_of(&payload);
             self.store
-                .coalesce(&meta, &payload, (newer, &new_meta.id), epoch)
+                .coalesce(&meta, &payload, (newer, &new_meta), epoch)
                 .await?;
             Ok::<_, Error>((meta, payload))
         }
@@ -2144,11 +2140,6 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
 /// What the given transactions' payloads take in storage (estimated at enqueue).
 fn pending_bytes<'a>(metas: impl Iterator<Item = &'a TxMeta>) -> u64 {
     metas.map(|m| m.bytes).sum()
-}
-
-/// The transaction's id and those of the transactions folded into it: they settle together.
-fn settle_ids(meta: &TxMeta) -> impl Iterator<Item = &str> {
-    std::iter::once(meta.id.as_str()).chain(meta.aliases.iter().map(String::as_str))
 }
 
 /// The context a handler receives for one transaction.

@@ -172,6 +172,12 @@ pub struct TxMeta {
 }
 
 impl TxMeta {
+    /// The transaction's id followed by those of the transactions folded into it: they
+    /// settle together and are known by the store as this one.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+
     /// Keys in first-seen order without repeats: a transaction listing a key twice still
     /// holds one place in that key's queue.
     pub fn dedup_keys(keys: Vec<String>) -> Vec<String> {

@@ -435,7 +435,67 @@ test('schema migration: a database in the previous layout (version 1) opens with
   assert.deepEqual(r.sent.slice(0, 3).sort(), [['four', 2, 'idem-four', true], ['one', 4, 'idem-one', true], ['two', 1, 'idem-two', true]]);
   assert.ok(r.sent.findIndex(([id]) => id === 'one') < r.sent.findIndex(([id]) => id === 'four'), 'per-key order kept');
   assert.deepEqual(r.sent[3], ['three', 1, 'idem-three', false]);
-  assert.deepEqual(r.version, [2, 2, ['aliases']]);
+  assert.deepEqual(r.version, [3, 3, []]);
+});
+
+test('schema migration: version 2 kept folded ids in an outbox index; they move to the aliases store and still settle, import dedupes on them', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'offline-outbox:features-migrate-2';
+    const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+    const open = indexedDB.open(name, 2);
+    open.onupgradeneeded = () => {
+      const db = open.result;
+      db.createObjectStore('outbox', { keyPath: 'seq', autoIncrement: true }).createIndex('aliases', 'aliases', { multiEntry: true });
+      db.createObjectStore('payloads');
+      db.createObjectStore('dead', { keyPath: 'seq' }).createIndex('id', 'id', { unique: true });
+      db.createObjectStore('meta').put(2, 'schemaVersion');
+    };
+    const db = await req(open);
+    const tx = db.transaction(['outbox', 'payloads'], 'readwrite');
+    const rec = (seq, id, aliases) => ({
+      seq, id, handler: 'send', keys: ['k'], idempotencyKey: `idem-${id}`, priority: 'normal', attempts: 0,
+      createdAt: 1_700_000_000_000 + seq, nextAttemptAt: 0, ...(aliases.length ? { aliases } : {}),
+    });
+    for (const [seq, id, aliases] of [[1, 'one', ['one-b', 'one-c']], [3, 'three', []]]) {
+      tx.objectStore('outbox').put(rec(seq, id, aliases));
+      tx.objectStore('payloads').put({ mutations: { id }, metadata: null }, id);
+    }
+    await new Promise((res) => { tx.oncomplete = res; });
+    db.close();
+
+    const sent = [];
+    let gate;
+    const gated = new Promise((r) => { gate = r; });
+    const ob = await Outbox.open({ name: 'features-migrate-2', handlers: { send: async (ctx) => { await gated; sent.push(ctx.id); } } });
+    const backup = await ob.export();
+    const settledFolded = ob.settled('one-c').then((t) => [t.id, t.status]);
+    const version = async () => {
+      const d = await req(indexedDB.open(name));
+      const t = d.transaction(['meta', 'outbox', 'aliases']);
+      const reqs = [t.objectStore('meta').get('schemaVersion'), t.objectStore('aliases').getAll(), t.objectStore('aliases').getAllKeys()];
+      const v = [d.version, ...await Promise.all(reqs.map(req))];
+      v.splice(2, 0, [...t.objectStore('outbox').indexNames]);
+      d.close();
+      return v;
+    };
+    const before = await version();
+    // The backup holds `one` with its aliases: importing it (or only a folded id) skips it.
+    const folded = { ...backup, pending: backup.pending.filter((t) => t.id === 'one').map((t) => ({ ...t, id: 'other', aliases: ['one-b'] })) };
+    const imported = await ob.import(folded);
+    gate();
+    const settled = await settledFolded;
+    await ob.drain();
+    const after = await version();
+    await ob.close();
+    return { before, after, settled, sent, imported };
+  });
+  assert.deepEqual(r.before, [3, 3, [], ['one', 'one'], ['one-b', 'one-c']]);
+  assert.deepEqual(r.settled, ['one', 'acknowledged']);
+  assert.deepEqual(r.sent, ['one', 'three']);
+  assert.deepEqual(r.imported, { pending: 0, dead: 0, skipped: 1 });
+  // Acknowledged: its aliases go with it.
+  assert.deepEqual(r.after.slice(3), [[], []]);
 });
 
 test('storage health: persistence and estimate in stats, capacity warnings that never refuse work', async () => {

@@ -163,8 +163,8 @@ impl Engine {
         }
         let mut ids = HashSet::new();
         for (meta, _, _) in &records {
-            for id in std::iter::once(&meta.id).chain(&meta.aliases) {
-                if !ids.insert(id.as_str()) {
+            for id in meta.ids() {
+                if !ids.insert(id) {
                     return Err(invalid(format!("id {id:?} appears twice")));
                 }
             }

@@ -125,7 +125,7 @@ impl Engine {
         let seq = meta
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "dead letter without seq"))?;
-        self.store.discard(seq, &id).await?;
+        self.store.discard(seq, &meta).await?;
         self.release_held(seq);
         Ok(())
     }
@@ -185,7 +185,8 @@ impl Engine {
             st.ids.remove(&id);
             (seq, meta)
         };
-        match self.store.cancel(seq, &id, epoch).await {
+        let aliases = meta.as_ref().map_or(&[][..], |m| &m.aliases[..]);
+        match self.store.cancel(seq, &id, aliases, epoch).await {
             Ok(()) => {
                 let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
                 let err = js::err(

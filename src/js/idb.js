@@ -76,18 +76,35 @@ export function loadRange(tx, after, upto, limit) {
 
 /**
  * Where a transaction id is: { dead: record } | { payload: true } (pending: a pending or
- * dead transaction has its payload) | {} (neither: acknowledged or never enqueued).
+ * dead transaction has its payload) | {} (neither: acknowledged or never enqueued). An id
+ * folded into another transaction is where that one is.
  */
 export function locate(tx, id) {
   const out = {};
-  const p = tx.objectStore('payloads').getKey(id);
-  p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
-  const d = tx.objectStore('dead').index('id').get(id);
-  d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
-  // A transaction coalesced into another lives on as that one's alias.
-  const a = tx.objectStore('outbox').index('aliases').getKey(id);
-  a.onsuccess = () => { if (a.result !== undefined) out.payload = true; };
+  const find = (id) => {
+    const p = tx.objectStore('payloads').getKey(id);
+    p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
+    const d = tx.objectStore('dead').index('id').get(id);
+    d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
+  };
+  const a = tx.objectStore('aliases').get(id);
+  a.onsuccess = () => find(a.result ?? id);
   return out;
+}
+
+/**
+ * Schema 3: the ids folded into pending transactions move from the outbox's multiEntry
+ * `aliases` index (which every enqueue had to maintain) to the `aliases` store, alias id
+ * to owner id, which only coalescing writes.
+ */
+export function moveAliases(tx) {
+  const outbox = tx.objectStore('outbox');
+  const aliases = tx.objectStore('aliases');
+  const req = outbox.index('aliases').getAll();
+  req.onsuccess = () => {
+    for (const meta of req.result) for (const alias of meta.aliases) aliases.put(meta.id, alias);
+    outbox.deleteIndex('aliases');
+  };
 }
 
 /** Opens `name` at `version`; `upgrade(db, tx, oldVersion)` runs inside versionchange. */
@@ -132,7 +149,7 @@ export function importRecords(tx, records) {
   const outbox = tx.objectStore('outbox');
   const payloads = tx.objectStore('payloads');
   const dead = tx.objectStore('dead');
-  const aliases = outbox.index('aliases');
+  const aliases = tx.objectStore('aliases');
   const deadIds = dead.index('id');
   const out = { seqs: records.map(() => null) };
   const present = records.map(() => false);
@@ -140,6 +157,7 @@ export function importRecords(tx, records) {
   const write = () => records.forEach(([meta, payload, isDead], i) => {
     if (present[i]) return;
     payloads.put(payload, meta.id);
+    for (const alias of meta.aliases ?? []) aliases.put(meta.id, alias);
     const req = outbox.put(meta);
     req.onsuccess = () => {
       out.seqs[i] = req.result;
