@@ -19,6 +19,13 @@ node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
   --enable-mutable-globals --enable-reference-types --enable-multivalue \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
 
+# The glue and its snippets ship minified: about half their gzipped size. The error
+# classes keep their names (`err.constructor.name`).
+for f in pkg/offline_outbox.js pkg/snippets/*/src/js/*.js; do
+  keep=$([[ $f == */errors.js ]] && echo --keep-names || true)
+  node_modules/.bin/esbuild "$f" --minify $keep --format=esm --allow-overwrite --log-level=warning --outfile="$f"
+done
+
 cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts \
   pkg-template/offline_outbox_sw.js pkg-template/offline_outbox_sw.d.ts pkg/
 rm -f pkg/.gitignore pkg/offline_outbox_bg.wasm.d.ts
@@ -29,6 +36,9 @@ rm -f pkg/.gitignore pkg/offline_outbox_bg.wasm.d.ts
 node_modules/.bin/esbuild pkg/offline_outbox_sw.js --bundle --format=iife --global-name=offlineOutbox \
   --log-override:empty-import-meta=silent --log-override:duplicate-object-key=silent --log-level=warning --outfile=pkg/offline_outbox_classic.js
 
-wasm=$(gzip -9c pkg/offline_outbox_bg.wasm | wc -c)
-js=$(gzip -9c pkg/offline_outbox.js | wc -c)
-echo "pkg/: wasm $(stat -c %s pkg/offline_outbox_bg.wasm) B ($wasm B gzipped), JS glue $(stat -c %s pkg/offline_outbox.js) B ($js B gzipped), total $(( (wasm + js) / 1024 )) KiB gzipped"
+# The size budget counts the wasm, the glue and its snippets, each gzipped (as the
+# benchmark checks it).
+gz() { local n=0; for f in "$@"; do n=$(( n + $(gzip -9c "$f" | wc -c) )); done; echo $n; }
+wasm=$(gz pkg/offline_outbox_bg.wasm)
+js=$(gz pkg/offline_outbox.js pkg/snippets/*/src/js/*.js)
+echo "pkg/: wasm $wasm B gzipped, JS glue and snippets $js B gzipped, total $(( (wasm + js) / 1024 )) KiB gzipped (budget 100 KiB)"

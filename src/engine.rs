@@ -32,6 +32,7 @@ use crate::metrics::{Metrics, Progress};
 use crate::model::{DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
 use crate::network;
 use crate::options::{Capacity, Handler, NewTransaction, Options, WifiPreferred};
+use crate::record;
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
 use crate::storage_manager;
@@ -238,19 +239,11 @@ pub fn info(meta: &TxMeta, status: Status, payload: Option<&JsValue>) -> JsValue
         &JsValue::from_f64(meta.next_attempt_at as f64),
     );
     if let Some(e) = &meta.last_error {
-        js::set(&o, "lastError", &error_object(e));
+        js::set(&o, "lastError", &record::last_error(e));
     }
     if let Some(r) = meta.dead_reason {
-        let reason = serde_wasm_bindgen::to_value(&r).unwrap_or(JsValue::UNDEFINED);
-        js::set(&o, "deadReason", &reason);
+        js::set(&o, "deadReason", &JsValue::from_str(r.as_str()));
     }
-    o.into()
-}
-
-fn error_object(e: &LastError) -> JsValue {
-    let o = Object::new();
-    js::set(&o, "name", &JsValue::from_str(&e.name));
-    js::set(&o, "message", &JsValue::from_str(&e.message));
     o.into()
 }
 
@@ -1647,7 +1640,7 @@ impl Engine {
             let ev = event("retry", Some(&meta.id));
             js::set(&ev, "attempt", &JsValue::from(attempt));
             js::set(&ev, "nextAttemptAt", &JsValue::from_f64(at as f64));
-            js::set(&ev, "error", &error_object(&error));
+            js::set(&ev, "error", &record::last_error(&error));
             ev
         });
         self.pump();
@@ -1719,10 +1712,8 @@ impl Engine {
                 for id in meta.ids() {
                     self.emit_outcome(|| {
                         let ev = event("dead", Some(id));
-                        let reason =
-                            serde_wasm_bindgen::to_value(&reason).unwrap_or(JsValue::UNDEFINED);
-                        js::set(&ev, "reason", &reason);
-                        js::set(&ev, "error", &error_object(&error));
+                        js::set(&ev, "reason", &JsValue::from_str(reason.as_str()));
+                        js::set(&ev, "error", &record::last_error(&error));
                         ev
                     });
                 }

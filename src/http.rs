@@ -46,7 +46,7 @@ pub fn validate(m: &JsValue) -> Result<()> {
             .filter_map(|k| k.as_string())
             .find(|k| !FIELDS.contains(&k.as_str()))
         {
-            return Err(invalid(format!("unknown http field {k:?}")));
+            return Err(invalid(format!("unknown http field \"{k}\"")));
         }
     }
     let method = js::get(m, "method")
@@ -62,7 +62,7 @@ pub fn validate(m: &JsValue) -> Result<()> {
         None => web_sys_url(&url, None),
     };
     if !parsed {
-        return Err(invalid(format!("http url {url:?} does not parse")));
+        return Err(invalid(format!("http url \"{url}\" does not parse")));
     }
     let headers = js::get(m, "headers");
     if !headers.is_undefined() {

@@ -39,6 +39,11 @@ extern "C" {
     /// Absent in old engines, hence `catch` on a missing function too.
     #[wasm_bindgen(catch, js_name = structuredClone)]
     fn structured_clone(value: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// JS's own conversion: formatting numbers in Rust would pull its float printing
+    /// (some 15 KiB of wasm) into the package for this one use.
+    #[wasm_bindgen(js_name = String)]
+    fn js_string(value: &JsValue) -> String;
 }
 
 /// The `OutboxError` for a Rust error.
@@ -111,11 +116,7 @@ pub fn describe(e: &JsValue) -> LastError {
         });
         LastError { name, message }
     } else {
-        let message = e.as_string().unwrap_or_else(|| {
-            e.as_f64()
-                .map(|f| f.to_string())
-                .unwrap_or_else(|| format!("{e:?}"))
-        });
+        let message = js_string(e);
         LastError {
             name: "Error".into(),
             message,

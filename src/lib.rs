@@ -34,6 +34,8 @@ mod options;
 #[cfg(target_arch = "wasm32")]
 mod outbox;
 #[cfg(target_arch = "wasm32")]
+mod record;
+#[cfg(target_arch = "wasm32")]
 mod storage_manager;
 #[cfg(target_arch = "wasm32")]
 mod store;

@@ -117,7 +117,28 @@ pub enum DeadReason {
     Expired,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl DeadReason {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "handler-rejected" => Some(Self::HandlerRejected),
+            "max-attempts" => Some(Self::MaxAttempts),
+            "corrupt" => Some(Self::Corrupt),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HandlerRejected => "handler-rejected",
+            Self::MaxAttempts => "max-attempts",
+            Self::Corrupt => "corrupt",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastError {
     pub name: String,
     pub message: String,
@@ -138,11 +159,9 @@ pub enum Outcome {
 
 /// The scheduling metadata of one transaction: everything but `mutations` and `metadata`,
 /// which live in a separate store and are read only when the transaction is dispatched.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TxMeta {
     /// Absent until IndexedDB allocates it on the first write.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<Seq>,
     pub id: String,
     pub handler: String,
@@ -152,22 +171,16 @@ pub struct TxMeta {
     pub attempts: u32,
     pub created_at: Millis,
     pub next_attempt_at: Millis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
     /// Set only on records in the dead letters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_reason: Option<DeadReason>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_at: Option<Millis>,
     /// Approximate stored size of `mutations` and `metadata` (0 in records written before
     /// sizes were kept).
-    #[serde(default)]
     pub bytes: u64,
     /// Enqueues with the same coalesce key fold into the pending one (see the engine).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesce_key: Option<String>,
     /// Ids of transactions folded into this one: they settle with it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
 }
 

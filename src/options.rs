@@ -47,7 +47,7 @@ fn parse_handler(key: &str, v: JsValue) -> Result<(Handler, Option<Function>)> {
     }
     let shape = "a function, { send, merge? } or { sendBatch, batchSize?, merge? }";
     if !js::is_plain_object(&v) {
-        return Err(invalid(C, format!("handler {key:?} must be {shape}")));
+        return Err(invalid(C, format!("handler \"{key}\" must be {shape}")));
     }
     reject_unknown(
         &v,
@@ -62,7 +62,7 @@ fn parse_handler(key: &str, v: JsValue) -> Result<(Handler, Option<Function>)> {
         }
         f.dyn_into::<Function>()
             .map(Some)
-            .map_err(|_| invalid(C, format!("handler {key:?}: {field} must be a function")))
+            .map_err(|_| invalid(C, format!("handler \"{key}\": {field} must be a function")))
     };
     let merge = function("merge")?;
     let handler = match (function("send")?, function("sendBatch")?) {
@@ -71,7 +71,7 @@ fn parse_handler(key: &str, v: JsValue) -> Result<(Handler, Option<Function>)> {
             let size = whole(&v, "batchSize", 1.0, MAX_BATCH, C)?.unwrap_or(50) as usize;
             Handler::Batch { f, size }
         }
-        _ => return Err(invalid(C, format!("handler {key:?} must be {shape}"))),
+        _ => return Err(invalid(C, format!("handler \"{key}\" must be {shape}"))),
     };
     Ok((handler, merge))
 }
@@ -170,7 +170,11 @@ fn reject_unknown(obj: &JsValue, known: &[&str], what: &str, code: ErrorCode) ->
     } else {
         Err(invalid(
             code,
-            format!("unknown {what} {:?} (known: {})", unknown, known.join(", ")),
+            format!(
+                "unknown {what} \"{}\" (known: {})",
+                unknown.join("\", \""),
+                known.join(", ")
+            ),
         ))
     }
 }
@@ -185,7 +189,11 @@ fn whole(obj: &JsValue, key: &str, min: f64, max: f64, code: ErrorCode) -> Resul
         Some(f) if f.fract() == 0.0 && (min..=max).contains(&f) => Ok(Some(f as u64)),
         _ => Err(invalid(
             code,
-            format!("{key} must be a whole number from {min} to {max}"),
+            // Bounds are whole numbers: printed as integers, so no float formatting is linked.
+            format!(
+                "{key} must be a whole number from {} to {}",
+                min as u64, max as u64
+            ),
         )),
     }
 }
@@ -215,7 +223,7 @@ fn choice<T>(
         Ok(None) => Ok(None),
         Ok(Some(s)) => parse(&s)
             .map(Some)
-            .ok_or_else(|| invalid(code, format!("{key} must be one of {allowed}, not {s:?}"))),
+            .ok_or_else(|| invalid(code, format!("{key} must be one of {allowed}, not \"{s}\""))),
         Err(_) => Err(invalid(code, format!("{key} must be one of {allowed}"))),
     }
 }
@@ -410,7 +418,7 @@ pub fn parse_transaction(
     let registered = handlers.get(&handler).ok_or_else(|| {
         invalid(
             ErrorCode::UnknownHandler,
-            format!("no handler named {handler:?} is registered"),
+            format!("no handler named \"{handler}\" is registered"),
         )
     })?;
     let kv = js::get(v, "keys");

@@ -36,6 +36,7 @@ use crate::envelope::Sealer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
 use crate::model::{DeadReason, LastError, Millis, Seq, TxMeta};
+use crate::record;
 
 /// 1: outbox, payloads, dead (+ `id` index), meta. 2: the outbox's `aliases` index (ids of
 /// transactions coalesced into a record). 3: that index becomes the `aliases` store, so
@@ -153,7 +154,7 @@ impl Append {
     /// Issues the writes of one transaction: its payload under its id, its metadata under
     /// the seq the key generator allocates.
     pub fn add(&mut self, meta: &TxMeta, payload: &JsValue) -> Result<()> {
-        let record = encode(meta)?;
+        let record: JsValue = record::encode(meta).into();
         self.tx.check(
             self.payloads
                 .put_with_key(payload, &JsValue::from_str(&meta.id)),
@@ -204,15 +205,6 @@ fn storage(context: &str, e: JsValue) -> Error {
         code,
         format!("{context}: {}: {}", detail.name, detail.message),
     )
-}
-
-fn encode(meta: &TxMeta) -> Result<JsValue> {
-    serde_wasm_bindgen::to_value(meta)
-        .map_err(|e| Error::new(ErrorCode::InvalidTransaction, e.to_string()))
-}
-
-fn decode(raw: JsValue) -> std::result::Result<TxMeta, String> {
-    serde_wasm_bindgen::from_value(raw).map_err(|e| e.to_string())
 }
 
 /// The deletes that make a transaction's id and aliases unknown: its payload and the
@@ -430,7 +422,7 @@ impl Store {
         let mut metas = Vec::with_capacity(values.length() as usize);
         let mut corrupt = Vec::new();
         for (key, raw) in keys.iter().zip(values.iter()) {
-            match decode(raw.clone()) {
+            match record::decode(&raw) {
                 Ok(m) if m.seq.map(|s| s as f64) == key.as_f64() => metas.push(m),
                 Ok(_) => corrupt.push(Corrupt {
                     key,
@@ -478,7 +470,7 @@ impl Store {
         tx.wait(false).await?;
         let dead = js::get(&out, "dead");
         if !dead.is_undefined() {
-            return decode(dead)
+            return record::decode(&dead)
                 .map(Location::Dead)
                 .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e));
         }
@@ -530,7 +522,7 @@ impl Store {
                 coalesce_key: None,
                 aliases: Vec::new(),
             };
-            let record = encode(&meta)?;
+            let record: JsValue = record::encode(&meta).into();
             if let Some(obj) = record.dyn_ref::<Object>() {
                 js::set(obj, "raw", &c.raw);
             }
@@ -612,7 +604,7 @@ impl Store {
 
     /// Rewrites a pending transaction's metadata (after a failed attempt).
     pub async fn update(&self, meta: &TxMeta, epoch: u64) -> Result<()> {
-        let record = encode(meta)?;
+        let record: JsValue = record::encode(meta).into();
         self.fenced(&[OUTBOX], "update", epoch, &[Op::Put(OUTBOX, &record)])
             .await
     }
@@ -622,7 +614,7 @@ impl Store {
         let seq = meta
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
-        let record = encode(meta)?;
+        let record: JsValue = record::encode(meta).into();
         let ops = [Op::Put(DEAD, &record), Op::Delete(OUTBOX, seq)];
         self.fenced(&[OUTBOX, DEAD], "dead-letter", epoch, &ops)
             .await
@@ -647,7 +639,7 @@ impl Store {
         epoch: u64,
     ) -> Result<()> {
         let id = older.id.clone();
-        let record = encode(older)?;
+        let record: JsValue = record::encode(older).into();
         let payload = self
             .seal(payload, &id)
             .await?
@@ -670,7 +662,7 @@ impl Store {
         tx.done().await?;
         Ok(Array::from(&result(&all))
             .iter()
-            .filter_map(|raw| decode(raw).ok())
+            .filter_map(|raw| record::decode(&raw).ok())
             .collect())
     }
 
@@ -698,7 +690,7 @@ impl Store {
         if raw.is_undefined() {
             return Ok(None);
         }
-        decode(raw)
+        record::decode(&raw)
             .map(Some)
             .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e))
     }
@@ -708,7 +700,7 @@ impl Store {
         let seq = meta
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
-        let record = encode(meta)?;
+        let record: JsValue = record::encode(meta).into();
         let tx = self.tx(&[OUTBOX, DEAD], IdbTransactionMode::Readwrite, "retry dead")?;
         tx.check(tx.store(OUTBOX)?.put(&record))?;
         tx.check(tx.store(DEAD)?.delete(&seq_key(seq)))?;
@@ -741,7 +733,12 @@ impl Store {
                 .await?
                 .unwrap_or_else(|| payload.clone());
             let ids: Array = meta.ids().map(JsValue::from_str).collect();
-            let row = Array::of4(&encode(meta)?, payload, &JsValue::from_bool(*dead), &ids);
+            let row = Array::of4(
+                &record::encode(meta),
+                payload,
+                &JsValue::from_bool(*dead),
+                &ids,
+            );
             rows.push(JsValue::from(row));
         }
         let rows: Array = rows.into_iter().collect();

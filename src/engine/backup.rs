@@ -118,7 +118,7 @@ impl Engine {
         }
         let list: Array = held
             .iter()
-            .filter_map(|m| serde_wasm_bindgen::to_value(m).ok())
+            .map(|m| JsValue::from(record::encode(m)))
             .collect();
         self.post(&leader::message("imported", &[("held", list.into())]));
     }
@@ -127,7 +127,7 @@ impl Engine {
     pub(super) fn on_imported(self: &Rc<Self>, msg: &JsValue) {
         let held: Vec<TxMeta> = Array::from(&js::get(msg, "held"))
             .iter()
-            .filter_map(|m| serde_wasm_bindgen::from_value(m).ok())
+            .filter_map(|m| record::decode(&m).ok())
             .collect();
         self.imported(&held);
     }
@@ -142,7 +142,7 @@ impl Engine {
             return Err(invalid("a backup must be an object or its JSON text"));
         }
         if js::get(&doc, "format").as_string().as_deref() != Some(FORMAT) {
-            return Err(invalid(format!("format must be {FORMAT:?}")));
+            return Err(invalid(format!("format must be \"{FORMAT}\"")));
         }
         let version = js::get(&doc, "version");
         if version.as_f64() != Some(f64::from(VERSION)) {
@@ -165,7 +165,7 @@ impl Engine {
         for (meta, _, _) in &records {
             for id in meta.ids() {
                 if !ids.insert(id) {
-                    return Err(invalid(format!("id {id:?} appears twice")));
+                    return Err(invalid(format!("id \"{id}\" appears twice")));
                 }
             }
         }
@@ -182,8 +182,7 @@ impl Engine {
         if !js::is_plain_object(raw) {
             return Err(invalid(format!("{at}: a transaction must be an object")));
         }
-        let meta: TxMeta = serde_wasm_bindgen::from_value(raw.clone())
-            .map_err(|e| invalid(format!("{at}: {e}")))?;
+        let meta = record::decode(raw).map_err(|e| invalid(format!("{at}: {e}")))?;
         let bad = |m: &str| Err(invalid(format!("{at}: {m}")));
         let strings = std::iter::once(&meta.id)
             .chain([&meta.idempotency_key, &meta.handler])
@@ -208,7 +207,7 @@ impl Engine {
         let Some(handler) = self.handlers.get(&meta.handler) else {
             return Err(Error::new(
                 ErrorCode::UnknownHandler,
-                format!("{at}: no handler named {:?} is registered", meta.handler),
+                format!("{at}: no handler named \"{}\" is registered", meta.handler),
             ));
         };
         let field = |name: &str| {
@@ -245,9 +244,7 @@ pub(super) fn hold_dead(st: &mut State, m: &TxMeta) {
 
 /// One transaction as the backup holds it: its metadata, then its payload encoded.
 async fn export_record(meta: &TxMeta, payload: Option<&JsValue>) -> Result<JsValue> {
-    let record: Object = serde_wasm_bindgen::to_value(meta)
-        .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e.to_string()))?
-        .unchecked_into();
+    let record = record::encode(meta);
     for name in ["mutations", "metadata"] {
         let value = payload.map_or(JsValue::UNDEFINED, |p| js::get(p, name));
         let encoded = JsFuture::from(encode_value(&value))

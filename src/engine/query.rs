@@ -72,7 +72,7 @@ impl Engine {
         self.store.find_dead(id).await?.ok_or_else(|| {
             Error::new(
                 ErrorCode::NotFound,
-                format!("no dead letter with id {id:?}"),
+                format!("no dead letter with id \"{id}\""),
             )
         })
     }
@@ -169,13 +169,13 @@ impl Engine {
             let seq = *st.ids.get(&id).ok_or_else(|| {
                 Error::new(
                     ErrorCode::NotFound,
-                    format!("no pending transaction with id {id:?}"),
+                    format!("no pending transaction with id \"{id}\""),
                 )
             })?;
             if st.sched.is_in_flight(seq) {
                 return Err(Error::new(
                     ErrorCode::InFlight,
-                    format!("transaction {id:?} is being sent"),
+                    format!("transaction \"{id}\" is being sent"),
                 ));
             }
             // Out of the scheduler first, so it cannot start while the delete commits.
@@ -191,7 +191,7 @@ impl Engine {
                 let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
                 let err = js::err(
                     ErrorCode::Removed,
-                    format!("transaction {id:?} was removed"),
+                    format!("transaction \"{id}\" was removed"),
                 );
                 for w in waiters {
                     w.reject(&err);

@@ -297,7 +297,7 @@ impl Engine {
                     )),
                     _ => w.reject(&js::err(
                         ErrorCode::Removed,
-                        format!("transaction {id:?} was removed"),
+                        format!("transaction \"{id}\" was removed"),
                     )),
                 }
             }
@@ -372,7 +372,7 @@ impl Engine {
                 }
                 _ => Err(Error::new(
                     ErrorCode::InvalidOptions,
-                    format!("unknown request {op:?}"),
+                    format!("unknown request \"{op}\""),
                 )),
             };
             let mut fields = vec![
