@@ -120,7 +120,7 @@ struct State {
     /// Followers: requests to the leader awaiting its reply (and their time limit).
     rpcs: HashMap<u32, (Deferred, Option<Timeout>)>,
     sched: Scheduler,
-    pending: HashMap<Seq, TxMeta>,
+    pending: HashMap<Seq, Box<TxMeta>>,
     ids: HashMap<String, Seq>,
     rng: Rng,
     listeners: Vec<(u32, Function)>,
@@ -224,7 +224,7 @@ pub fn info(meta: &TxMeta, status: Status, payload: Option<&JsValue>) -> JsValue
     js::set(
         &o,
         "idempotencyKey",
-        &JsValue::from_str(&meta.idempotency_key),
+        &JsValue::from_str(meta.idempotency_key()),
     );
     if let Some(seq) = meta.seq {
         js::set(&o, "seq", &JsValue::from_f64(seq as f64));
@@ -693,7 +693,7 @@ impl Engine {
             .is_ok()
         {
             st.ids.insert(m.id.clone(), seq);
-            st.pending.insert(seq, m);
+            st.pending.insert(seq, Box::new(m));
         }
     }
 
@@ -774,7 +774,7 @@ impl Engine {
                 return;
             }
             let count = st.pending.len() as u64;
-            let bytes = pending_bytes(st.pending.values());
+            let bytes = pending_bytes(st.pending.values().map(|m| &**m));
             let part = |n: u64, max: Option<u64>| max.map_or(0.0, |m| n as f64 / m as f64);
             let ratio = part(count, max_count).max(part(bytes, max_bytes));
             let level = match ratio {
@@ -985,7 +985,7 @@ impl Engine {
         let now = js::now();
         let meta = TxMeta {
             seq: None,
-            idempotency_key: idempotency_key.unwrap_or_else(|| id.clone()),
+            idempotency_key: idempotency_key.filter(|k| *k != id),
             id,
             handler,
             keys: TxMeta::dedup_keys(keys),
@@ -1170,7 +1170,7 @@ impl Engine {
                 .filter(|m| m.priority == crate::model::Priority::Low)
                 .map(|m| m.created_at)
                 .min();
-            let bytes = pending_bytes(st.pending.values());
+            let bytes = pending_bytes(st.pending.values().map(|m| &**m));
             let until = oldest_low.map(|t| t.saturating_add(policy.max_hold_ms));
             st.hold_until = until;
             until.is_some_and(|u| now < u) && bytes <= policy.max_hold_bytes
@@ -1349,7 +1349,7 @@ impl Engine {
             self.check_idle();
             return None;
         }
-        Some((meta, payload))
+        Some((*meta, payload))
     }
 
     fn rc(&self) -> Option<Rc<Self>> {
@@ -1404,7 +1404,7 @@ impl Engine {
             Handler::Http => {
                 http::send(
                     &js::get(&payload, "mutations"),
-                    &meta.idempotency_key,
+                    meta.idempotency_key(),
                     &signal,
                 )
                 .await
@@ -1534,7 +1534,7 @@ impl Engine {
             st.totals.sent += 1;
             st.unreported += 1;
             st.capacity_dirty = true;
-            st.acks.push(meta);
+            st.acks.push(*meta);
             !std::mem::replace(&mut st.ack_busy, true)
         };
         if start {
@@ -1610,7 +1610,7 @@ impl Engine {
             };
             meta.attempts = attempt;
             meta.next_attempt_at = at;
-            meta.last_error = Some(error.clone());
+            meta.last_error = Some(Box::new(error.clone()));
             let meta = meta.clone();
             if st.sched.retry(seq, at).is_err() {
                 return;
@@ -1656,7 +1656,7 @@ impl Engine {
             };
             let mut meta = meta.clone();
             meta.attempts = attempts;
-            meta.last_error = Some(error.clone());
+            meta.last_error = Some(Box::new(error.clone()));
             meta.dead_reason = Some(reason);
             meta.dead_at = Some(js::now());
             st.writes += 1;
@@ -1844,7 +1844,7 @@ impl Engine {
             // The folded content goes out under the newer idempotency key: if an earlier
             // leader did deliver the older content, a server deduping on the old key must
             // not swallow the new one.
-            meta.idempotency_key = new_meta.idempotency_key.clone();
+            meta.set_idempotency_key(new_meta.idempotency_key().to_owned());
             meta.aliases.push(new_meta.id.clone());
             meta.aliases.extend(new_meta.aliases.iter().cloned());
             meta.bytes = js::size_of(&payload);
@@ -2140,7 +2140,7 @@ fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32, signal: &JsVa
     js::set(
         &ctx,
         "idempotencyKey",
-        &JsValue::from_str(&meta.idempotency_key),
+        &JsValue::from_str(meta.idempotency_key()),
     );
     let keys: Array = meta.keys.iter().map(|k| JsValue::from_str(k)).collect();
     js::set(&ctx, "keys", &keys);

@@ -22,7 +22,7 @@ pub fn encode(meta: &TxMeta) -> Object {
     text("id", &meta.id);
     text("handler", &meta.handler);
     js::set(&o, "keys", &strings(&meta.keys));
-    text("idempotencyKey", &meta.idempotency_key);
+    text("idempotencyKey", meta.idempotency_key());
     text("priority", meta.priority.as_str());
     num("attempts", meta.attempts.into());
     num("createdAt", meta.created_at);
@@ -94,14 +94,14 @@ pub fn decode(raw: &JsValue) -> Result<TxMeta, String> {
     };
     let last_error = match field("lastError") {
         None => None,
-        Some(e) => Some(LastError {
+        Some(e) => Some(Box::new(LastError {
             name: js::get(&e, "name")
                 .as_string()
                 .ok_or_else(|| bad("lastError.name", "a string"))?,
             message: js::get(&e, "message")
                 .as_string()
                 .ok_or_else(|| bad("lastError.message", "a string"))?,
-        }),
+        })),
     };
     let dead_reason = match field("deadReason") {
         None => None,
@@ -115,12 +115,14 @@ pub fn decode(raw: &JsValue) -> Result<TxMeta, String> {
     if field("keys").is_none() {
         return Err(bad("keys", "an array of strings"));
     }
+    let id = text("id")?;
+    let idempotency_key = text("idempotencyKey")?;
     Ok(TxMeta {
         seq: opt_num("seq")?,
-        id: text("id")?,
+        idempotency_key: (idempotency_key != id).then_some(idempotency_key),
+        id,
         handler: text("handler")?,
         keys: list("keys")?,
-        idempotency_key: text("idempotencyKey")?,
         priority: text("priority")
             .ok()
             .as_deref()

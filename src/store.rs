@@ -507,15 +507,15 @@ impl Store {
                 ),
                 handler: field("handler").unwrap_or_default(),
                 keys: Vec::new(),
-                idempotency_key: field("idempotencyKey").unwrap_or_default(),
+                idempotency_key: field("idempotencyKey"),
                 priority: Default::default(),
                 attempts: number("attempts").map_or(0, |f| f as u32),
                 created_at: number("createdAt").map_or(now, |f| f as Millis),
                 next_attempt_at: now,
-                last_error: Some(LastError {
+                last_error: Some(Box::new(LastError {
                     name: "DecodeError".into(),
                     message: c.reason,
-                }),
+                })),
                 dead_reason: Some(DeadReason::Corrupt),
                 dead_at: Some(now),
                 bytes: 0,

@@ -184,9 +184,9 @@ impl Engine {
         }
         let meta = record::decode(raw).map_err(|e| invalid(format!("{at}: {e}")))?;
         let bad = |m: &str| Err(invalid(format!("{at}: {m}")));
-        let strings = std::iter::once(&meta.id)
-            .chain([&meta.idempotency_key, &meta.handler])
-            .chain(&meta.aliases);
+        let strings = meta
+            .ids()
+            .chain([meta.idempotency_key(), meta.handler.as_str()]);
         for s in strings {
             if s.is_empty() || s.len() > MAX_STRING {
                 return bad(&format!("ids, keys and names are 1 to {MAX_STRING} bytes"));

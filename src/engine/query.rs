@@ -14,7 +14,7 @@ impl Engine {
             return Ok(st
                 .sched
                 .seqs()
-                .filter_map(|s| Some((st.pending.get(&s)?.clone(), leader_status(&st, s))))
+                .filter_map(|s| Some((TxMeta::clone(st.pending.get(&s)?), leader_status(&st, s))))
                 .collect());
         }
         let loaded = self.store.load(None, None).await?;
@@ -204,7 +204,7 @@ impl Engine {
                 if e.code == ErrorCode::NotLeader {
                     self.lost_fence();
                 } else if let Some(meta) = meta {
-                    self.insert_pending(&mut self.st.borrow_mut(), meta);
+                    self.insert_pending(&mut self.st.borrow_mut(), *meta);
                 }
                 self.pump();
                 Err(e)
