@@ -1,16 +1,14 @@
 //! The JS object form of [`TxMeta`]: what the `outbox` and `dead` stores hold, what a
-//! backup lists and what tabs pass each other. Written by hand over `Reflect` rather than
-//! through serde: the derived code and serde's error formatting (floats included) cost
-//! more of the package than everything here, and a record's checks are few.
+//! backup lists and what tabs pass each other. Written by hand rather than through serde:
+//! the derived code and serde's error formatting (floats included) cost more of the
+//! package than everything here. Records are read in bulk through `records.js`, which
+//! packs them so a thousand cross into wasm in a few calls instead of some twenty each.
 
 use js_sys::{Array, Object};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
 
 use crate::js;
 use crate::model::{DeadReason, LastError, Priority, TxMeta};
-
-/// Integers a JS number holds exactly.
-const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
 pub fn encode(meta: &TxMeta) -> Object {
     let o = Object::new();
@@ -58,86 +56,146 @@ fn strings(list: &[String]) -> Array {
     list.iter().map(|s| JsValue::from_str(s)).collect()
 }
 
-/// A record back, or which field is missing or of the wrong type. `null` counts as
-/// absent for the optional fields.
+/// Records back, each or why it is not one: unpacked from `packRecords` (records.js),
+/// which checks their fields' types. `null` counts as absent for the optional fields.
+pub fn decode_all(raw: &Array) -> Vec<Result<TxMeta, String>> {
+    let packed = pack_records(raw);
+    let nums = packed.nums();
+    let text = packed.text();
+    let lens = packed.lens();
+    let faults = packed.faults();
+    let mut strings = Strings {
+        ascii: text.len() == lens.iter().map(|&n| n as usize).sum::<usize>(),
+        text: &text,
+        lens: lens.iter(),
+    };
+    nums.chunks_exact(FIELDS)
+        .enumerate()
+        .map(|(i, n)| {
+            if n[1].is_nan() {
+                return Err(faults
+                    .get(i as u32)
+                    .as_string()
+                    .unwrap_or_else(|| "not a record".into()));
+            }
+            unpack(n, &mut strings).ok_or_else(|| "does not unpack".into())
+        })
+        .collect()
+}
+
+/// One record back (see [`decode_all`]).
 pub fn decode(raw: &JsValue) -> Result<TxMeta, String> {
-    if !raw.is_object() {
-        return Err("not an object".into());
-    }
-    let field = |k: &'static str| {
-        let v = js::get(raw, k);
-        (!v.is_undefined() && !v.is_null()).then_some(v)
+    decode_all(&Array::of1(raw))
+        .pop()
+        .unwrap_or_else(|| Err("not a record".into()))
+}
+
+const FIELDS: usize = 11;
+const IDEMPOTENCY: u32 = 1;
+const LAST_ERROR: u32 = 2;
+const COALESCE: u32 = 4;
+const REASONS: [DeadReason; 4] = [
+    DeadReason::HandlerRejected,
+    DeadReason::MaxAttempts,
+    DeadReason::Corrupt,
+    DeadReason::Expired,
+];
+
+fn unpack(n: &[f64], s: &mut Strings) -> Option<TxMeta> {
+    let opt = |f: f64| (!f.is_nan()).then_some(f as u64);
+    let flags = n[10] as u32;
+    let id = s.next()?;
+    let handler = s.next()?;
+    let idempotency_key = if flags & IDEMPOTENCY != 0 {
+        Some(s.next()?)
+    } else {
+        None
     };
-    let bad = |k: &str, what: &str| format!("{k} must be {what}");
-    let text = |k: &'static str| {
-        field(k)
-            .and_then(|v| v.as_string())
-            .ok_or_else(|| bad(k, "a string"))
+    let keys = (0..n[8] as usize)
+        .map(|_| s.next())
+        .collect::<Option<_>>()?;
+    let aliases = (0..n[9] as usize)
+        .map(|_| s.next())
+        .collect::<Option<_>>()?;
+    let last_error = if flags & LAST_ERROR != 0 {
+        Some(Box::new(LastError {
+            name: s.next()?,
+            message: s.next()?,
+        }))
+    } else {
+        None
     };
-    let opt_num = |k: &'static str| match field(k) {
-        None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .filter(|f| *f >= 0.0 && *f <= MAX_SAFE && f.fract() == 0.0)
-            .map(|f| Some(f as u64))
-            .ok_or_else(|| bad(k, "a whole number")),
+    let coalesce_key = if flags & COALESCE != 0 {
+        Some(s.next()?)
+    } else {
+        None
     };
-    let num = |k: &'static str| opt_num(k)?.ok_or_else(|| bad(k, "a whole number"));
-    let list = |k: &'static str| match field(k) {
-        None => Ok(Vec::new()),
-        Some(v) if Array::is_array(&v) => Array::from(&v)
-            .iter()
-            .map(|s| s.as_string())
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad(k, "an array of strings")),
-        Some(_) => Err(bad(k, "an array of strings")),
-    };
-    let last_error = match field("lastError") {
-        None => None,
-        Some(e) => Some(Box::new(LastError {
-            name: js::get(&e, "name")
-                .as_string()
-                .ok_or_else(|| bad("lastError.name", "a string"))?,
-            message: js::get(&e, "message")
-                .as_string()
-                .ok_or_else(|| bad("lastError.message", "a string"))?,
-        })),
-    };
-    let dead_reason = match field("deadReason") {
-        None => None,
-        Some(r) => Some(
-            r.as_string()
-                .as_deref()
-                .and_then(DeadReason::parse)
-                .ok_or_else(|| bad("deadReason", "a dead-letter reason"))?,
-        ),
-    };
-    if field("keys").is_none() {
-        return Err(bad("keys", "an array of strings"));
-    }
-    let id = text("id")?;
-    let idempotency_key = text("idempotencyKey")?;
-    Ok(TxMeta {
-        seq: opt_num("seq")?,
-        idempotency_key: (idempotency_key != id).then_some(idempotency_key),
+    Some(TxMeta {
+        seq: opt(n[0]),
         id,
-        handler: text("handler")?,
-        keys: list("keys")?,
-        priority: text("priority")
-            .ok()
-            .as_deref()
-            .and_then(Priority::parse)
-            .ok_or_else(|| bad("priority", "high, normal or low"))?,
-        attempts: u32::try_from(num("attempts")?).map_err(|_| bad("attempts", "a count"))?,
-        created_at: num("createdAt")?,
-        next_attempt_at: num("nextAttemptAt")?,
+        handler,
+        keys,
+        idempotency_key,
+        priority: [Priority::High, Priority::Normal, Priority::Low]
+            .get(n[6] as usize)
+            .copied()?,
+        attempts: n[1] as u32,
+        created_at: n[2] as u64,
+        next_attempt_at: n[3] as u64,
         last_error,
-        dead_reason,
-        dead_at: opt_num("deadAt")?,
-        bytes: opt_num("bytes")?.unwrap_or(0),
-        coalesce_key: field("coalesceKey")
-            .map(|v| v.as_string().ok_or_else(|| bad("coalesceKey", "a string")))
-            .transpose()?,
-        aliases: list("aliases")?,
+        dead_reason: if n[7].is_nan() {
+            None
+        } else {
+            Some(*REASONS.get(n[7] as usize)?)
+        },
+        dead_at: opt(n[4]),
+        bytes: opt(n[5]).unwrap_or(0),
+        coalesce_key,
+        aliases,
     })
+}
+
+/// The concatenated strings of `packRecords`, taken one by one. Lengths are in UTF-16
+/// units; when the text is all ASCII they are byte lengths too.
+struct Strings<'a> {
+    text: &'a str,
+    lens: std::slice::Iter<'a, u32>,
+    ascii: bool,
+}
+
+impl Strings<'_> {
+    fn next(&mut self) -> Option<String> {
+        let units = *self.lens.next()? as usize;
+        let bytes = if self.ascii {
+            units
+        } else {
+            let mut seen = 0;
+            self.text
+                .char_indices()
+                .find_map(|(at, c)| {
+                    let here = (seen >= units).then_some(at);
+                    seen += c.len_utf16();
+                    here
+                })
+                .unwrap_or(self.text.len())
+        };
+        let head = self.text.get(..bytes)?;
+        self.text = &self.text[bytes..];
+        Some(head.to_owned())
+    }
+}
+
+#[wasm_bindgen(module = "/src/js/records.js")]
+extern "C" {
+    type Packed;
+    #[wasm_bindgen(js_name = packRecords)]
+    fn pack_records(records: &Array) -> Packed;
+    #[wasm_bindgen(method, getter)]
+    fn nums(this: &Packed) -> Vec<f64>;
+    #[wasm_bindgen(method, getter)]
+    fn text(this: &Packed) -> String;
+    #[wasm_bindgen(method, getter)]
+    fn lens(this: &Packed) -> Vec<u32>;
+    #[wasm_bindgen(method, getter)]
+    fn faults(this: &Packed) -> Array;
 }

@@ -421,8 +421,9 @@ impl Store {
         let values = Array::from(&result(js::get(&reqs, "values").unchecked_ref()));
         let mut metas = Vec::with_capacity(values.length() as usize);
         let mut corrupt = Vec::new();
-        for (key, raw) in keys.iter().zip(values.iter()) {
-            match record::decode(&raw) {
+        let decoded = record::decode_all(&values);
+        for ((key, raw), meta) in keys.iter().zip(values.iter()).zip(decoded) {
+            match meta {
                 Ok(m) if m.seq.map(|s| s as f64) == key.as_f64() => metas.push(m),
                 Ok(_) => corrupt.push(Corrupt {
                     key,
@@ -660,9 +661,9 @@ impl Store {
         let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
         let all = tx.check(tx.store(DEAD)?.get_all())?;
         tx.done().await?;
-        Ok(Array::from(&result(&all))
-            .iter()
-            .filter_map(|raw| record::decode(&raw).ok())
+        Ok(record::decode_all(&Array::from(&result(&all)))
+            .into_iter()
+            .filter_map(|m| m.ok())
             .collect())
     }
 

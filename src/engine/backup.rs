@@ -125,9 +125,9 @@ impl Engine {
 
     /// `imported` from a follower.
     pub(super) fn on_imported(self: &Rc<Self>, msg: &JsValue) {
-        let held: Vec<TxMeta> = Array::from(&js::get(msg, "held"))
-            .iter()
-            .filter_map(|m| record::decode(&m).ok())
+        let held: Vec<TxMeta> = record::decode_all(&Array::from(&js::get(msg, "held")))
+            .into_iter()
+            .filter_map(|m| m.ok())
             .collect();
         self.imported(&held);
     }
