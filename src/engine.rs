@@ -44,7 +44,7 @@ use crate::triggers::{Callbacks, Triggers};
 /// transaction.
 const WINDOW: usize = 512;
 /// Records read before a new leader starts sending (see `gain`).
-const FIRST_LOAD: u32 = 1_000;
+const FIRST_LOAD: u32 = 100;
 /// Acknowledged transactions remembered for `settled` after they leave the store.
 const RECENT_LIMIT: usize = 1_000;
 /// setTimeout fires at once past 2^31-1 ms; longer waits re-arm on wake-up.
@@ -103,6 +103,10 @@ struct State {
     last_synced: Option<Seq>,
     syncing: bool,
     sync_again: bool,
+    /// A new leader is still reading the records that were there when it took over:
+    /// queries that answer from memory wait (`until_loaded`) rather than report a part.
+    taking_over: bool,
+    loaded_waiters: Vec<Deferred>,
     lock: Option<LockRequest>,
     lease: Option<Lease>,
     lease_timer: Option<Timeout>,
@@ -297,6 +301,8 @@ impl Engine {
                 last_synced: None,
                 syncing: false,
                 sync_again: false,
+                taking_over: false,
+                loaded_waiters: Vec::new(),
                 lock: None,
                 lease: None,
                 lease_timer: None,
@@ -511,6 +517,7 @@ impl Engine {
             }
             self.forget_pending(&mut st);
             st.last_synced = metas.iter().filter_map(|m| m.seq).max();
+            st.taking_over = true;
             for m in metas {
                 self.insert_pending(&mut st, m);
             }
@@ -604,7 +611,37 @@ impl Engine {
         for d in drains {
             d.deferred.resolve(&report(&d, totals, 0, false));
         }
+        self.finish_loading();
         self.emit_leader(false);
+    }
+
+    /// The store's records as of taking over are all read (or this context no longer
+    /// leads): queries waiting for that go on.
+    pub(super) fn finish_loading(&self) {
+        let waiters = {
+            let mut st = self.st.borrow_mut();
+            st.taking_over = false;
+            std::mem::take(&mut st.loaded_waiters)
+        };
+        for w in waiters {
+            w.resolve(&JsValue::UNDEFINED);
+        }
+    }
+
+    /// Waits while a new leader is still reading what was stored before it took over.
+    pub(super) async fn until_loaded(&self) {
+        let wait = {
+            let mut st = self.st.borrow_mut();
+            (st.taking_over && st.epoch.is_some()).then(|| {
+                let d = Deferred::new();
+                let p = d.promise.clone();
+                st.loaded_waiters.push(d);
+                p
+            })
+        };
+        if let Some(p) = wait {
+            let _ = JsFuture::from(p).await;
+        }
     }
 
     /// A fenced write failed: another context leads now. Step down, and queue for the
@@ -2085,6 +2122,7 @@ impl Engine {
                 st.sched.len(),
             )
         };
+        self.finish_loading();
         let err = js::to_js(&Self::closed_error());
         for w in waiters
             .into_values()

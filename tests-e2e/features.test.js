@@ -599,3 +599,18 @@ test('a database that disappears is reported (storage-lost), never passed off as
   ]);
   assert.equal(r.after, 'StorageUnavailable');
 });
+
+test('a leader still reading a long outbox answers peek and stats with all of it, not the part read so far', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const handlers = { h: () => new Promise(() => {}) };
+    let ob = await Outbox.open({ name: 'features-taking-over', handlers });
+    await Promise.all(Array.from({ length: 6000 }, (_, i) => ob.enqueue({ handler: 'h', keys: [`k${i % 50}`], mutations: i })));
+    await ob.close();
+    ob = await Outbox.open({ name: 'features-taking-over', handlers });
+    const [peek, stats] = await Promise.all([ob.peek(), ob.stats()]);
+    await ob.close();
+    return { peek: peek.length, first: peek[0].mutations, last: peek.at(-1).mutations, stats: stats.pending + stats.inFlight };
+  });
+  assert.deepEqual(r, { peek: 6000, first: 0, last: 5999, stats: 6000 });
+});

@@ -9,6 +9,7 @@ use crate::store::Location;
 impl Engine {
     /// Pending transactions in seq order, with their status.
     pub(super) async fn pending_metas(&self) -> Result<Vec<(TxMeta, Status)>> {
+        self.until_loaded().await;
         if self.is_leader() {
             let st = self.st.borrow();
             return Ok(st
@@ -266,6 +267,7 @@ impl Engine {
     /// them (a UI may poll this with 100,000 pending), a follower's from the store.
     async fn summary(&self) -> Result<Summary> {
         let mut sum = Summary::default();
+        self.until_loaded().await;
         if self.is_leader() {
             let st = self.st.borrow();
             for (seq, m) in &st.pending {

@@ -181,6 +181,12 @@ impl Engine {
             let loaded = self.store.load_first(after, SYNC_CHUNK).await;
             let mut st = self.st.borrow_mut();
             if st.generation != generation {
+                // Leadership changed during the read. A new leadership's own request
+                // found this loop running and left the reading to it: start over.
+                if st.epoch.is_some() && !st.closed {
+                    st.sync_again = false;
+                    continue;
+                }
                 st.syncing = false;
                 return;
             }
@@ -227,6 +233,11 @@ impl Engine {
                 drop(st);
                 self.pump();
                 continue;
+            }
+            if st.taking_over {
+                drop(st);
+                self.finish_loading();
+                st = self.st.borrow_mut();
             }
             if !std::mem::take(&mut st.sync_again) {
                 st.syncing = false;
