@@ -179,8 +179,9 @@ impl Strings<'_> {
                 })
                 .unwrap_or(self.text.len())
         };
-        let head = self.text.get(..bytes)?;
-        self.text = &self.text[bytes..];
+        // `get`, not indexing: a slicing panic would link its whole error formatting.
+        let (head, rest) = (self.text.get(..bytes)?, self.text.get(bytes..)?);
+        self.text = rest;
         Some(head.to_owned())
     }
 }
