@@ -125,7 +125,7 @@ struct State {
     rpcs: HashMap<u32, (Deferred, Option<Timeout>)>,
     sched: Scheduler,
     pending: HashMap<Seq, Box<TxMeta>>,
-    ids: HashMap<String, Seq>,
+    ids: HashMap<Rc<str>, Seq>,
     rng: Rng,
     listeners: Vec<(u32, Function)>,
     next_id: u32,
@@ -1023,7 +1023,7 @@ impl Engine {
         let meta = TxMeta {
             seq: None,
             idempotency_key: idempotency_key.filter(|k| *k != id),
-            id,
+            id: id.into(),
             handler,
             keys: TxMeta::dedup_keys(keys),
             priority,
@@ -1251,7 +1251,7 @@ impl Engine {
     /// has run low: the transactions waiting, then the runnable ones (priority order), then
     /// the rest in seq order (what a chain on one key runs next), up to the window.
     fn load_payloads(self: &Rc<Self>) {
-        let batch: Vec<(Seq, String)> = {
+        let batch: Vec<(Seq, Rc<str>)> = {
             let mut st = self.st.borrow_mut();
             if st.loading || st.closed {
                 return;
@@ -1284,7 +1284,7 @@ impl Engine {
                     seqs.push(s);
                 }
             }
-            let batch: Vec<(Seq, String)> = seqs
+            let batch: Vec<(Seq, Rc<str>)> = seqs
                 .into_iter()
                 .filter_map(|s| Some((s, st.pending.get(&s)?.id.clone())))
                 .collect();
@@ -1297,8 +1297,8 @@ impl Engine {
         spawn_local(self.clone().read_payloads(batch));
     }
 
-    async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, String)>) {
-        let ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
+    async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, Rc<str>)>) {
+        let ids: Vec<Rc<str>> = batch.iter().map(|(_, id)| id.clone()).collect();
         let result = self.store.payloads(&ids).await;
         let (run, failed) = {
             let mut st = self.st.borrow_mut();
@@ -1311,7 +1311,7 @@ impl Engine {
                 Ok(mut found) => {
                     let mut by_seq: HashMap<Seq, JsValue> = batch
                         .iter()
-                        .filter_map(|(s, id)| Some((*s, found.remove(id)?)))
+                        .filter_map(|(s, id)| Some((*s, found.remove(&**id)?)))
                         .collect();
                     for seq in awaiting {
                         match by_seq.remove(&seq) {
@@ -1466,7 +1466,7 @@ impl Engine {
             let st = self.st.borrow();
             (st.generation, st.handler_abort.signal())
         };
-        let wanted: Vec<(Seq, String)> = {
+        let wanted: Vec<(Seq, Rc<str>)> = {
             let st = self.st.borrow();
             group
                 .iter()
@@ -1476,7 +1476,7 @@ impl Engine {
         };
         let mut read = HashMap::new();
         if !wanted.is_empty() {
-            let ids: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
+            let ids: Vec<Rc<str>> = wanted.iter().map(|(_, id)| id.clone()).collect();
             match self.store.payloads(&ids).await {
                 Ok(found) => read = found,
                 Err(e) => {
@@ -1491,8 +1491,8 @@ impl Engine {
         let mut members = Vec::with_capacity(group.len());
         for (seq, payload) in group {
             let payload = payload.or_else(|| {
-                let id = &self.st.borrow().pending.get(&seq)?.id.clone();
-                read.remove(id)
+                let id = self.st.borrow().pending.get(&seq)?.id.clone();
+                read.remove(&*id)
             });
             if let Some((meta, payload)) = self.admit(seq, payload).await {
                 members.push((seq, meta, payload));
@@ -1725,7 +1725,7 @@ impl Engine {
                     st.totals.dead += 1;
                     st.capacity_dirty = true;
                     for alias in &meta.aliases {
-                        st.ids.remove(alias);
+                        st.ids.remove(alias.as_str());
                     }
                     meta.ids()
                         .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
@@ -1846,8 +1846,8 @@ impl Engine {
                     let mut read = self.store.payloads(&ids).await?;
                     let missing = || Error::new(ErrorCode::StorageUnavailable, "payload missing");
                     (
-                        a.or_else(|| read.remove(&ids[0])).ok_or_else(missing)?,
-                        b.or_else(|| read.remove(&ids[1])).ok_or_else(missing)?,
+                        a.or_else(|| read.remove(&*ids[0])).ok_or_else(missing)?,
+                        b.or_else(|| read.remove(&*ids[1])).ok_or_else(missing)?,
                     )
                 }
             };
@@ -1882,7 +1882,7 @@ impl Engine {
             // leader did deliver the older content, a server deduping on the old key must
             // not swallow the new one.
             meta.set_idempotency_key(new_meta.idempotency_key().to_owned());
-            meta.aliases.push(new_meta.id.clone());
+            meta.aliases.push(new_meta.id.to_string());
             meta.aliases.extend(new_meta.aliases.iter().cloned());
             meta.bytes = js::size_of(&payload);
             self.store
@@ -1902,8 +1902,11 @@ impl Engine {
                     st.cache.insert(older, payload.clone());
                     st.hold_verdict = None;
                     st.capacity_dirty = true;
-                    let moved = st.waiters.remove(&new_meta.id).unwrap_or_default();
-                    st.waiters.entry(meta.id.clone()).or_default().extend(moved);
+                    let moved = st.waiters.remove(&*new_meta.id).unwrap_or_default();
+                    st.waiters
+                        .entry(meta.id.to_string())
+                        .or_default()
+                        .extend(moved);
                 }
                 // Not folded: it runs as a transaction of its own.
                 Err(_) if !fenced => {

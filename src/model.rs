@@ -163,7 +163,7 @@ pub enum Outcome {
 pub struct TxMeta {
     /// Absent until IndexedDB allocates it on the first write.
     pub seq: Option<Seq>,
-    pub id: String,
+    pub id: std::rc::Rc<str>,
     pub handler: String,
     pub keys: Vec<String>,
     /// `None` when it is the id (the default): the key is not held twice in memory, which
@@ -190,18 +190,18 @@ pub struct TxMeta {
 impl TxMeta {
     /// The key the server dedupes on: the same on every attempt.
     pub fn idempotency_key(&self) -> &str {
-        self.idempotency_key.as_deref().unwrap_or(&self.id)
+        self.idempotency_key.as_deref().unwrap_or(&*self.id)
     }
 
     /// Sets the idempotency key, holding it only when it differs from the id.
     pub fn set_idempotency_key(&mut self, key: String) {
-        self.idempotency_key = (key != self.id).then_some(key);
+        self.idempotency_key = (*key != *self.id).then_some(key);
     }
 
     /// The transaction's id followed by those of the transactions folded into it: they
     /// settle together and are known by the store as this one.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(String::as_str))
+        std::iter::once(&*self.id).chain(self.aliases.iter().map(String::as_str))
     }
 
     /// Keys in first-seen order without repeats: a transaction listing a key twice still

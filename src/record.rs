@@ -132,7 +132,7 @@ fn unpack(n: &[f64], s: &mut Strings) -> Option<TxMeta> {
     };
     Some(TxMeta {
         seq: opt(n[0]),
-        id,
+        id: id.into(),
         handler,
         keys,
         idempotency_key,

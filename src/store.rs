@@ -502,10 +502,12 @@ impl Store {
             let meta = TxMeta {
                 seq: Some(seq),
                 // A unique id even when the record's own is missing or clashes.
-                id: field("id").map_or_else(
-                    || format!("corrupt-{seq}"),
-                    |id| format!("{id}#corrupt-{seq}"),
-                ),
+                id: field("id")
+                    .map_or_else(
+                        || format!("corrupt-{seq}"),
+                        |id| format!("{id}#corrupt-{seq}"),
+                    )
+                    .into(),
                 handler: field("handler").unwrap_or_default(),
                 keys: Vec::new(),
                 idempotency_key: field("idempotencyKey"),
@@ -555,9 +557,12 @@ impl Store {
     }
 
     /// The payload records of `ids`; an id with no payload record is absent from the map.
-    pub async fn payloads(&self, ids: &[String]) -> Result<HashMap<String, JsValue>> {
+    pub async fn payloads(&self, ids: &[impl AsRef<str>]) -> Result<HashMap<String, JsValue>> {
         let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
-        let keys: Array = ids.iter().map(|id| JsValue::from_str(id)).collect();
+        let keys: Array = ids
+            .iter()
+            .map(|id| JsValue::from_str(id.as_ref()))
+            .collect();
         let reqs = tx.check(read_payloads(&tx.tx, &keys))?;
         tx.done().await?;
         let values: Array = reqs.iter().map(|req| result(req.unchecked_ref())).collect();
@@ -566,7 +571,7 @@ impl Store {
             .iter()
             .zip(values.iter())
             .filter(|(_, v)| !v.is_undefined())
-            .map(|(id, v)| (id.clone(), v))
+            .map(|(id, v)| (id.as_ref().to_owned(), v))
             .collect())
     }
 

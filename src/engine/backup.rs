@@ -34,7 +34,7 @@ impl Engine {
             .iter()
             .map(|(m, _)| m)
             .chain(&dead)
-            .map(|m| m.id.clone());
+            .map(|m| m.id.to_string());
         let payloads = self.payload_map(ids).await?;
         let doc = Object::new();
         js::set(&doc, "format", &JsValue::from_str(FORMAT));
@@ -50,7 +50,7 @@ impl Engine {
         ] {
             let out = Array::new();
             for meta in metas {
-                out.push(&export_record(meta, payloads.get(&meta.id)).await?);
+                out.push(&export_record(meta, payloads.get(&*meta.id)).await?);
             }
             js::set(&doc, field, &out);
         }

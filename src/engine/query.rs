@@ -24,7 +24,7 @@ impl Engine {
             .metas
             .into_iter()
             .map(|m| {
-                let status = if st.remote_in_flight.contains(&m.id) {
+                let status = if st.remote_in_flight.contains(&*m.id) {
                     Status::InFlight
                 } else {
                     Status::Pending
@@ -38,11 +38,11 @@ impl Engine {
         self.check_open()?;
         let metas = self.pending_metas().await?;
         let payloads = self
-            .payload_map(metas.iter().map(|(m, _)| m.id.clone()))
+            .payload_map(metas.iter().map(|(m, _)| m.id.to_string()))
             .await?;
         let out: Array = metas
             .iter()
-            .map(|(m, status)| info(m, *status, payloads.get(&m.id)))
+            .map(|(m, status)| info(m, *status, payloads.get(&*m.id)))
             .collect();
         Ok(out.into())
     }
@@ -61,10 +61,12 @@ impl Engine {
     pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         let dead = self.store.dead_letters().await?;
-        let payloads = self.payload_map(dead.iter().map(|m| m.id.clone())).await?;
+        let payloads = self
+            .payload_map(dead.iter().map(|m| m.id.to_string()))
+            .await?;
         let out: Array = dead
             .iter()
-            .map(|m| info(m, Status::Dead, payloads.get(&m.id)))
+            .map(|m| info(m, Status::Dead, payloads.get(&*m.id)))
             .collect();
         Ok(out.into())
     }
@@ -167,7 +169,7 @@ impl Engine {
         };
         let (seq, meta) = {
             let mut st = self.st.borrow_mut();
-            let seq = *st.ids.get(&id).ok_or_else(|| {
+            let seq = *st.ids.get(id.as_str()).ok_or_else(|| {
                 Error::new(
                     ErrorCode::NotFound,
                     format!("no pending transaction with id \"{id}\""),
@@ -183,7 +185,7 @@ impl Engine {
             let _ = st.sched.remove(seq);
             st.cache.remove(&seq);
             let meta = st.pending.remove(&seq);
-            st.ids.remove(&id);
+            st.ids.remove(id.as_str());
             (seq, meta)
         };
         let aliases = meta.as_ref().map_or(&[][..], |m| &m.aliases[..]);
@@ -223,10 +225,10 @@ impl Engine {
         let promise = d.promise.clone();
         {
             let mut st = self.st.borrow_mut();
-            if let Some(m) = st.recent.iter().rev().find(|m| m.id == id) {
+            if let Some(m) = st.recent.iter().rev().find(|m| *m.id == *id) {
                 return Promise::resolve(&info(m, Status::Acknowledged, None));
             }
-            let known = st.ids.contains_key(&id);
+            let known = st.ids.contains_key(id.as_str());
             // Registered before the store is asked, so an outcome announced meanwhile is
             // not missed.
             st.waiters.entry(id.clone()).or_default().push(d);
