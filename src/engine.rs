@@ -47,6 +47,11 @@ const WINDOW: usize = 512;
 const FIRST_LOAD: u32 = 100;
 /// Acknowledged transactions remembered for `settled` after they leave the store.
 const RECENT_LIMIT: usize = 1_000;
+/// Acknowledgement batches whose payloads one sweep write deletes (see `sweep`).
+const SWEEP_BATCHES: u32 = 4;
+/// Acknowledged payloads left unswept after which sweeping no longer waits for idle, so
+/// an outbox that is never idle does not keep them without bound.
+const SWEEP_BACKLOG: usize = 50_000;
 /// setTimeout fires at once past 2^31-1 ms; longer waits re-arm on wake-up.
 const MAX_TIMER_MS: Millis = i32::MAX as Millis;
 
@@ -141,6 +146,9 @@ struct State {
     appends: u32,
     acks: Vec<TxMeta>,
     ack_busy: bool,
+    /// Acknowledged payloads not yet deleted (`None`: unknown, as for a new leader).
+    unswept: Option<usize>,
+    sweeping: bool,
     /// Acknowledged, out of `pending`, and not yet reported `sent` (their removal is
     /// committing): progress still counts them as remaining.
     unreported: usize,
@@ -327,6 +335,8 @@ impl Engine {
                 appends: 0,
                 acks: Vec::new(),
                 ack_busy: false,
+                unswept: None,
+                sweeping: false,
                 unreported: 0,
                 writes: 0,
                 cache: HashMap::new(),
@@ -518,6 +528,8 @@ impl Engine {
             self.forget_pending(&mut st);
             st.last_synced = metas.iter().filter_map(|m| m.seq).max();
             st.taking_over = true;
+            // An earlier leader may have left acknowledged payloads to sweep.
+            st.unswept = None;
             for m in metas {
                 self.insert_pending(&mut st, m);
             }
@@ -1597,7 +1609,15 @@ impl Engine {
                 None => Err(Error::new(ErrorCode::NotLeader, "no longer the leader")),
             };
             match removed {
-                Ok(()) => {}
+                Ok(()) => {
+                    let mut st = self.st.borrow_mut();
+                    let unswept = st.unswept.unwrap_or(0) + batch.len();
+                    st.unswept = Some(unswept);
+                    drop(st);
+                    if unswept >= SWEEP_BACKLOG {
+                        self.sweep();
+                    }
+                }
                 Err(e) if e.code == ErrorCode::NotLeader => {
                     // Another context leads: it sends these again (same idempotency keys)
                     // and reports them; this one must not touch the records.
@@ -1954,6 +1974,54 @@ impl Engine {
             && !st.syncing
     }
 
+    /// Deletes acknowledged payloads (see `Store::sweep`) while the outbox is idle, or
+    /// regardless past `SWEEP_BACKLOG`: a few batches per write, so work that arrives
+    /// meanwhile waits for one short write at most.
+    fn sweep(&self) {
+        let Some(me) = self.rc() else { return };
+        {
+            let mut st = self.st.borrow_mut();
+            if st.sweeping || st.unswept == Some(0) || st.epoch.is_none() || st.closed {
+                return;
+            }
+            st.sweeping = true;
+        }
+        spawn_local(async move {
+            loop {
+                let epoch = {
+                    let st = me.st.borrow();
+                    let due = Self::is_idle(&st, js::now())
+                        || st.unswept.is_some_and(|n| n >= SWEEP_BACKLOG);
+                    match st.epoch {
+                        Some(epoch) if due && !st.closed => epoch,
+                        _ => break,
+                    }
+                };
+                match me.store.sweep(epoch, SWEEP_BATCHES).await {
+                    Ok((swept, left)) => {
+                        let mut st = me.st.borrow_mut();
+                        st.unswept = match st.unswept {
+                            None if !left => Some(0),
+                            n => n.map(|n| n.saturating_sub(swept as usize)),
+                        };
+                        if !left {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        if e.code == ErrorCode::NotLeader {
+                            me.lost_fence();
+                        } else {
+                            me.report_error(None, &e);
+                        }
+                        break;
+                    }
+                }
+            }
+            me.st.borrow_mut().sweeping = false;
+        });
+    }
+
     fn check_idle(&self) {
         let (drains, drained, remaining, totals) = {
             let mut st = self.st.borrow_mut();
@@ -1973,6 +2041,7 @@ impl Engine {
         for d in drains {
             d.deferred.resolve(&report(&d, totals, remaining, true));
         }
+        self.sweep();
         if drained {
             self.emit(|| {
                 let ev = event("drained", None);

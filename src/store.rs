@@ -12,6 +12,10 @@
 //! - `aliases`: the id of a transaction coalesced into another, mapped to that one's id,
 //!   so the folded id still settles and is still known to an import. Only coalescing
 //!   writes here: an index on `outbox` would cost every enqueue.
+//! - `acked`: ids of acknowledged transactions whose payloads are still to be deleted, one
+//!   record per acknowledgement batch. Deleting a payload costs IndexedDB about 100 µs,
+//!   and the drain's payload reads would wait behind those deletes; they happen later,
+//!   while the outbox is idle ([`Store::sweep`]).
 //! - `meta`: the schema version and the leader epoch. Gaining leadership bumps the epoch;
 //!   every write a leader makes to a record checks it in the same IndexedDB transaction
 //!   (`fenced`), so a context that lost leadership cannot change records any more.
@@ -40,13 +44,14 @@ use crate::record;
 
 /// 1: outbox, payloads, dead (+ `id` index), meta. 2: the outbox's `aliases` index (ids of
 /// transactions coalesced into a record). 3: that index becomes the `aliases` store, so
-/// an enqueue no longer maintains an index (about a fifth of its write's cost).
+/// an enqueue no longer maintains an index (about a fifth of its write's cost); `acked`.
 const SCHEMA_VERSION: u32 = 3;
 const OUTBOX: &str = "outbox";
 const PAYLOADS: &str = "payloads";
 const DEAD: &str = "dead";
 const META: &str = "meta";
 const ALIASES: &str = "aliases";
+const ACKED: &str = "acked";
 
 #[wasm_bindgen(module = "/src/js/idb.js")]
 extern "C" {
@@ -65,6 +70,12 @@ extern "C" {
         after: JsValue,
         upto: JsValue,
         limit: Option<u32>,
+    ) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = sweepAcked, catch)]
+    fn sweep_acked(
+        tx: &IdbTransaction,
+        epoch: f64,
+        limit: u32,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = moveAliases, catch)]
     fn move_aliases(tx: &IdbTransaction) -> std::result::Result<(), JsValue>;
@@ -285,6 +296,9 @@ impl Store {
             }
             if old < 3.0 {
                 db.create_object_store(ALIASES)?;
+                let auto = IdbObjectStoreParameters::new();
+                auto.set_auto_increment(true);
+                db.create_object_store_with_optional_parameters(ACKED, &auto)?;
                 // Version 1 had no coalescing, hence no aliases to move.
                 if old >= 2.0 {
                     move_aliases(&tx)?;
@@ -462,7 +476,7 @@ impl Store {
     /// Where `id` is: pending in the outbox, dead, or gone (acknowledged).
     pub async fn locate(&self, id: &str) -> Result<Location> {
         let tx = self.tx(
-            &[PAYLOADS, DEAD, ALIASES],
+            &[PAYLOADS, DEAD, ALIASES, ACKED],
             IdbTransactionMode::Readonly,
             "locate",
         )?;
@@ -475,7 +489,7 @@ impl Store {
                 .map(Location::Dead)
                 .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e));
         }
-        if js::get(&out, "payload").is_truthy() {
+        if js::get(&out, "payload").is_truthy() && !js::get(&out, "acked").is_truthy() {
             Ok(Location::Pending)
         } else {
             Ok(Location::Gone)
@@ -592,20 +606,42 @@ impl Store {
             .collect())
     }
 
-    /// Removes acknowledged transactions with their payloads and aliases, all in one
-    /// write: one range delete per run of consecutive seqs, one delete per payload.
+    /// Removes acknowledged transactions and their aliases, all in one write: one range
+    /// delete per run of consecutive seqs; their ids go to `acked`, for [`Store::sweep`]
+    /// to delete the payloads later.
     pub async fn delete(&self, done: &[TxMeta], epoch: u64) -> Result<()> {
         let mut seqs: Vec<Seq> = done.iter().filter_map(|m| m.seq).collect();
         seqs.sort_unstable();
-        let mut ops = Vec::with_capacity(done.len() * 2);
+        let mut ops = Vec::new();
         for (lo, hi) in crate::model::seq_runs(&seqs) {
             ops.push(Op::DeleteRange(OUTBOX, lo, hi));
         }
         for meta in done {
-            push_forget(&mut ops, &meta.id, &meta.aliases);
+            ops.extend(meta.aliases.iter().map(|a| Op::DeleteAt(ALIASES, a)));
         }
-        self.fenced(&[OUTBOX, PAYLOADS, ALIASES], "acknowledge", epoch, &ops)
+        let ids: JsValue = done
+            .iter()
+            .map(|m| JsValue::from_str(&m.id))
+            .collect::<Array>()
+            .into();
+        ops.push(Op::Put(ACKED, &ids));
+        self.fenced(&[OUTBOX, ALIASES, ACKED], "acknowledge", epoch, &ops)
             .await
+    }
+
+    /// Deletes the payloads of up to `limit` acknowledgement batches (see `acked`): how
+    /// many payloads went, and whether more batches wait.
+    pub async fn sweep(&self, epoch: u64, limit: u32) -> Result<(u32, bool)> {
+        let tx = self.tx(
+            &[META, PAYLOADS, ACKED],
+            IdbTransactionMode::Readwrite,
+            "sweep",
+        )?;
+        let out = tx.check(sweep_acked(&tx.tx, epoch as f64, limit))?;
+        // The deletes follow the reads' results: no early commit.
+        tx.wait(false).await?;
+        let swept = js::get(&out, "swept").as_f64().unwrap_or(0.0) as u32;
+        Ok((swept, js::get(&out, "left").is_truthy()))
     }
 
     /// Rewrites a pending transaction's metadata (after a failed attempt).

@@ -614,3 +614,48 @@ test('a leader still reading a long outbox answers peek and stats with all of it
   });
   assert.deepEqual(r, { peek: 6000, first: 0, last: 5999, stats: 6000 });
 });
+
+test('acknowledged payloads are deleted once the outbox is idle, by a later leader too; until then they count as acknowledged', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'features-sweep';
+    const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+    const counts = async () => {
+      const db = await req(indexedDB.open(`offline-outbox:${name}`));
+      const tx = db.transaction(['payloads', 'acked', 'outbox']);
+      const n = await Promise.all(['payloads', 'acked', 'outbox'].map((s) => req(tx.objectStore(s).count())));
+      db.close();
+      return n;
+    };
+    const idle = async () => { for (let i = 0; i < 100; i++) { const n = await counts(); if (n[0] === 0 && n[1] === 0) return n; await new Promise((r) => setTimeout(r, 20)); } return counts(); };
+    let ob = await Outbox.open({ name, handlers: { ok: async () => {} } });
+    await Promise.all(Array.from({ length: 300 }, (_, i) => ob.enqueue({ handler: 'ok', keys: [`k${i % 7}`], mutations: { i } })));
+    await ob.drain();
+    const afterDrain = await idle();
+    await ob.close();
+    // A leader that stopped before sweeping: an acknowledged id with its payload still
+    // stored. A new leader that is busy (one transaction in flight) reports it as
+    // acknowledged, and sweeps it once idle.
+    const db = await req(indexedDB.open(`offline-outbox:${name}`));
+    const tx = db.transaction(['payloads', 'acked'], 'readwrite');
+    tx.objectStore('payloads').put({ mutations: { left: true } }, 'left-behind');
+    tx.objectStore('acked').put(['left-behind']);
+    await new Promise((res) => { tx.oncomplete = res; });
+    db.close();
+    let release;
+    const held = new Promise((r) => { release = r; });
+    ob = await Outbox.open({ name, handlers: { ok: () => held } });
+    await ob.enqueue({ handler: 'ok', keys: ['busy'], mutations: {} });
+    const settled = await Promise.race([ob.settled('left-behind').then((t) => t.status), new Promise((r) => setTimeout(() => r('still waiting'), 2000))]);
+    const whileBusy = await counts();
+    release();
+    await ob.drain();
+    const afterIdle = await idle();
+    await ob.close();
+    return { afterDrain, settled, whileBusy, afterIdle };
+  });
+  assert.deepEqual(r.afterDrain, [0, 0, 0]);
+  assert.equal(r.settled, 'acknowledged');
+  assert.deepEqual(r.whileBusy, [2, 1, 1]);
+  assert.deepEqual(r.afterIdle, [0, 0, 0]);
+});

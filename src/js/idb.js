@@ -48,6 +48,38 @@ export function fencedOps(tx, epoch, ops) {
   };
 }
 
+/**
+ * Deletes the payloads of acknowledged transactions, off the drain's path: an
+ * acknowledgement writes their ids as one `acked` record (one put, where deleting each
+ * payload costs about 100 µs of IndexedDB time, which would hold up the payload reads
+ * of the drain) and this takes up to `limit` such records with their payloads, fenced
+ * like every leader write. `out.swept` counts the payloads, `out.left` whether more wait.
+ */
+export function sweepAcked(tx, epoch, limit) {
+  const out = { swept: 0, left: false };
+  const req = tx.objectStore('meta').get('epoch');
+  req.onsuccess = () => {
+    if ((req.result ?? 0) !== epoch) {
+      tx.fenced = true;
+      tx.abort();
+      return;
+    }
+    const acked = tx.objectStore('acked');
+    const keys = acked.getAllKeys(null, limit + 1);
+    const lists = acked.getAll(null, limit);
+    lists.onsuccess = () => {
+      const payloads = tx.objectStore('payloads');
+      for (const ids of lists.result) for (const id of ids) payloads.delete(id);
+      const n = lists.result.length;
+      if (n) acked.delete(IDBKeyRange.upperBound(keys.result[n - 1]));
+      out.swept = lists.result.reduce((sum, ids) => sum + ids.length, 0);
+      out.left = keys.result.length > n;
+      if (typeof tx.commit === 'function') tx.commit();
+    };
+  };
+  return out;
+}
+
 /** Increments the epoch; `out.epoch` holds the new value once the transaction commits. */
 export function bumpEpoch(tx) {
   const meta = tx.objectStore('meta');
@@ -77,10 +109,13 @@ export function loadRange(tx, after, upto, limit) {
 /**
  * Where a transaction id is: { dead: record } | { payload: true } (pending: a pending or
  * dead transaction has its payload) | {} (neither: acknowledged or never enqueued). An id
- * folded into another transaction is where that one is.
+ * folded into another transaction is where that one is; one listed in `acked` is
+ * acknowledged, its payload not yet swept.
  */
 export function locate(tx, id) {
   const out = {};
+  const acked = tx.objectStore('acked').getAll();
+  acked.onsuccess = () => { if (acked.result.some((ids) => ids.includes(id))) out.acked = true; };
   const find = (id) => {
     const p = tx.objectStore('payloads').getKey(id);
     p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
