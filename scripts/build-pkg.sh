@@ -20,10 +20,12 @@ node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
 
 # The glue and its snippets ship minified: about half their gzipped size. The error
-# classes keep their names (`err.constructor.name`).
+# classes keep their names (`err.constructor.name`). wasm-bindgen's glue lists a snippet
+# module twice in its imports object, which esbuild would warn about.
 for f in pkg/offline_outbox.js pkg/snippets/*/src/js/*.js; do
   keep=$([[ $f == */errors.js ]] && echo --keep-names || true)
-  node_modules/.bin/esbuild "$f" --minify $keep --format=esm --allow-overwrite --log-level=warning --outfile="$f"
+  node_modules/.bin/esbuild "$f" --minify $keep --format=esm --allow-overwrite \
+    --log-override:duplicate-object-key=silent --log-level=warning --outfile="$f"
 done
 
 cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts \
