@@ -716,6 +716,11 @@ impl Store {
         self.count(OUTBOX).await
     }
 
+    /// Acknowledgement batches whose payloads are not swept yet.
+    pub async fn count_acked(&self) -> Result<u32> {
+        self.count(ACKED).await
+    }
+
     async fn count(&self, store: &'static str) -> Result<u32> {
         let tx = self.tx(&[store], IdbTransactionMode::Readonly, "count")?;
         let n = tx.check(tx.store(store)?.count())?;
