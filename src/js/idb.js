@@ -21,11 +21,10 @@ export function transactionDone(tx, commit) {
 }
 
 /**
- * Fenced writes: reads the epoch in the same transaction and issues `ops` only if it is
- * still `epoch`; otherwise aborts (transactionDone then rejects with NotLeaderError).
- * ops: ['put', store, value, key?] | ['delete', store, key] | ['deleteRange', store, lo, hi]
+ * Runs `then()` inside `tx` once its epoch read shows `epoch` still current; otherwise
+ * aborts `tx` (transactionDone then rejects with NotLeaderError).
  */
-export function fencedOps(tx, epoch, ops) {
+function whileLeading(tx, epoch, then) {
   const req = tx.objectStore('meta').get('epoch');
   req.onsuccess = () => {
     if ((req.result ?? 0) !== epoch) {
@@ -33,6 +32,16 @@ export function fencedOps(tx, epoch, ops) {
       tx.abort();
       return;
     }
+    then();
+  };
+}
+
+/**
+ * Fenced writes: issues `ops` only while `epoch` is current (see whileLeading).
+ * ops: ['put', store, value, key?] | ['delete', store, key] | ['deleteRange', store, lo, hi]
+ */
+export function fencedOps(tx, epoch, ops) {
+  whileLeading(tx, epoch, () => {
     try {
       for (const [op, name, a, b] of ops) {
         const store = tx.objectStore(name);
@@ -45,7 +54,7 @@ export function fencedOps(tx, epoch, ops) {
       return;
     }
     if (typeof tx.commit === 'function') tx.commit();
-  };
+  });
 }
 
 /**
@@ -57,13 +66,7 @@ export function fencedOps(tx, epoch, ops) {
  */
 export function sweepAcked(tx, epoch, limit) {
   const out = { swept: 0, left: false };
-  const req = tx.objectStore('meta').get('epoch');
-  req.onsuccess = () => {
-    if ((req.result ?? 0) !== epoch) {
-      tx.fenced = true;
-      tx.abort();
-      return;
-    }
+  whileLeading(tx, epoch, () => {
     const acked = tx.objectStore('acked');
     const keys = acked.getAllKeys(null, limit + 1);
     const lists = acked.getAll(null, limit);
@@ -76,7 +79,7 @@ export function sweepAcked(tx, epoch, limit) {
       out.left = keys.result.length > n;
       if (typeof tx.commit === 'function') tx.commit();
     };
-  };
+  });
   return out;
 }
 
