@@ -47,8 +47,9 @@ const WINDOW: usize = 512;
 const FIRST_LOAD: u32 = 100;
 /// Acknowledged transactions remembered for `settled` after they leave the store.
 const RECENT_LIMIT: usize = 1_000;
-/// Acknowledgement batches whose payloads one sweep write deletes (see `sweep`).
-const SWEEP_BATCHES: u32 = 4;
+/// About how many payloads one sweep write deletes (see `sweep`): some 50 ms of
+/// IndexedDB time, which is what work arriving meanwhile may wait for its reads.
+const SWEEP_PAYLOADS: u32 = 500;
 /// Acknowledged payloads left unswept after which sweeping no longer waits for idle, so
 /// an outbox that is never idle does not keep them without bound.
 const SWEEP_BACKLOG: usize = 50_000;
@@ -1997,7 +1998,7 @@ impl Engine {
                         _ => break,
                     }
                 };
-                match me.store.sweep(epoch, SWEEP_BATCHES).await {
+                match me.store.sweep(epoch, SWEEP_PAYLOADS).await {
                     Ok((swept, left)) => {
                         let mut st = me.st.borrow_mut();
                         st.unswept = match st.unswept {

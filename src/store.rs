@@ -75,7 +75,7 @@ extern "C" {
     fn sweep_acked(
         tx: &IdbTransaction,
         epoch: f64,
-        limit: u32,
+        most: u32,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = moveAliases, catch)]
     fn move_aliases(tx: &IdbTransaction) -> std::result::Result<(), JsValue>;
@@ -629,15 +629,15 @@ impl Store {
             .await
     }
 
-    /// Deletes the payloads of up to `limit` acknowledgement batches (see `acked`): how
-    /// many payloads went, and whether more batches wait.
-    pub async fn sweep(&self, epoch: u64, limit: u32) -> Result<(u32, bool)> {
+    /// Deletes the payloads of acknowledgement batches (see `acked`), oldest first, until
+    /// about `most` (at least one batch): how many went, and whether more batches wait.
+    pub async fn sweep(&self, epoch: u64, most: u32) -> Result<(u32, bool)> {
         let tx = self.tx(
             &[META, PAYLOADS, ACKED],
             IdbTransactionMode::Readwrite,
             "sweep",
         )?;
-        let out = tx.check(sweep_acked(&tx.tx, epoch as f64, limit))?;
+        let out = tx.check(sweep_acked(&tx.tx, epoch as f64, most))?;
         // The deletes follow the reads' results: no early commit.
         tx.wait(false).await?;
         let swept = js::get(&out, "swept").as_f64().unwrap_or(0.0) as u32;

@@ -61,22 +61,27 @@ export function fencedOps(tx, epoch, ops) {
  * Deletes the payloads of acknowledged transactions, off the drain's path: an
  * acknowledgement writes their ids as one `acked` record (one put, where deleting each
  * payload costs about 100 µs of IndexedDB time, which would hold up the payload reads
- * of the drain) and this takes up to `limit` such records with their payloads, fenced
- * like every leader write. `out.swept` counts the payloads, `out.left` whether more wait.
+ * of the drain) and this takes such records in order, with their payloads, until about
+ * `most` payloads (at least one record), fenced like every leader write. `out.swept`
+ * counts the payloads, `out.left` whether more records wait.
  */
-export function sweepAcked(tx, epoch, limit) {
+export function sweepAcked(tx, epoch, most) {
   const out = { swept: 0, left: false };
   whileLeading(tx, epoch, () => {
     const acked = tx.objectStore('acked');
-    const keys = acked.getAllKeys(null, limit + 1);
-    const lists = acked.getAll(null, limit);
-    lists.onsuccess = () => {
-      const payloads = tx.objectStore('payloads');
-      for (const ids of lists.result) for (const id of ids) payloads.delete(id);
-      const n = lists.result.length;
-      if (n) acked.delete(IDBKeyRange.upperBound(keys.result[n - 1]));
-      out.swept = lists.result.reduce((sum, ids) => sum + ids.length, 0);
-      out.left = keys.result.length > n;
+    const req = acked.openCursor();
+    let last;
+    req.onsuccess = () => {
+      const cursor = req.result;
+      if (cursor && out.swept < most) {
+        for (const id of cursor.value) tx.objectStore('payloads').delete(id);
+        out.swept += cursor.value.length;
+        last = cursor.key;
+        cursor.continue();
+        return;
+      }
+      out.left = Boolean(cursor);
+      if (last !== undefined) acked.delete(IDBKeyRange.upperBound(last));
       if (typeof tx.commit === 'function') tx.commit();
     };
   });
