@@ -14,7 +14,9 @@ mod query;
 mod sync;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -123,19 +125,19 @@ struct State {
     /// The leader's start-up when the lock was free at open.
     gaining: Option<Promise>,
     /// Followers: ids the leader is sending now (from its events).
-    remote_in_flight: HashSet<String>,
+    remote_in_flight: FxHashSet<String>,
     /// Other contexts known to be open (they said hello or answered ours). Ordinary
     /// events are broadcast only when there is someone to hear them.
-    peers: HashSet<u64>,
+    peers: FxHashSet<u64>,
     /// Followers: requests to the leader awaiting its reply (and their time limit).
-    rpcs: HashMap<u32, (Deferred, Option<Timeout>)>,
+    rpcs: FxHashMap<u32, (Deferred, Option<Timeout>)>,
     sched: Scheduler,
-    pending: HashMap<Seq, Box<TxMeta>>,
-    ids: HashMap<Rc<str>, Seq>,
+    pending: FxHashMap<Seq, Box<TxMeta>>,
+    ids: FxHashMap<Rc<str>, Seq>,
     rng: Rng,
     listeners: Vec<(u32, Function)>,
     next_id: u32,
-    waiters: HashMap<String, Vec<Deferred>>,
+    waiters: FxHashMap<String, Vec<Deferred>>,
     recent: VecDeque<TxMeta>,
     /// The group commit open in this task: every enqueue of the task adds its records to
     /// this one IndexedDB transaction; a microtask seals it.
@@ -156,7 +158,7 @@ struct State {
     /// Metadata rewrites and dead-letter moves under way.
     writes: u32,
     /// Payloads read (or enqueued here) ahead of dispatch.
-    cache: HashMap<Seq, JsValue>,
+    cache: FxHashMap<Seq, JsValue>,
     /// Started transactions whose payload is not read yet.
     awaiting_payload: Vec<Seq>,
     /// A payload read is under way.
@@ -178,14 +180,14 @@ struct State {
     /// When the oldest held transaction reaches `maxHoldMs`.
     hold_until: Option<Millis>,
     /// Coalesce key -> the latest pending transaction carrying it.
-    coalesce: HashMap<String, Seq>,
+    coalesce: FxHashMap<String, Seq>,
     /// Records to fold into an earlier one, kept out of the scheduler meanwhile.
-    folding: HashMap<Seq, TxMeta>,
+    folding: FxHashMap<Seq, TxMeta>,
     /// Folds to start, by the older transaction.
     folds: Vec<Seq>,
     /// Older transaction -> newer ones waiting to fold into it, in order. The older is
     /// held while its queue is not empty.
-    fold_queue: HashMap<Seq, VecDeque<Seq>>,
+    fold_queue: FxHashMap<Seq, VecDeque<Seq>>,
     /// The database went away under the outbox (deleted, evicted, or upgraded elsewhere).
     lost: bool,
     /// Whether storage is persistent, once known.
@@ -198,7 +200,7 @@ struct State {
 pub struct Engine {
     name: String,
     store: Store,
-    handlers: HashMap<String, Handler>,
+    handlers: FxHashMap<String, Handler>,
     retry: RetryPolicy,
     ordering: crate::model::Ordering,
     max_concurrency: usize,
@@ -206,7 +208,7 @@ pub struct Engine {
     dead_letters: DeadLetterPolicy,
     wifi_preferred: Option<WifiPreferred>,
     capacity: Capacity,
-    merges: HashMap<String, Function>,
+    merges: FxHashMap<String, Function>,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -319,16 +321,16 @@ impl Engine {
                 outgoing: Vec::new(),
                 outgoing_timer: None,
                 gaining: None,
-                remote_in_flight: HashSet::new(),
-                peers: HashSet::new(),
-                rpcs: HashMap::new(),
+                remote_in_flight: FxHashSet::default(),
+                peers: FxHashSet::default(),
+                rpcs: FxHashMap::default(),
                 sched: Scheduler::new(opts.ordering, opts.max_concurrency),
-                pending: HashMap::new(),
-                ids: HashMap::new(),
+                pending: FxHashMap::default(),
+                ids: FxHashMap::default(),
                 rng: Rng::new(js::random_u64()),
                 listeners: Vec::new(),
                 next_id: 0,
-                waiters: HashMap::new(),
+                waiters: FxHashMap::default(),
                 recent: VecDeque::new(),
                 open_append: None,
                 sealing: VecDeque::new(),
@@ -340,7 +342,7 @@ impl Engine {
                 sweeping: false,
                 unreported: 0,
                 writes: 0,
-                cache: HashMap::new(),
+                cache: FxHashMap::default(),
                 awaiting_payload: Vec::new(),
                 loading: false,
                 timer: None,
@@ -354,10 +356,10 @@ impl Engine {
                 force_low: false,
                 hold_verdict: None,
                 hold_until: None,
-                coalesce: HashMap::new(),
-                folding: HashMap::new(),
+                coalesce: FxHashMap::default(),
+                folding: FxHashMap::default(),
                 folds: Vec::new(),
-                fold_queue: HashMap::new(),
+                fold_queue: FxHashMap::default(),
                 lost: false,
                 persisted: None,
                 capacity_level: 0,
@@ -1288,7 +1290,7 @@ impl Engine {
                 .seqs()
                 .filter(|s| !cache.contains_key(s) && !sched.is_in_flight(*s))
                 .take(room);
-            let mut seen: HashSet<Seq> = seqs.iter().copied().collect();
+            let mut seen: FxHashSet<Seq> = seqs.iter().copied().collect();
             for s in upcoming.into_iter().chain(in_order) {
                 if seqs.len() >= st.awaiting_payload.len() + room {
                     break;
@@ -1317,12 +1319,12 @@ impl Engine {
             let mut st = self.st.borrow_mut();
             st.loading = false;
             let awaiting = std::mem::take(&mut st.awaiting_payload);
-            let asked: HashSet<Seq> = batch.iter().map(|(s, _)| *s).collect();
+            let asked: FxHashSet<Seq> = batch.iter().map(|(s, _)| *s).collect();
             let mut run = Vec::new();
             let mut failed = Vec::new();
             match result {
                 Ok(mut found) => {
-                    let mut by_seq: HashMap<Seq, JsValue> = batch
+                    let mut by_seq: FxHashMap<Seq, JsValue> = batch
                         .iter()
                         .filter_map(|(s, id)| Some((*s, found.remove(&**id)?)))
                         .collect();
@@ -1487,7 +1489,7 @@ impl Engine {
                 .filter_map(|(s, _)| Some((*s, st.pending.get(s)?.id.clone())))
                 .collect()
         };
-        let mut read = HashMap::new();
+        let mut read = FxHashMap::default();
         if !wanted.is_empty() {
             let ids: Vec<Rc<str>> = wanted.iter().map(|(_, id)| id.clone()).collect();
             match self.store.payloads(&ids).await {

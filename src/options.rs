@@ -1,7 +1,7 @@
 //! Reading and validating what JS passes in: `OutboxOptions` and `NewTransaction`.
 //! Everything is checked before anything is stored; a failure is a typed error.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use js_sys::{Array, Function, Object};
 use wasm_bindgen::{JsCast, JsValue};
@@ -86,9 +86,9 @@ pub enum LeaderElection {
 
 pub struct Options {
     pub name: String,
-    pub handlers: HashMap<String, Handler>,
+    pub handlers: FxHashMap<String, Handler>,
     /// Handler-level merge functions for coalescing: `(older, newer) => mutations`.
-    pub merges: HashMap<String, Function>,
+    pub merges: FxHashMap<String, Function>,
     pub max_concurrency: usize,
     pub ordering: Ordering,
     pub retry: RetryPolicy,
@@ -264,8 +264,8 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         C,
     )?;
     let name = string_field(v, "name", C)?.ok_or_else(|| invalid(C, "name is required"))?;
-    let mut handlers = HashMap::new();
-    let mut merges = HashMap::new();
+    let mut handlers = FxHashMap::default();
+    let mut merges = FxHashMap::default();
     let hv = js::get(v, "handlers");
     if !hv.is_undefined() {
         let obj = hv
@@ -393,7 +393,7 @@ fn parse_network(options: &JsValue) -> Result<Option<WifiPreferred>> {
 
 pub fn parse_transaction(
     v: &JsValue,
-    handlers: &HashMap<String, Handler>,
+    handlers: &FxHashMap<String, Handler>,
 ) -> Result<NewTransaction> {
     const C: ErrorCode = ErrorCode::InvalidTransaction;
     if !js::is_plain_object(v) {

@@ -17,7 +17,9 @@
 //! transaction stays cheap at 100,000 pending. The one exception is a change of the
 //! earliest barrier, which revisits the key heads before it (each at most once per change).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::rc::Rc;
 
 use crate::model::{Millis, Ordering, Priority, Seq};
@@ -75,7 +77,7 @@ pub struct Scheduler {
     ordering: Ordering,
     max_concurrency: usize,
     entries: BTreeMap<Seq, Entry>,
-    keys: HashMap<Rc<str>, KeyQueue>,
+    keys: FxHashMap<Rc<str>, KeyQueue>,
     /// Unfinished barriers.
     barriers: BTreeSet<Seq>,
     /// Non-barrier transactions that are the head of every one of their keys and not in
@@ -97,7 +99,7 @@ impl Scheduler {
             ordering,
             max_concurrency: max_concurrency.max(1),
             entries: BTreeMap::new(),
-            keys: HashMap::new(),
+            keys: FxHashMap::default(),
             barriers: BTreeSet::new(),
             heads: BTreeSet::new(),
             timed: BTreeSet::new(),

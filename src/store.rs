@@ -25,7 +25,7 @@
 //! batched reads and removals cheap (a wrapper awaiting each request costs two callbacks
 //! per request, and measured too slow for the drain target).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use js_sys::{Array, Function, Object, Promise};
 use wasm_bindgen::prelude::*;
@@ -571,7 +571,7 @@ impl Store {
     }
 
     /// The payload records of `ids`; an id with no payload record is absent from the map.
-    pub async fn payloads(&self, ids: &[impl AsRef<str>]) -> Result<HashMap<String, JsValue>> {
+    pub async fn payloads(&self, ids: &[impl AsRef<str>]) -> Result<FxHashMap<String, JsValue>> {
         let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
         let keys: Array = ids
             .iter()
@@ -590,7 +590,7 @@ impl Store {
     }
 
     /// Every payload record, by id (for `peek`, `deadLetters` over many records).
-    pub async fn all_payloads(&self) -> Result<HashMap<String, JsValue>> {
+    pub async fn all_payloads(&self) -> Result<FxHashMap<String, JsValue>> {
         let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
         let payloads = tx.store(PAYLOADS)?;
         let keys = tx.check(payloads.get_all_keys())?;

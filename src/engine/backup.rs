@@ -161,7 +161,7 @@ impl Engine {
                 records.push(self.parse_record(&raw, &format!("{field}[{i}]"), dead)?);
             }
         }
-        let mut ids = HashSet::new();
+        let mut ids = FxHashSet::default();
         for (meta, _, _) in &records {
             for id in meta.ids() {
                 if !ids.insert(id) {

@@ -50,7 +50,7 @@ impl Engine {
     pub(super) async fn payload_map(
         &self,
         ids: impl Iterator<Item = String>,
-    ) -> Result<HashMap<String, JsValue>> {
+    ) -> Result<FxHashMap<String, JsValue>> {
         let ids: Vec<String> = ids.collect();
         // Reading the whole store is quicker for many, unless acknowledged payloads wait
         // there to be swept (up to `SWEEP_BACKLOG` of them).
