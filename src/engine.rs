@@ -141,7 +141,9 @@ struct State {
     recent: VecDeque<TxMeta>,
     /// The group commit open in this task: every enqueue of the task adds its records to
     /// this one IndexedDB transaction; a microtask seals it.
-    open_append: Option<(Append, Vec<Enqueue>)>,
+    /// The group commit of this task, with each enqueue and the record it wrote (what
+    /// its resolved info is made from).
+    open_append: Option<(Append, Vec<(Enqueue, Object)>)>,
     sealing: Sealing,
     /// Numbers the entries of `sealing`.
     sealing_next: u64,
@@ -228,38 +230,7 @@ fn abort_controller() -> Result<AbortController> {
 
 /// A `TransactionInfo` object for JS.
 pub fn info(meta: &TxMeta, status: Status, payload: Option<&JsValue>) -> JsValue {
-    let o = Object::new();
-    js::set(&o, "id", &JsValue::from_str(&meta.id));
-    js::set(&o, "handler", &JsValue::from_str(&meta.handler));
-    let keys: Array = meta.keys.iter().map(|k| JsValue::from_str(k)).collect();
-    js::set(&o, "keys", &keys);
-    let field = |k| payload.map(|p| js::get(p, k)).unwrap_or(JsValue::UNDEFINED);
-    js::set(&o, "mutations", &field("mutations"));
-    js::set(&o, "metadata", &field("metadata"));
-    js::set(
-        &o,
-        "idempotencyKey",
-        &JsValue::from_str(meta.idempotency_key()),
-    );
-    if let Some(seq) = meta.seq {
-        js::set(&o, "seq", &JsValue::from_f64(seq as f64));
-    }
-    js::set(&o, "priority", &JsValue::from_str(meta.priority.as_str()));
-    js::set(&o, "status", &JsValue::from_str(status.as_str()));
-    js::set(&o, "attempts", &JsValue::from(meta.attempts));
-    js::set(&o, "createdAt", &JsValue::from_f64(meta.created_at as f64));
-    js::set(
-        &o,
-        "nextAttemptAt",
-        &JsValue::from_f64(meta.next_attempt_at as f64),
-    );
-    if let Some(e) = &meta.last_error {
-        js::set(&o, "lastError", &record::last_error(e));
-    }
-    if let Some(r) = meta.dead_reason {
-        js::set(&o, "deadReason", &JsValue::from_str(r.as_str()));
-    }
-    o.into()
+    record::info(&record::encode(meta), None, status.as_str(), payload)
 }
 
 fn event(kind: &str, id: Option<&str>) -> Object {
@@ -998,7 +969,7 @@ impl Engine {
                 match append.add(&item.meta, stored.unwrap_or(&item.payload)) {
                     // The transaction is aborted: the others of this task fail with it.
                     Err(e) => failed = Some((e, item)),
-                    Ok(()) => items.push(item),
+                    Ok(record) => items.push((item, record)),
                 }
             }
             (opened, failed)
@@ -1083,7 +1054,7 @@ impl Engine {
                     let leading = {
                         let mut st = self.st.borrow_mut();
                         let leading = st.epoch.is_some();
-                        for (mut item, seq) in batch.into_iter().zip(seqs) {
+                        for ((mut item, written), seq) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
                             if leading {
                                 let fresh = !st.pending.contains_key(&seq);
@@ -1099,7 +1070,7 @@ impl Engine {
                                     st.last_synced = Some(seq);
                                 }
                             }
-                            done.push(item);
+                            done.push((item, written));
                         }
                         leading
                     };
@@ -1109,11 +1080,14 @@ impl Engine {
                     if leader::is_offline() {
                         leader::register_sync(&self.sync_tag());
                     }
-                    for item in done {
-                        item.deferred.resolve(&info(
-                            &item.meta,
-                            Status::Pending,
-                            Some(&item.payload),
+                    for (item, written) in done {
+                        let pending = Status::Pending.as_str();
+                        let payload = Some(&item.payload);
+                        item.deferred.resolve(&record::info(
+                            &written,
+                            item.meta.seq,
+                            pending,
+                            payload,
                         ));
                         self.emit(|| {
                             let ev = event("enqueued", Some(&item.meta.id));
@@ -1128,7 +1102,7 @@ impl Engine {
                 }
                 Err(e) => {
                     let err = js::to_js(&e);
-                    for item in batch {
+                    for (item, _) in batch {
                         item.deferred.reject(&err);
                     }
                 }

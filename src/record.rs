@@ -11,37 +11,37 @@ use crate::js;
 use crate::model::{DeadReason, LastError, Priority, TxMeta};
 
 pub fn encode(meta: &TxMeta) -> Object {
-    let o = Object::new();
-    let num = |k: &str, v: u64| js::set(&o, k, &JsValue::from_f64(v as f64));
-    let text = |k: &str, v: &str| js::set(&o, k, &JsValue::from_str(v));
-    if let Some(seq) = meta.seq {
-        num("seq", seq);
-    }
-    text("id", &meta.id);
-    text("handler", &meta.handler);
-    js::set(&o, "keys", &strings(&meta.keys));
-    text("idempotencyKey", meta.idempotency_key());
-    text("priority", meta.priority.as_str());
-    num("attempts", meta.attempts.into());
-    num("createdAt", meta.created_at);
-    num("nextAttemptAt", meta.next_attempt_at);
-    if let Some(e) = &meta.last_error {
-        js::set(&o, "lastError", &last_error(e));
-    }
-    if let Some(r) = meta.dead_reason {
-        text("deadReason", r.as_str());
-    }
-    if let Some(at) = meta.dead_at {
-        num("deadAt", at);
-    }
-    num("bytes", meta.bytes);
-    if let Some(k) = &meta.coalesce_key {
-        text("coalesceKey", k);
-    }
-    if !meta.aliases.is_empty() {
-        js::set(&o, "aliases", &strings(&meta.aliases));
-    }
-    o
+    let num = |v: u64| v as f64;
+    let error = meta.last_error.as_deref();
+    make_record(
+        meta.seq.map(num),
+        &meta.id,
+        &meta.handler,
+        &strings(&meta.keys),
+        meta.idempotency_key.as_deref(),
+        &word(meta.priority.as_str()),
+        meta.attempts,
+        num(meta.created_at),
+        num(meta.next_attempt_at),
+        error.map(|e| e.name.as_str()),
+        error.map(|e| e.message.as_str()),
+        meta.dead_reason.map(DeadReason::as_str),
+        meta.dead_at.map(num),
+        num(meta.bytes),
+        meta.coalesce_key.as_deref(),
+        (!meta.aliases.is_empty()).then(|| strings(&meta.aliases)),
+    )
+}
+
+/// A transaction as the API reports it, from its record (see `encode`); `seq` where the
+/// record was written before IndexedDB gave it one.
+pub fn info(record: &Object, seq: Option<u64>, status: &str, payload: Option<&JsValue>) -> JsValue {
+    info_of(record, seq.map(|s| s as f64), &word(status), payload)
+}
+
+/// A string from a small fixed set, converted once (wasm-bindgen's intern cache).
+fn word(s: &str) -> JsValue {
+    JsValue::from_str(wasm_bindgen::intern(s))
 }
 
 /// `{ name, message }`, as `lastError` is stored and reported.
@@ -188,6 +188,33 @@ impl Strings<'_> {
 
 #[wasm_bindgen(module = "/src/js/records.js")]
 extern "C" {
+    #[wasm_bindgen(js_name = makeRecord)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_record(
+        seq: Option<f64>,
+        id: &str,
+        handler: &str,
+        keys: &Array,
+        idempotency_key: Option<&str>,
+        priority: &JsValue,
+        attempts: u32,
+        created_at: f64,
+        next_attempt_at: f64,
+        error_name: Option<&str>,
+        error_message: Option<&str>,
+        dead_reason: Option<&str>,
+        dead_at: Option<f64>,
+        bytes: f64,
+        coalesce_key: Option<&str>,
+        aliases: Option<Array>,
+    ) -> Object;
+    #[wasm_bindgen(js_name = infoOf)]
+    fn info_of(
+        record: &Object,
+        seq: Option<f64>,
+        status: &JsValue,
+        payload: Option<&JsValue>,
+    ) -> JsValue;
     type Packed;
     #[wasm_bindgen(js_name = packRecords)]
     fn pack_records(records: &Array) -> Packed;

@@ -164,15 +164,15 @@ pub struct Append {
 impl Append {
     /// Issues the writes of one transaction: its payload under its id, its metadata under
     /// the seq the key generator allocates.
-    pub fn add(&mut self, meta: &TxMeta, payload: &JsValue) -> Result<()> {
-        let record: JsValue = record::encode(meta).into();
+    pub fn add(&mut self, meta: &TxMeta, payload: &JsValue) -> Result<Object> {
+        let record = record::encode(meta);
         self.tx.check(
             self.payloads
                 .put_with_key(payload, &JsValue::from_str(&meta.id)),
         )?;
         let req = self.tx.check(self.outbox.put(&record))?;
         self.requests.push(req);
-        Ok(())
+        Ok(record)
     }
 
     /// Commits and waits; the seq of each record added, in order.

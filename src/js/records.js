@@ -82,3 +82,50 @@ export function packRecords(records) {
   });
   return { nums, text: parts.join(''), lens: Uint32Array.from(parts, (s) => s.length), faults };
 }
+
+/**
+ * A metadata record from its fields, in one call instead of one per field. Absent
+ * optional fields come as undefined; so does an idempotency key equal to the id.
+ */
+export function makeRecord(seq, id, handler, keys, idempotencyKey, priority, attempts, createdAt, nextAttemptAt,
+  errorName, errorMessage, deadReason, deadAt, bytes, coalesceKey, aliases) {
+  const r = {};
+  if (seq !== undefined) r.seq = seq;
+  r.id = id;
+  r.handler = handler;
+  r.keys = keys;
+  r.idempotencyKey = idempotencyKey ?? id;
+  r.priority = priority;
+  r.attempts = attempts;
+  r.createdAt = createdAt;
+  r.nextAttemptAt = nextAttemptAt;
+  if (errorName !== undefined) r.lastError = { name: errorName, message: errorMessage };
+  if (deadReason !== undefined) r.deadReason = deadReason;
+  if (deadAt !== undefined) r.deadAt = deadAt;
+  r.bytes = bytes;
+  if (coalesceKey !== undefined) r.coalesceKey = coalesceKey;
+  if (aliases !== undefined) r.aliases = aliases;
+  return r;
+}
+
+/** A transaction as the API reports it (TransactionInfo), from its record. */
+export function infoOf(r, seq, status, payload) {
+  const t = {
+    id: r.id,
+    handler: r.handler,
+    keys: [...r.keys],
+    mutations: payload?.mutations,
+    metadata: payload?.metadata,
+    idempotencyKey: r.idempotencyKey,
+  };
+  seq ??= r.seq;
+  if (seq !== undefined) t.seq = seq;
+  t.priority = r.priority;
+  t.status = status;
+  t.attempts = r.attempts;
+  t.createdAt = r.createdAt;
+  t.nextAttemptAt = r.nextAttemptAt;
+  if (r.lastError) t.lastError = { ...r.lastError };
+  if (r.deadReason) t.deadReason = r.deadReason;
+  return t;
+}
