@@ -148,10 +148,12 @@ async function enqueueRates(system) {
   const s = await systems[system].open({ name: `peer-enq-${Math.random()}`, handler: never });
   const seq = [];
   const conc = [];
-  for (let round = 0; round < 8; round++) {
+  // 15 measured rounds after 3 warm-up ones: with fewer, one slow stretch of the machine
+  // moved a row's median by a third.
+  for (let round = 0; round < 18; round++) {
     const ms = await time(async () => { for (let i = 0; i < 20; i++) await s.enqueue('k', payload(i)); });
     const cms = await time(() => Promise.all(Array.from({ length: 100 }, (_, i) => s.enqueue(`k${i}`, payload(i)))));
-    if (round >= 2) { seq.push(20000 / ms); conc.push(100000 / cms); }
+    if (round >= 3) { seq.push(20000 / ms); conc.push(100000 / cms); }
   }
   await s.close();
   return { sequential: median(seq), concurrent: median(conc) };
