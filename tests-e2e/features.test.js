@@ -659,3 +659,49 @@ test('acknowledged payloads are deleted once the outbox is idle, by a later lead
   assert.deepEqual(r.whileBusy, [2, 1, 1]);
   assert.deepEqual(r.afterIdle, [0, 0, 0]);
 });
+
+test('an outbox that never goes idle still sweeps once 50,000 acknowledged payloads wait, down below that', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'features-backlog';
+    const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+    const payloads = async () => {
+      const db = await req(indexedDB.open(`offline-outbox:${name}`));
+      const n = await req(db.transaction('payloads').objectStore('payloads').count());
+      db.close();
+      return n;
+    };
+    let release;
+    const held = new Promise((res) => { release = res; });
+    const ob = await Outbox.open({ name, maxConcurrency: 8, handlers: { ok: async () => {}, hold: () => held } });
+    // In flight until released: the outbox is never idle meanwhile.
+    await ob.enqueue({ handler: 'hold', keys: ['held'], mutations: 0 });
+    const total = 52_000;
+    for (let b = 0; b < total; b += 2000) {
+      await Promise.all(Array.from({ length: 2000 }, (_, i) => ob.enqueue({ handler: 'ok', keys: [`k${i % 64}`], mutations: b + i })));
+    }
+    for (;;) {
+      const s = await ob.stats();
+      if (s.pending + s.inFlight === 1) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    // The acknowledgements that passed 50,000 started a sweep while busy.
+    let busy = await payloads();
+    for (let i = 0; i < 100 && busy > 50_000; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      busy = await payloads();
+    }
+    release();
+    await ob.drain();
+    let idle = await payloads();
+    for (let i = 0; i < 400 && idle > 0; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      idle = await payloads();
+    }
+    await ob.close();
+    return { busy, idle };
+  });
+  // Below the backlog but not swept to nothing: the rest waits for idle.
+  assert.ok(r.busy <= 50_000 && r.busy > 40_000, `payloads while busy: ${r.busy}`);
+  assert.equal(r.idle, 0);
+});
