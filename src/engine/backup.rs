@@ -34,7 +34,7 @@ impl Engine {
             .iter()
             .map(|(m, _)| m)
             .chain(&dead)
-            .map(|m| m.id.to_string());
+            .map(|m| m.id.clone());
         let payloads = self.payload_map(ids).await?;
         let doc = Object::new();
         js::set(&doc, "format", &JsValue::from_str(FORMAT));

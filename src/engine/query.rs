@@ -38,7 +38,7 @@ impl Engine {
         self.check_open()?;
         let metas = self.pending_metas().await?;
         let payloads = self
-            .payload_map(metas.iter().map(|(m, _)| m.id.to_string()))
+            .payload_map(metas.iter().map(|(m, _)| m.id.clone()))
             .await?;
         let out: Array = metas
             .iter()
@@ -49,9 +49,9 @@ impl Engine {
 
     pub(super) async fn payload_map(
         &self,
-        ids: impl Iterator<Item = String>,
+        ids: impl Iterator<Item = Rc<str>>,
     ) -> Result<FxHashMap<String, JsValue>> {
-        let ids: Vec<String> = ids.collect();
+        let ids: Vec<Rc<str>> = ids.collect();
         // Reading the whole store is quicker for many, unless acknowledged payloads wait
         // there to be swept (up to `SWEEP_BACKLOG` of them).
         if ids.len() > WINDOW && self.store.count_acked().await? == 0 {
@@ -63,9 +63,7 @@ impl Engine {
     pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         let dead = self.store.dead_letters().await?;
-        let payloads = self
-            .payload_map(dead.iter().map(|m| m.id.to_string()))
-            .await?;
+        let payloads = self.payload_map(dead.iter().map(|m| m.id.clone())).await?;
         let out: Array = dead
             .iter()
             .map(|m| info(m, Status::Dead, payloads.get(&*m.id)))
