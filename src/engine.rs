@@ -15,9 +15,9 @@ mod sync;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Promise};
@@ -140,9 +140,8 @@ struct State {
     waiters: FxHashMap<String, Vec<Deferred>>,
     recent: VecDeque<TxMeta>,
     /// The group commit open in this task: every enqueue of the task adds its records to
-    /// this one IndexedDB transaction; a microtask seals it.
-    /// The group commit of this task, with each enqueue and the record it wrote (what
-    /// its resolved info is made from).
+    /// this one IndexedDB transaction; a microtask seals it. Each enqueue is kept with the
+    /// record it wrote, which its resolved info is made from.
     open_append: Option<(Append, Vec<(Enqueue, Object)>)>,
     sealing: Sealing,
     /// Numbers the entries of `sealing`.
@@ -797,7 +796,7 @@ impl Engine {
                 return;
             }
             let count = st.pending.len() as u64;
-            let bytes = pending_bytes(st.pending.values().map(|m| &**m));
+            let bytes = pending_bytes(&st.pending);
             let part = |n: u64, max: Option<u64>| max.map_or(0.0, |m| n as f64 / m as f64);
             let ratio = part(count, max_count).max(part(bytes, max_bytes));
             let level = match ratio {
@@ -1196,7 +1195,7 @@ impl Engine {
                 .filter(|m| m.priority == crate::model::Priority::Low)
                 .map(|m| m.created_at)
                 .min();
-            let bytes = pending_bytes(st.pending.values().map(|m| &**m));
+            let bytes = pending_bytes(&st.pending);
             let until = oldest_low.map(|t| t.saturating_add(policy.max_hold_ms));
             st.hold_until = until;
             until.is_some_and(|u| now < u) && bytes <= policy.max_hold_bytes
@@ -1717,12 +1716,11 @@ impl Engine {
                         DeadLetterPolicy::Block => st.sched.hold(seq),
                     };
                     st.pending.remove(&seq);
-                    st.ids.remove(&meta.id);
                     st.cache.remove(&seq);
                     st.totals.dead += 1;
                     st.capacity_dirty = true;
-                    for alias in &meta.aliases {
-                        st.ids.remove(alias.as_str());
+                    for id in meta.ids() {
+                        st.ids.remove(id);
                     }
                     meta.ids()
                         .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
@@ -1952,8 +1950,8 @@ impl Engine {
     }
 
     /// Deletes acknowledged payloads (see `Store::sweep`) while the outbox is idle, or
-    /// regardless past `SWEEP_BACKLOG`: a few batches per write, so work that arrives
-    /// meanwhile waits for one short write at most.
+    /// regardless past `SWEEP_BACKLOG`: about `SWEEP_PAYLOADS` per write, so work that
+    /// arrives meanwhile waits for one short write at most.
     fn sweep(&self) {
         let Some(me) = self.rc() else { return };
         {
@@ -2214,10 +2212,9 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
     o.into()
 }
 
-/// Calls a JS handler and classifies how it ended.
-/// What the given transactions' payloads take in storage (estimated at enqueue).
-fn pending_bytes<'a>(metas: impl Iterator<Item = &'a TxMeta>) -> u64 {
-    metas.map(|m| m.bytes).sum()
+/// What the pending transactions' payloads take in storage (estimated at enqueue).
+fn pending_bytes(pending: &FxHashMap<Seq, Box<TxMeta>>) -> u64 {
+    pending.values().map(|m| m.bytes).sum()
 }
 
 /// The context a handler receives for one transaction.

@@ -539,11 +539,9 @@ impl Store {
                 coalesce_key: None,
                 aliases: Vec::new(),
             };
-            let record: JsValue = record::encode(&meta).into();
-            if let Some(obj) = record.dyn_ref::<Object>() {
-                js::set(obj, "raw", &c.raw);
-            }
-            records.push((seq, record));
+            let record = record::encode(&meta);
+            js::set(&record, "raw", &c.raw);
+            records.push((seq, JsValue::from(record)));
         }
         let mut ops = Vec::with_capacity(records.len() * 2);
         for (seq, record) in &records {
