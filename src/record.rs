@@ -94,6 +94,8 @@ const FIELDS: usize = 11;
 const IDEMPOTENCY: u32 = 1;
 const LAST_ERROR: u32 = 2;
 const COALESCE: u32 = 4;
+/// In the order of `REASONS` in records.js, which packs a reason as its index (priorities
+/// likewise, as `PRIORITIES` there and in `unpack`).
 const REASONS: [DeadReason; 4] = [
     DeadReason::HandlerRejected,
     DeadReason::MaxAttempts,
