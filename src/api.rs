@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
@@ -504,7 +504,7 @@ impl OutboxBuilder {
     {
         let closure = JsHandler::new(move |ctx: JsValue| {
             let attempt = send(HandlerContext { raw: ctx });
-            future_to_promise(async move {
+            js::promise(async move {
                 attempt
                     .await
                     .map(|()| JsValue::UNDEFINED)
@@ -528,7 +528,7 @@ impl OutboxBuilder {
                 .map(|raw| HandlerContext { raw })
                 .collect();
             let attempt = send(batch);
-            future_to_promise(async move {
+            js::promise(async move {
                 let outcomes = attempt.await.map_err(HandlerError::into_js)?;
                 Ok(outcomes
                     .into_iter()

@@ -22,7 +22,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Promise};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::AbortController;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -372,7 +372,7 @@ impl Engine {
             restored: move || {
                 if let Some(e) = w4.upgrade() {
                     e.say("hello");
-                    spawn_local(async move { e.start_election().await });
+                    js::spawn(async move { e.start_election().await });
                 }
             },
         });
@@ -385,7 +385,7 @@ impl Engine {
         });
         let w = Rc::downgrade(&engine);
         let request = opts.persist;
-        spawn_local(async move {
+        js::spawn(async move {
             let persisted = storage_manager::persist(request).await;
             if let Some(e) = w.upgrade() {
                 e.st.borrow_mut().persisted = persisted;
@@ -449,7 +449,7 @@ impl Engine {
         let done = Deferred::new();
         self.st.borrow_mut().gaining = Some(done.promise.clone());
         let me = self.clone();
-        spawn_local(async move {
+        js::spawn(async move {
             me.gain().await;
             done.resolve(&JsValue::UNDEFINED);
         });
@@ -560,7 +560,7 @@ impl Engine {
         };
         for (seq, attempts) in expired {
             let error = self.expired_error();
-            spawn_local(self.clone().bury(seq, DeadReason::Expired, error, attempts));
+            js::spawn(self.clone().bury(seq, DeadReason::Expired, error, attempts));
         }
     }
 
@@ -777,7 +777,7 @@ impl Engine {
             js::set(&ev, "pending", &JsValue::from_f64(pending as f64));
             ev
         });
-        spawn_local(self.clone().close());
+        js::spawn(self.clone().close());
     }
 
     /// `capacity` events when the outbox crosses 80 % or 100 % of a soft limit on the way
@@ -912,7 +912,7 @@ impl Engine {
             ticket
         };
         let me = self.clone();
-        spawn_local(async move {
+        js::spawn(async move {
             let plain = item.snapshot.as_ref().unwrap_or(&item.payload);
             let done = match me.store.seal(plain, &item.meta.id).await {
                 Ok(sealed) => {
@@ -977,7 +977,7 @@ impl Engine {
             item.deferred.reject(&js::to_js(&e));
         }
         if opened {
-            spawn_local(self.clone().seal_append());
+            js::spawn(self.clone().seal_append());
         }
     }
 
@@ -1157,14 +1157,14 @@ impl Engine {
             }
         }
         for (seq, payload) in ready {
-            spawn_local(self.clone().attempt(seq, Some(payload)));
+            js::spawn(self.clone().attempt(seq, Some(payload)));
         }
         for group in batches {
-            spawn_local(self.clone().attempt_batch(group));
+            js::spawn(self.clone().attempt_batch(group));
         }
         let folds = std::mem::take(&mut self.st.borrow_mut().folds);
         for older in folds {
-            spawn_local(self.clone().fold_all(older));
+            js::spawn(self.clone().fold_all(older));
         }
         self.load_payloads();
         self.arm_timer(now);
@@ -1226,7 +1226,7 @@ impl Engine {
         let timeout = Timeout::new(delay, move || {
             if let Some(e) = weak.upgrade() {
                 // Run outside the callback: re-arming drops this very Timeout.
-                spawn_local(async move {
+                js::spawn(async move {
                     e.st.borrow_mut().timer = None;
                     e.pump();
                 });
@@ -1282,7 +1282,7 @@ impl Engine {
             st.loading = true;
             batch
         };
-        spawn_local(self.clone().read_payloads(batch));
+        js::spawn(self.clone().read_payloads(batch));
     }
 
     async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, Rc<str>)>) {
@@ -1328,7 +1328,7 @@ impl Engine {
             (run, failed)
         };
         for (seq, p) in run {
-            spawn_local(self.clone().attempt(seq, p));
+            js::spawn(self.clone().attempt(seq, p));
         }
         for (seq, message) in failed {
             self.clone().unreadable(seq, message).await;
@@ -1563,7 +1563,7 @@ impl Engine {
             !std::mem::replace(&mut st.ack_busy, true)
         };
         if start {
-            spawn_local(self.clone().flush_acks());
+            js::spawn(self.clone().flush_acks());
         }
         self.pump();
     }
@@ -1657,7 +1657,7 @@ impl Engine {
         let me = self.clone();
         let record = meta.clone();
         let epoch = self.st.borrow().epoch.unwrap_or(0);
-        spawn_local(async move {
+        js::spawn(async move {
             match me.store.update(&record, epoch).await {
                 Ok(()) => {}
                 Err(e) if e.code == ErrorCode::NotLeader => me.lost_fence(),
@@ -1961,7 +1961,7 @@ impl Engine {
             }
             st.sweeping = true;
         }
-        spawn_local(async move {
+        js::spawn(async move {
             loop {
                 let epoch = {
                     let st = me.st.borrow();
@@ -2045,7 +2045,7 @@ impl Engine {
     /// otherwise let the leader drain. Pending backoff delays are reset first.
     fn drain_on_demand(self: &Rc<Self>, budget_ms: Option<Millis>) -> Promise {
         let me = self.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        js::promise(async move {
             let Some(lock) = HeldLock::try_take(&Store::database_name(&me.name)).await else {
                 return JsFuture::from(me.drain_remote(budget_ms)).await;
             };
@@ -2079,7 +2079,7 @@ impl Engine {
                 let weak = Rc::downgrade(self);
                 Timeout::new(ms.min(MAX_TIMER_MS) as u32, move || {
                     if let Some(e) = weak.upgrade() {
-                        spawn_local(async move { e.end_drain(id) });
+                        js::spawn(async move { e.end_drain(id) });
                     }
                 })
             });

@@ -29,7 +29,7 @@ impl Metrics {
         if self.latencies.len() == WINDOW {
             self.latencies.pop_front();
         }
-        self.latencies.push_back(ms.max(0.0));
+        self.latencies.push_back(if ms > 0.0 { ms } else { 0.0 });
         if ok {
             self.succeeded += 1;
         } else {
@@ -42,10 +42,12 @@ impl Metrics {
         if self.latencies.is_empty() {
             return None;
         }
-        let mut sorted: Vec<f64> = self.latencies.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
+        // Latencies are never negative, and the bits of non-negative floats sort as the
+        // floats do: sorting them reuses the integer sort the store links anyway.
+        let mut sorted: Vec<u64> = self.latencies.iter().map(|l| l.to_bits()).collect();
+        sorted.sort_unstable();
         let rank = ((p.clamp(0.0, 100.0) / 100.0) * sorted.len() as f64).ceil() as usize;
-        Some(sorted[rank.clamp(1, sorted.len()) - 1])
+        Some(f64::from_bits(sorted[rank.clamp(1, sorted.len()) - 1]))
     }
 
     /// Acknowledged attempts over all finished attempts since open.

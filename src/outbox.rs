@@ -7,7 +7,6 @@ use std::rc::Rc;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::future_to_promise;
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
@@ -33,7 +32,7 @@ fn run<F>(f: F) -> Promise
 where
     F: std::future::Future<Output = Result<JsValue>> + 'static,
 {
-    future_to_promise(async move { f.await.map_err(|e| js::to_js(&e)) })
+    js::promise(async move { f.await.map_err(|e| js::to_js(&e)) })
 }
 
 fn budget(opts: &JsValue) -> Result<Option<Millis>> {
@@ -174,7 +173,7 @@ impl JsOutbox {
 
     pub fn close(&self) -> Promise {
         let engine = self.engine.clone();
-        future_to_promise(async move {
+        js::promise(async move {
             engine.close().await;
             Ok(JsValue::UNDEFINED)
         })

@@ -72,6 +72,19 @@ pub enum SchedError {
     NotHeld(Seq),
 }
 
+/// Every ordered set here is this one type, so the B-tree code is compiled once rather
+/// than once per element type (about 20 KB of wasm). A set of plain seqs holds `(0, seq)`.
+type Set = BTreeSet<(u64, Seq)>;
+
+fn rank(p: Priority) -> u64 {
+    p as u64
+}
+
+/// The seqs of a set's elements.
+fn seqs_of(set: &Set) -> impl Iterator<Item = Seq> + '_ {
+    set.iter().map(|&(_, s)| s)
+}
+
 #[derive(Debug)]
 pub struct Scheduler {
     ordering: Ordering,
@@ -79,13 +92,15 @@ pub struct Scheduler {
     entries: BTreeMap<Seq, Entry>,
     keys: FxHashMap<Rc<str>, KeyQueue>,
     /// Unfinished barriers.
-    barriers: BTreeSet<Seq>,
+    barriers: Set,
     /// Non-barrier transactions that are the head of every one of their keys and not in
     /// flight: the candidates when a barrier constraint lifts.
-    heads: BTreeSet<Seq>,
-    timed: BTreeSet<(Millis, Seq)>,
-    ready: BTreeSet<(Priority, Seq)>,
-    parked: BTreeSet<Seq>,
+    heads: Set,
+    /// By `not_before`.
+    timed: Set,
+    /// By priority (`rank`).
+    ready: Set,
+    parked: Set,
     hold_low: bool,
     in_flight: usize,
     /// In flight as riders of a batch: not counted against `max_concurrency`.
@@ -100,11 +115,11 @@ impl Scheduler {
             max_concurrency: max_concurrency.max(1),
             entries: BTreeMap::new(),
             keys: FxHashMap::default(),
-            barriers: BTreeSet::new(),
-            heads: BTreeSet::new(),
-            timed: BTreeSet::new(),
-            ready: BTreeSet::new(),
-            parked: BTreeSet::new(),
+            barriers: Set::new(),
+            heads: Set::new(),
+            timed: Set::new(),
+            ready: Set::new(),
+            parked: Set::new(),
             hold_low: false,
             in_flight: 0,
             riders: 0,
@@ -167,7 +182,7 @@ impl Scheduler {
         }
         let barrier = self.ordering == Ordering::Fifo || interned.is_empty();
         let old_min = self.first_seq();
-        let old_barrier = self.barriers.first().copied();
+        let old_barrier = self.first_barrier();
         let mut displaced = Vec::new();
         for k in &interned {
             let q = self.keys.entry(k.clone()).or_default();
@@ -191,7 +206,7 @@ impl Scheduler {
             },
         );
         if barrier {
-            self.barriers.insert(seq);
+            self.barriers.insert((0, seq));
         }
         self.sync(seq);
         for s in displaced {
@@ -202,12 +217,9 @@ impl Scheduler {
         }
         if barrier && old_barrier.is_none_or(|b| seq < b) {
             // A new earliest barrier revokes every later transaction that was free to run.
-            let later: Vec<Seq> = self
-                .timed
-                .iter()
-                .map(|&(_, s)| s)
-                .chain(self.ready.iter().map(|&(_, s)| s))
-                .chain(self.parked.iter().copied())
+            let later: Vec<Seq> = seqs_of(&self.timed)
+                .chain(seqs_of(&self.ready))
+                .chain(seqs_of(&self.parked))
                 .filter(|&s| s > seq)
                 .collect();
             for s in later {
@@ -242,7 +254,7 @@ impl Scheduler {
         mut fits: impl FnMut(Seq) -> bool,
     ) -> Vec<Seq> {
         self.promote_due(now);
-        let picked: Vec<(Priority, Seq)> = self
+        let picked: Vec<(u64, Seq)> = self
             .ready
             .iter()
             .take(limit.saturating_mul(8))
@@ -265,7 +277,7 @@ impl Scheduler {
     /// next calls to [`start_next`](Self::start_next) would return, capacity permitting.
     pub fn upcoming(&mut self, now: Millis, limit: usize) -> Vec<Seq> {
         self.promote_due(now);
-        self.ready.iter().take(limit).map(|&(_, s)| s).collect()
+        seqs_of(&self.ready).take(limit).collect()
     }
 
     /// The transaction finished for good: acknowledged, or moved to the dead letters.
@@ -325,14 +337,14 @@ impl Scheduler {
                 self.timed.remove(&(not_before, seq));
             }
             State::Ready => {
-                self.ready.remove(&(priority, seq));
+                self.ready.remove(&(rank(priority), seq));
             }
             State::Parked => {
-                self.parked.remove(&seq);
+                self.parked.remove(&(0, seq));
             }
             State::Blocked | State::Held => {}
         }
-        self.heads.remove(&seq);
+        self.heads.remove(&(0, seq));
         Ok(())
     }
 
@@ -362,16 +374,19 @@ impl Scheduler {
         }
         self.hold_low = hold;
         if hold {
-            let low: Vec<(Priority, Seq)> =
-                self.ready.range((Priority::Low, 0)..).copied().collect();
+            let low: Vec<(u64, Seq)> = self
+                .ready
+                .range((rank(Priority::Low), 0)..)
+                .copied()
+                .collect();
             for (p, seq) in low {
                 self.ready.remove(&(p, seq));
-                self.parked.insert(seq);
+                self.parked.insert((0, seq));
                 self.set_state(seq, State::Parked);
             }
         } else {
-            for seq in std::mem::take(&mut self.parked) {
-                self.ready.insert((Priority::Low, seq));
+            for (_, seq) in std::mem::take(&mut self.parked) {
+                self.ready.insert((rank(Priority::Low), seq));
                 self.set_state(seq, State::Ready);
             }
         }
@@ -419,6 +434,10 @@ impl Scheduler {
         self.entries.keys().next().copied()
     }
 
+    fn first_barrier(&self) -> Option<Seq> {
+        self.barriers.first().map(|&(_, s)| s)
+    }
+
     fn promote_due(&mut self, now: Millis) {
         while let Some(&(t, seq)) = self.timed.first() {
             if t > now {
@@ -428,10 +447,10 @@ impl Scheduler {
             if let Some(e) = self.entries.get_mut(&seq) {
                 if self.hold_low && e.priority == Priority::Low {
                     e.state = State::Parked;
-                    self.parked.insert(seq);
+                    self.parked.insert((0, seq));
                 } else {
                     e.state = State::Ready;
-                    self.ready.insert((e.priority, seq));
+                    self.ready.insert((rank(e.priority), seq));
                 }
             }
         }
@@ -451,7 +470,7 @@ impl Scheduler {
             }
         }
         self.in_flight += 1;
-        self.heads.remove(&seq);
+        self.heads.remove(&(0, seq));
     }
 
     /// Clears what an in-flight transaction held, then wakes whoever it held up.
@@ -498,14 +517,14 @@ impl Scheduler {
                 self.timed.remove(&(e.not_before, seq));
             }
             State::Ready => {
-                self.ready.remove(&(e.priority, seq));
+                self.ready.remove(&(rank(e.priority), seq));
             }
             State::Parked => {
-                self.parked.remove(&seq);
+                self.parked.remove(&(0, seq));
             }
             State::Blocked | State::InFlight | State::Held => {}
         }
-        self.heads.remove(&seq);
+        self.heads.remove(&(0, seq));
         for k in e.keys.iter() {
             if let Some(q) = self.keys.get_mut(k) {
                 if let Ok(pos) = q.queue.binary_search(&seq) {
@@ -517,7 +536,7 @@ impl Scheduler {
             }
         }
         if e.barrier {
-            self.barriers.remove(&seq);
+            self.barriers.remove(&(0, seq));
         }
         if e.state == State::InFlight {
             self.release(seq, &e.keys, e.barrier, e.rider);
@@ -537,12 +556,12 @@ impl Scheduler {
     }
 
     fn sync_heads_before_barrier(&mut self) {
-        let limit = self.barriers.first().copied().unwrap_or(Seq::MAX);
-        let heads: Vec<Seq> = self.heads.range(..limit).copied().collect();
+        let limit = self.first_barrier().unwrap_or(Seq::MAX);
+        let heads: Vec<Seq> = self.heads.range(..(0, limit)).map(|&(_, s)| s).collect();
         for s in heads {
             self.sync(s);
         }
-        if let Some(&b) = self.barriers.first() {
+        if let Some(b) = self.first_barrier() {
             self.sync(b);
         }
     }
@@ -564,11 +583,11 @@ impl Scheduler {
                     .is_some_and(|q| q.queue.front() == Some(&seq) && q.busy.is_none())
             });
             if head {
-                self.heads.insert(seq);
+                self.heads.insert((0, seq));
             } else {
-                self.heads.remove(&seq);
+                self.heads.remove(&(0, seq));
             }
-            head && self.in_flight_barriers == 0 && self.barriers.first().is_none_or(|&b| b > seq)
+            head && self.in_flight_barriers == 0 && self.first_barrier().is_none_or(|b| b > seq)
         };
         let (state, priority, not_before) = (e.state, e.priority, e.not_before);
         match (free, state) {
@@ -581,11 +600,11 @@ impl Scheduler {
                 self.set_state(seq, State::Blocked);
             }
             (false, State::Ready) => {
-                self.ready.remove(&(priority, seq));
+                self.ready.remove(&(rank(priority), seq));
                 self.set_state(seq, State::Blocked);
             }
             (false, State::Parked) => {
-                self.parked.remove(&seq);
+                self.parked.remove(&(0, seq));
                 self.set_state(seq, State::Blocked);
             }
             _ => {}

@@ -237,7 +237,7 @@ impl Engine {
             }
         }
         let me = self.clone();
-        spawn_local(async move {
+        js::spawn(async move {
             let location = me.store.locate(&id).await;
             let settle: Option<std::result::Result<JsValue, JsValue>> = match location {
                 Ok(Location::Pending) => None,

@@ -36,7 +36,7 @@ impl Engine {
             let this = self.this.clone();
             st.outgoing_timer = Some(Timeout::new(0, move || {
                 if let Some(e) = this.upgrade() {
-                    spawn_local(async move { e.flush_outgoing() });
+                    js::spawn(async move { e.flush_outgoing() });
                 }
             }));
         }
@@ -115,7 +115,7 @@ impl Engine {
         for action in actions {
             match action {
                 Action::Send(m) => self.post(&encode_lease(m)),
-                Action::BecomeLeader => spawn_local(self.clone().gain()),
+                Action::BecomeLeader => js::spawn(self.clone().gain()),
                 Action::BecomeFollower => self.demote(),
             }
         }
@@ -132,7 +132,7 @@ impl Engine {
         let this = Rc::downgrade(self);
         st.lease_timer = Some(Timeout::new(delay, move || {
             if let Some(e) = this.upgrade() {
-                spawn_local(async move {
+                js::spawn(async move {
                     let actions = match e.st.borrow_mut().lease.as_mut() {
                         Some(lease) => lease.tick(js::now()),
                         None => return,
@@ -167,7 +167,7 @@ impl Engine {
             }
             st.syncing = true;
         }
-        spawn_local(self.clone().sync_loop());
+        js::spawn(self.clone().sync_loop());
     }
 
     async fn sync_loop(self: Rc<Self>) {
@@ -213,7 +213,7 @@ impl Engine {
                     // Undecodable records go to the dead letters here too.
                     if let (false, Some(epoch)) = (loaded.corrupt.is_empty(), st.epoch) {
                         let me = self.clone();
-                        spawn_local(async move {
+                        js::spawn(async move {
                             if let Err(e) =
                                 me.store.quarantine(loaded.corrupt, js::now(), epoch).await
                             {
@@ -249,7 +249,7 @@ impl Engine {
 
     fn load_revived(self: &Rc<Self>, seq: Seq) {
         let me = self.clone();
-        spawn_local(async move {
+        js::spawn(async move {
             let generation = me.st.borrow().generation;
             match me.store.load(seq.checked_sub(1), Some(seq)).await {
                 Ok(loaded) => {
@@ -338,7 +338,7 @@ impl Engine {
             Timeout::new(ms, move || {
                 if let Some(e) = this.upgrade() {
                     // Out of the callback: removing the entry drops this very Timeout.
-                    spawn_local(async move {
+                    js::spawn(async move {
                         let entry = e.st.borrow_mut().rpcs.remove(&req);
                         if let Some((d, _)) = entry {
                             d.reject(&js::err(
@@ -366,7 +366,7 @@ impl Engine {
         let op = js::get(&msg, "op").as_string().unwrap_or_default();
         let (req, from) = (js::get(&msg, "req"), js::get(&msg, "from"));
         let me = self.clone();
-        spawn_local(async move {
+        js::spawn(async move {
             let result: Result<JsValue> = match op.as_str() {
                 "remove" => match js::get(&msg, "id").as_string() {
                     Some(id) => me.clone().remove(id).await.map(|_| JsValue::UNDEFINED),
@@ -444,7 +444,7 @@ impl Engine {
             let out_resolve = out.resolver();
             move || {
                 let Some(me) = me.upgrade() else { return };
-                spawn_local(async move {
+                js::spawn(async move {
                     let remaining = me.store.count_pending().await.unwrap_or(u32::MAX);
                     let o = Object::new();
                     for k in ["sent", "retried", "dead"] {
@@ -461,7 +461,7 @@ impl Engine {
                 });
             }
         });
-        spawn_local(async move {
+        js::spawn(async move {
             let result = JsFuture::from(reply).await;
             drop(timer);
             match result {
