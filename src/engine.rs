@@ -181,9 +181,9 @@ struct State {
     /// When the oldest held transaction reaches `maxHoldMs`.
     hold_until: Option<Millis>,
     /// Coalesce key -> the latest pending transaction carrying it.
-    coalesce: FxHashMap<String, Seq>,
+    coalesce: FxHashMap<Rc<str>, Seq>,
     /// Records to fold into an earlier one, kept out of the scheduler meanwhile.
-    folding: FxHashMap<Seq, TxMeta>,
+    folding: FxHashMap<Seq, Box<TxMeta>>,
     /// Folds to start, by the older transaction.
     folds: Vec<Seq>,
     /// Older transaction -> newer ones waiting to fold into it, in order. The older is
@@ -675,7 +675,7 @@ impl Engine {
     fn insert_pending(&self, st: &mut State, m: TxMeta) {
         let Some(seq) = m.seq else { return };
         if let Some(key) = &m.coalesce_key {
-            let target = st.coalesce.get(key).copied().filter(|&older| {
+            let target = st.coalesce.get(key.as_str()).copied().filter(|&older| {
                 older < seq
                     && !st.sched.is_in_flight(older)
                     && (!st.sched.is_held(older) || st.fold_queue.contains_key(&older))
@@ -688,7 +688,7 @@ impl Engine {
                     })
             });
             if let Some(older) = target {
-                st.folding.insert(seq, m);
+                st.folding.insert(seq, Box::new(m));
                 st.writes += 1;
                 if let Some(queue) = st.fold_queue.get_mut(&older) {
                     queue.push_back(seq);
@@ -699,8 +699,8 @@ impl Engine {
                 }
                 return;
             }
-            if st.coalesce.get(key).is_none_or(|&s| s < seq) {
-                st.coalesce.insert(key.clone(), seq);
+            if st.coalesce.get(key.as_str()).is_none_or(|&s| s < seq) {
+                st.coalesce.insert(Rc::from(key.as_str()), seq);
             }
         }
         // A dead letter revived under the block policy: it leaves its hold and runs.
@@ -1824,7 +1824,7 @@ impl Engine {
                 // The older one went (removed meanwhile): the newer runs on its own.
                 if let (Some(mut m), Some(_)) = (new_meta, epoch) {
                     m.coalesce_key = None;
-                    self.insert_pending(&mut st, m);
+                    self.insert_pending(&mut st, *m);
                 }
                 return;
             }
@@ -1907,7 +1907,7 @@ impl Engine {
                 Err(_) if !fenced => {
                     let mut m = new_meta.clone();
                     m.coalesce_key = None;
-                    self.insert_pending(&mut st, m);
+                    self.insert_pending(&mut st, *m);
                 }
                 Err(_) => {}
             }
