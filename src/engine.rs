@@ -467,18 +467,15 @@ impl Engine {
             // The lowest seqs first, so sending starts before a long outbox is read: a
             // record can only wait for lower seqs, so what is loaded can be ordered
             // already. The rest follows through the sync loop (`request_sync` below).
-            let loaded = self.store.load_first(None, FIRST_LOAD).await?;
+            // Under the block policy the dead letters hold their keys (see `hold_dead`).
+            let block = self.dead_letters == DeadLetterPolicy::Block;
+            let loaded = self.store.load_first(None, FIRST_LOAD, block).await?;
             if !loaded.corrupt.is_empty() {
                 self.store
                     .quarantine(loaded.corrupt, js::now(), epoch)
                     .await?;
             }
-            // Under the block policy the dead letters hold their keys (see `hold_dead`).
-            let held = match self.dead_letters {
-                DeadLetterPolicy::Skip => Vec::new(),
-                DeadLetterPolicy::Block => self.store.dead_letters().await?,
-            };
-            Ok::<_, Error>((epoch, loaded.metas, held))
+            Ok::<_, Error>((epoch, loaded.metas, loaded.dead))
         }
         .await;
         let (epoch, metas, held) = match started {

@@ -70,6 +70,7 @@ extern "C" {
         after: JsValue,
         upto: JsValue,
         limit: Option<u32>,
+        dead: bool,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = sweepAcked, catch)]
     fn sweep_acked(
@@ -150,6 +151,9 @@ pub struct Corrupt {
 pub struct Loaded {
     pub metas: Vec<TxMeta>,
     pub corrupt: Vec<Corrupt>,
+    /// The dead letters in the same seq range, when asked for (they are read in the same
+    /// IndexedDB transaction, so none can be missing that a loaded record follows).
+    pub dead: Vec<TxMeta>,
 }
 
 /// A group commit being written: one IndexedDB transaction that every enqueue of the
@@ -267,6 +271,14 @@ impl Tx {
 
 fn result(req: &IdbRequest) -> JsValue {
     req.result().unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The dead-letter records of `values` that decode (one that does not stays where it is).
+fn decode_valid(values: &JsValue) -> Vec<TxMeta> {
+    record::decode_all(&Array::from(values))
+        .into_iter()
+        .filter_map(|m| m.ok())
+        .collect()
 }
 
 impl Store {
@@ -413,12 +425,13 @@ impl Store {
     /// Records of the outbox with `after < seq <= upto` (unbounded where `None`),
     /// metadata only, in `seq` order.
     pub async fn load(&self, after: Option<Seq>, upto: Option<Seq>) -> Result<Loaded> {
-        self.load_some(after, upto, None).await
+        self.load_some(after, upto, None, false).await
     }
 
-    /// The first `limit` records after `after` (see `load`).
-    pub async fn load_first(&self, after: Option<Seq>, limit: u32) -> Result<Loaded> {
-        self.load_some(after, None, Some(limit)).await
+    /// The first `limit` records after `after` (see `load`), and with `dead` every dead
+    /// letter after `after`.
+    pub async fn load_first(&self, after: Option<Seq>, limit: u32, dead: bool) -> Result<Loaded> {
+        self.load_some(after, None, Some(limit), dead).await
     }
 
     async fn load_some(
@@ -426,11 +439,17 @@ impl Store {
         after: Option<Seq>,
         upto: Option<Seq>,
         limit: Option<u32>,
+        dead: bool,
     ) -> Result<Loaded> {
-        let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readonly, "load")?;
+        let stores: &[&str] = if dead { &[OUTBOX, DEAD] } else { &[OUTBOX] };
+        let tx = self.tx(stores, IdbTransactionMode::Readonly, "load")?;
         let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
-        let reqs = tx.check(load_range(&tx.tx, bound(after), bound(upto), limit))?;
+        let reqs = tx.check(load_range(&tx.tx, bound(after), bound(upto), limit, dead))?;
         tx.done().await?;
+        let dead = js::get(&reqs, "dead")
+            .dyn_into::<IdbRequest>()
+            .map(|r| decode_valid(&result(&r)))
+            .unwrap_or_default();
         let keys = Array::from(&result(js::get(&reqs, "keys").unchecked_ref()));
         let values = Array::from(&result(js::get(&reqs, "values").unchecked_ref()));
         let mut metas = Vec::with_capacity(values.length() as usize);
@@ -447,7 +466,11 @@ impl Store {
                 Err(reason) => corrupt.push(Corrupt { key, raw, reason }),
             }
         }
-        Ok(Loaded { metas, corrupt })
+        Ok(Loaded {
+            metas,
+            corrupt,
+            dead,
+        })
     }
 
     /// Bumps the leader epoch and returns the new value: this context now leads, and
@@ -700,10 +723,7 @@ impl Store {
         let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
         let all = tx.check(tx.store(DEAD)?.get_all())?;
         tx.done().await?;
-        Ok(record::decode_all(&Array::from(&result(&all)))
-            .into_iter()
-            .filter_map(|m| m.ok())
-            .collect())
+        Ok(decode_valid(&result(&all)))
     }
 
     pub async fn count_dead(&self) -> Result<u32> {

@@ -222,3 +222,56 @@ test("import under the 'block' policy: an imported dead letter holds its keys, a
     await follower.close();
   }
 });
+
+test("import under the 'block' policy: the leader holds an imported dead letter even when the importer's word never comes", async () => {
+  // The follower's `imported` message is lost (as if its tab died right after the import
+  // committed); the leader finds the imported records through a later wake-up and must
+  // still keep the transaction behind the dead letter waiting.
+  const follower = await openApp(context, srv.origin);
+  try {
+    const name = 'backup-block-late';
+    await page.evaluate(async (name) => {
+      window.lateSeen = [];
+      window.lateLeader = await window.lib.Outbox.open({
+        name, deadLetterPolicy: 'block', leaderElection: 'web-locks',
+        handlers: { ok: async (ctx) => { window.lateSeen.push(ctx.mutations); } },
+      });
+    }, name);
+    const report = await follower.evaluate(async (name) => {
+      const post = BroadcastChannel.prototype.postMessage;
+      BroadcastChannel.prototype.postMessage = function (msg) {
+        if (msg?.t !== 'imported') post.call(this, msg);
+      };
+      const ob = await window.lib.Outbox.open({ name, deadLetterPolicy: 'block', leaderElection: 'web-locks', handlers: { ok: window.handlers.ok } });
+      const rec = (id, seq, over = {}) => ({
+        id, seq, handler: 'ok', keys: ['doc'], idempotencyKey: id, priority: 'normal',
+        attempts: 3, createdAt: 1, nextAttemptAt: 1, mutations: id, metadata: { $t: 'undefined' }, ...over,
+      });
+      const report = await ob.import({
+        format: 'offline-outbox-backup', version: 1, name: 'elsewhere', exportedAt: 1,
+        pending: [rec('later', 2)],
+        dead: [rec('died', 1, { deadReason: 'max-attempts', deadAt: 1, lastError: { name: 'Error', message: 'x' } })],
+      });
+      // A later enqueue wakes the leader, which reads what was committed since.
+      await ob.enqueue({ handler: 'ok', keys: ['other'], mutations: 'wake' });
+      window.followerOutbox = ob;
+      return { report, leader: ob.isLeader };
+    }, name);
+    assert.equal(report.leader, false);
+    assert.deepEqual(report.report, { pending: 1, dead: 1, skipped: 0 });
+    const held = await page.evaluate(async () => {
+      for (let i = 0; i < 200 && !window.lateSeen.includes('wake'); i++) await new Promise((r) => setTimeout(r, 10));
+      await window.lateLeader.drain();
+      const seen = [...window.lateSeen];
+      await window.lateLeader.discardDead('died');
+      await window.lateLeader.drain();
+      return { before: seen, after: [...window.lateSeen] };
+    });
+    assert.deepEqual(held.before, ['wake'], 'the imported transaction on the dead key waits');
+    assert.deepEqual(held.after, ['wake', 'later']);
+  } finally {
+    await follower.evaluate(() => window.followerOutbox?.close());
+    await page.evaluate(() => window.lateLeader?.close());
+    await follower.close();
+  }
+});

@@ -178,7 +178,11 @@ impl Engine {
             };
             // In chunks: a new leader reads most of a long outbox here, and the chunk is
             // what sits decoded in memory at once besides the records already kept.
-            let loaded = self.store.load_first(after, SYNC_CHUNK).await;
+            // Under the block policy, with the dead letters committed alongside (an import
+            // elsewhere): read together, so a record is never taken in without the dead
+            // letter ahead of it on its keys, even when the importer's word comes late.
+            let block = self.dead_letters == DeadLetterPolicy::Block;
+            let loaded = self.store.load_first(after, SYNC_CHUNK, block).await;
             let mut st = self.st.borrow_mut();
             if st.generation != generation {
                 // Leadership changed during the read. A new leadership's own request
@@ -203,6 +207,9 @@ impl Engine {
                         .max();
                     if let Some(top) = top {
                         st.last_synced = Some(st.last_synced.map_or(top, |l| l.max(top)));
+                    }
+                    for m in &loaded.dead {
+                        super::backup::hold_dead(&mut st, m);
                     }
                     for m in loaded.metas {
                         let Some(seq) = m.seq else { continue };

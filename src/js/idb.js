@@ -104,14 +104,18 @@ export function bumpEpoch(tx) {
  * Outbox records with after < seq <= upto (either bound may be null), metadata only; the
  * first `limit` of them where `limit` is not null.
  */
-export function loadRange(tx, after, upto, limit) {
+export function loadRange(tx, after, upto, limit, dead) {
   const store = tx.objectStore('outbox');
   let range = null;
   if (after !== null && upto !== null) range = IDBKeyRange.bound(after, upto, true, false);
   else if (after !== null) range = IDBKeyRange.lowerBound(after, true);
   else if (upto !== null) range = IDBKeyRange.upperBound(upto);
   const count = limit ?? undefined;
-  return { keys: store.getAllKeys(range, count), values: store.getAll(range, count) };
+  return {
+    keys: store.getAllKeys(range, count),
+    values: store.getAll(range, count),
+    dead: dead ? tx.objectStore('dead').getAll(range) : null,
+  };
 }
 
 /**
