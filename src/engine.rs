@@ -14,7 +14,7 @@ mod query;
 mod sync;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::rc::{Rc, Weak};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -31,7 +31,9 @@ use crate::js::{self, Deferred};
 use crate::leader::{self, Channel, HeldLock, LockRequest, Mode};
 use crate::lease::{Lease, Timing};
 use crate::metrics::{Metrics, Progress};
-use crate::model::{DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Seq, Status, TxMeta};
+use crate::model::{
+    DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Priority, Seq, Status, TxMeta,
+};
 use crate::network;
 use crate::options::{Capacity, Handler, NewTransaction, Options, WifiPreferred};
 use crate::record;
@@ -96,6 +98,31 @@ impl State {
             || self.ack_busy
             || self.writes > 0
     }
+
+    /// Takes `meta` into `pending` (replacing what `seq` held), keeping the totals that
+    /// the capacity and network checks read in step, so neither scans the outbox.
+    fn put_pending(&mut self, seq: Seq, meta: Box<TxMeta>) {
+        self.pending_bytes += meta.bytes;
+        if meta.priority == Priority::Low {
+            self.low_by_age.insert((meta.created_at, seq));
+        }
+        if let Some(old) = self.pending.insert(seq, meta) {
+            self.untrack(seq, &old);
+        }
+    }
+
+    fn take_pending(&mut self, seq: Seq) -> Option<Box<TxMeta>> {
+        let meta = self.pending.remove(&seq)?;
+        self.untrack(seq, &meta);
+        Some(meta)
+    }
+
+    fn untrack(&mut self, seq: Seq, meta: &TxMeta) {
+        self.pending_bytes = self.pending_bytes.saturating_sub(meta.bytes);
+        if meta.priority == Priority::Low {
+            self.low_by_age.remove(&(meta.created_at, seq));
+        }
+    }
 }
 
 struct State {
@@ -132,7 +159,12 @@ struct State {
     /// Followers: requests to the leader awaiting its reply (and their time limit).
     rpcs: FxHashMap<u32, (Deferred, Option<Timeout>)>,
     sched: Scheduler,
+    /// Changed only through `put_pending` and `take_pending`.
     pending: FxHashMap<Seq, Box<TxMeta>>,
+    /// What the pending transactions' payloads take in storage (estimated at enqueue).
+    pending_bytes: u64,
+    /// Pending low-priority transactions by age (the network policy's oldest held one).
+    low_by_age: BTreeSet<(Millis, Seq)>,
     ids: FxHashMap<Rc<str>, Seq>,
     rng: Rng,
     listeners: Vec<(u32, Function)>,
@@ -296,6 +328,8 @@ impl Engine {
                 rpcs: FxHashMap::default(),
                 sched: Scheduler::new(opts.ordering, opts.max_concurrency),
                 pending: FxHashMap::default(),
+                pending_bytes: 0,
+                low_by_age: BTreeSet::new(),
                 ids: FxHashMap::default(),
                 rng: Rng::new(js::random_u64()),
                 listeners: Vec::new(),
@@ -566,6 +600,8 @@ impl Engine {
     fn forget_pending(&self, st: &mut State) {
         st.sched = Scheduler::new(self.ordering, self.max_concurrency);
         st.pending.clear();
+        st.pending_bytes = 0;
+        st.low_by_age.clear();
         st.coalesce.clear();
         st.folding.clear();
         st.folds.clear();
@@ -712,7 +748,7 @@ impl Engine {
             .is_ok()
         {
             st.ids.insert(m.id.clone(), seq);
-            st.pending.insert(seq, Box::new(m));
+            st.put_pending(seq, Box::new(m));
         }
     }
 
@@ -793,7 +829,7 @@ impl Engine {
                 return;
             }
             let count = st.pending.len() as u64;
-            let bytes = pending_bytes(&st.pending);
+            let bytes = st.pending_bytes;
             let part = |n: u64, max: Option<u64>| max.map_or(0.0, |m| n as f64 / m as f64);
             let ratio = part(count, max_count).max(part(bytes, max_bytes));
             let level = match ratio {
@@ -1186,16 +1222,10 @@ impl Engine {
         }
         st.hold_until = None;
         let verdict = network::metered() && {
-            let oldest_low = st
-                .pending
-                .values()
-                .filter(|m| m.priority == crate::model::Priority::Low)
-                .map(|m| m.created_at)
-                .min();
-            let bytes = pending_bytes(&st.pending);
+            let oldest_low = st.low_by_age.first().map(|&(t, _)| t);
             let until = oldest_low.map(|t| t.saturating_add(policy.max_hold_ms));
             st.hold_until = until;
-            until.is_some_and(|u| now < u) && bytes <= policy.max_hold_bytes
+            until.is_some_and(|u| now < u) && st.pending_bytes <= policy.max_hold_bytes
         };
         st.hold_verdict = Some(verdict);
         verdict
@@ -1547,7 +1577,7 @@ impl Engine {
             if st.sched.finish(seq).is_err() {
                 return;
             }
-            let Some(meta) = st.pending.remove(&seq) else {
+            let Some(meta) = st.take_pending(seq) else {
                 return;
             };
             for id in meta.ids() {
@@ -1712,7 +1742,7 @@ impl Engine {
                         DeadLetterPolicy::Skip => st.sched.finish(seq),
                         DeadLetterPolicy::Block => st.sched.hold(seq),
                     };
-                    st.pending.remove(&seq);
+                    st.take_pending(seq);
                     st.cache.remove(&seq);
                     st.totals.dead += 1;
                     st.capacity_dirty = true;
@@ -1890,7 +1920,7 @@ impl Engine {
             match &folded {
                 Ok((meta, payload)) => {
                     st.ids.insert(new_meta.id.clone(), older);
-                    st.pending.insert(older, meta.clone());
+                    st.put_pending(older, meta.clone());
                     st.cache.insert(older, payload.clone());
                     st.hold_verdict = None;
                     st.capacity_dirty = true;
@@ -2207,11 +2237,6 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
         &JsValue::from_f64(js_sys::Date::now() - d.started_at),
     );
     o.into()
-}
-
-/// What the pending transactions' payloads take in storage (estimated at enqueue).
-fn pending_bytes(pending: &FxHashMap<Seq, Box<TxMeta>>) -> u64 {
-    pending.values().map(|m| m.bytes).sum()
 }
 
 /// The context a handler receives for one transaction.

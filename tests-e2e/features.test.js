@@ -540,6 +540,48 @@ test('storage health: persistence and estimate in stats, capacity warnings that 
   assert.equal(r.bad, 'InvalidOptions');
 });
 
+test('capacity by bytes: acknowledged, dead and removed transactions stop counting', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const big = (i) => ({ i, text: 'x'.repeat(3000) });
+    // The same final outbox reached with and without earlier traffic must report the same.
+    const run = async (name, churn) => {
+      const events = [];
+      let open;
+      const gate = new Promise((r) => { open = r; });
+      const ob = await Outbox.open({
+        name, capacity: { maxBytes: 20000 },
+        handlers: {
+          send: async () => {}, hang: () => gate, hold: () => new Promise(() => {}),
+          bad: async () => { throw new NonRetriableError('no'); },
+        },
+      });
+      ob.subscribe((e) => { if (e.type === 'capacity') events.push({ level: e.level, count: e.count, bytes: e.bytes }); });
+      if (churn) {
+        const blocker = await ob.enqueue({ handler: 'hang', keys: [], mutations: null });
+        const gone = await ob.enqueue({ handler: 'send', keys: ['r'], mutations: big(-1) });
+        await ob.remove(gone.id);
+        for (let i = 0; i < 3; i++) await ob.enqueue({ handler: 'send', keys: ['a'], mutations: big(i) });
+        await ob.enqueue({ handler: 'bad', keys: ['b'], mutations: big(9) });
+        open();
+        await ob.settled(blocker.id);
+        await ob.drain();
+      }
+      for (let i = 0; i < 8; i++) {
+        await ob.enqueue({ handler: 'hold', keys: ['z'], mutations: big(i) });
+        await new Promise((r) => setTimeout(r, 0));
+      }
+      const stats = await ob.stats();
+      await ob.close();
+      return { events, dead: stats.dead };
+    };
+    return { churned: await run('capacity-bytes-churn', true), fresh: await run('capacity-bytes-fresh', false) };
+  });
+  assert.equal(r.churned.dead, 1);
+  assert.ok(r.fresh.events.length > 0, 'the fresh outbox crossed a mark');
+  assert.deepEqual(r.churned.events.slice(-r.fresh.events.length), r.fresh.events);
+});
+
 test('QuotaExceededError becomes OutboxError QuotaExceeded with nothing written', async () => {
   // A fresh context: the quota override reaches storage opened after it.
   const fresh = await browser.newContext();

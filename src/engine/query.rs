@@ -184,7 +184,7 @@ impl Engine {
             // Out of the scheduler first, so it cannot start while the delete commits.
             let _ = st.sched.remove(seq);
             st.cache.remove(&seq);
-            let meta = st.pending.remove(&seq);
+            let meta = st.take_pending(seq);
             st.ids.remove(id.as_str());
             (seq, meta)
         };
