@@ -141,6 +141,9 @@ struct State {
     /// A new leader is still reading the records that were there when it took over:
     /// queries that answer from memory wait (`until_loaded`) rather than report a part.
     taking_over: bool,
+    /// A new leader's sync waits for its first payload read: run together, the two reads
+    /// compete, and the first send waits on the longer one.
+    sync_deferred: bool,
     loaded_waiters: Vec<Deferred>,
     lock: Option<LockRequest>,
     lease: Option<Lease>,
@@ -315,6 +318,7 @@ impl Engine {
                 syncing: false,
                 sync_again: false,
                 taking_over: false,
+                sync_deferred: false,
                 loaded_waiters: Vec::new(),
                 lock: None,
                 lease: None,
@@ -549,7 +553,14 @@ impl Engine {
         // Sending starts first, so its payload read is not queued behind the rest of a
         // long outbox; then the rest, and anything committed by others while we loaded.
         self.pump();
-        self.request_sync();
+        let deferred = {
+            let mut st = self.st.borrow_mut();
+            st.sync_deferred = st.loading;
+            st.sync_deferred
+        };
+        if !deferred {
+            self.request_sync();
+        }
     }
 
     fn is_expired(&self, meta: &TxMeta, now: Millis) -> bool {
@@ -1279,7 +1290,13 @@ impl Engine {
             {
                 return;
             }
-            let room = WINDOW.saturating_sub(st.cache.len());
+            // Transactions started with nothing read ahead (a new leader's first sends)
+            // wait on this read: it fetches theirs alone, and the read-ahead follows.
+            let room = if st.cache.is_empty() && !st.awaiting_payload.is_empty() {
+                0
+            } else {
+                WINDOW.saturating_sub(st.cache.len())
+            };
             // The runnable ones in priority order, then what comes next in seq order (a
             // chain on one key runs in seq order).
             let upcoming = st.sched.upcoming(now, room);
@@ -1356,6 +1373,9 @@ impl Engine {
         };
         for (seq, p) in run {
             js::spawn(self.clone().attempt(seq, p));
+        }
+        if std::mem::take(&mut self.st.borrow_mut().sync_deferred) {
+            self.request_sync();
         }
         for (seq, message) in failed {
             self.clone().unreadable(seq, message).await;
