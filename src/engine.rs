@@ -501,13 +501,12 @@ impl Engine {
             return;
         }
         let started = async {
-            let epoch = self.store.bump_epoch().await?;
             // The lowest seqs first, so sending starts before a long outbox is read: a
             // record can only wait for lower seqs, so what is loaded can be ordered
             // already. The rest follows through the sync loop (`request_sync` below).
             // Under the block policy the dead letters hold their keys (see `hold_dead`).
             let block = self.dead_letters == DeadLetterPolicy::Block;
-            let loaded = self.store.load_first(None, FIRST_LOAD, block).await?;
+            let (epoch, loaded) = self.store.take_over(FIRST_LOAD, block).await?;
             if !loaded.corrupt.is_empty() {
                 self.store
                     .quarantine(loaded.corrupt, js::now(), epoch)

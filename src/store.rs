@@ -446,42 +446,35 @@ impl Store {
         let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
         let reqs = tx.check(load_range(&tx.tx, bound(after), bound(upto), limit, dead))?;
         tx.done().await?;
-        let dead = js::get(&reqs, "dead")
-            .dyn_into::<IdbRequest>()
-            .map(|r| decode_valid(&result(&r)))
-            .unwrap_or_default();
-        let keys = Array::from(&result(js::get(&reqs, "keys").unchecked_ref()));
-        let values = Array::from(&result(js::get(&reqs, "values").unchecked_ref()));
-        let mut metas = Vec::with_capacity(values.length() as usize);
-        let mut corrupt = Vec::new();
-        let decoded = record::decode_all(&values);
-        for ((key, raw), meta) in keys.iter().zip(values.iter()).zip(decoded) {
-            match meta {
-                Ok(m) if m.seq.map(|s| s as f64) == key.as_f64() => metas.push(m),
-                Ok(_) => corrupt.push(Corrupt {
-                    key,
-                    raw,
-                    reason: "seq does not match its key".into(),
-                }),
-                Err(reason) => corrupt.push(Corrupt { key, raw, reason }),
-            }
-        }
-        Ok(Loaded {
-            metas,
-            corrupt,
-            dead,
-        })
+        Ok(loaded(&reqs))
     }
 
-    /// Bumps the leader epoch and returns the new value: this context now leads, and
-    /// every earlier leader's fenced writes fail.
-    pub async fn bump_epoch(&self) -> Result<u64> {
-        let tx = self.tx(&[META], IdbTransactionMode::Readwrite, "leader epoch")?;
+    /// Takes over as leader in one IndexedDB transaction: bumps the epoch (every earlier
+    /// leader's fenced writes fail from now on) and reads the first `limit` records, with
+    /// `dead` every dead letter too. Returns the new epoch.
+    pub async fn take_over(&self, limit: u32, dead: bool) -> Result<(u64, Loaded)> {
+        let stores: &[&str] = if dead {
+            &[META, OUTBOX, DEAD]
+        } else {
+            &[META, OUTBOX]
+        };
+        let tx = self.tx(stores, IdbTransactionMode::Readwrite, "leader epoch")?;
         let out = tx.check(bump_epoch(&tx.tx))?;
+        let reqs = tx.check(load_range(
+            &tx.tx,
+            JsValue::NULL,
+            JsValue::NULL,
+            Some(limit),
+            dead,
+        ))?;
+        // The epoch's put follows its read: no early commit.
         tx.wait(false).await?;
-        Ok(js::get(&out, "epoch").as_f64().unwrap_or(0.0) as u64)
+        let epoch = js::get(&out, "epoch").as_f64().unwrap_or(0.0) as u64;
+        Ok((epoch, loaded(&reqs)))
     }
+}
 
+impl Store {
     async fn fenced(
         &self,
         stores: &[&str],
@@ -819,5 +812,35 @@ impl Store {
             .iter()
             .map(|s| s.as_f64().map(|f| f as Seq))
             .collect())
+    }
+}
+
+/// Decodes what `loadRange` read: records whose metadata does not decode, or whose seq
+/// is not their key, are set apart as corrupt.
+fn loaded(reqs: &JsValue) -> Loaded {
+    let dead = js::get(reqs, "dead")
+        .dyn_into::<IdbRequest>()
+        .map(|r| decode_valid(&result(&r)))
+        .unwrap_or_default();
+    let keys = Array::from(&result(js::get(reqs, "keys").unchecked_ref()));
+    let values = Array::from(&result(js::get(reqs, "values").unchecked_ref()));
+    let mut metas = Vec::with_capacity(values.length() as usize);
+    let mut corrupt = Vec::new();
+    let decoded = record::decode_all(&values);
+    for ((key, raw), meta) in keys.iter().zip(values.iter()).zip(decoded) {
+        match meta {
+            Ok(m) if m.seq.map(|s| s as f64) == key.as_f64() => metas.push(m),
+            Ok(_) => corrupt.push(Corrupt {
+                key,
+                raw,
+                reason: "seq does not match its key".into(),
+            }),
+            Err(reason) => corrupt.push(Corrupt { key, raw, reason }),
+        }
+    }
+    Loaded {
+        metas,
+        corrupt,
+        dead,
     }
 }
