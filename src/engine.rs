@@ -507,15 +507,16 @@ impl Engine {
             // Under the block policy the dead letters hold their keys (see `hold_dead`).
             let block = self.dead_letters == DeadLetterPolicy::Block;
             let (epoch, loaded) = self.store.take_over(FIRST_LOAD, block).await?;
+            let read_all = loaded.metas.len() + loaded.corrupt.len() < FIRST_LOAD as usize;
             if !loaded.corrupt.is_empty() {
                 self.store
                     .quarantine(loaded.corrupt, js::now(), epoch)
                     .await?;
             }
-            Ok::<_, Error>((epoch, loaded.metas, loaded.dead))
+            Ok::<_, Error>((epoch, loaded.metas, loaded.dead, read_all))
         }
         .await;
-        let (epoch, metas, held) = match started {
+        let (epoch, metas, held, read_all) = match started {
             Ok(v) => v,
             Err(e) => {
                 self.report_error(None, &e);
@@ -546,6 +547,11 @@ impl Engine {
             if let Some(lease) = st.lease.as_mut() {
                 lease.set_epoch(epoch);
             }
+        }
+        // Fewer than asked for: that was the whole outbox, and queries need not wait for
+        // the sync (which only picks up what others commit meanwhile).
+        if read_all {
+            self.finish_loading();
         }
         self.emit_leader(true);
         self.expire_old();
