@@ -162,7 +162,8 @@ struct State {
     /// Followers: requests to the leader awaiting its reply (and their time limit).
     rpcs: FxHashMap<u32, (Deferred, Option<Timeout>)>,
     sched: Scheduler,
-    /// Changed only through `put_pending` and `take_pending`.
+    /// Entries come and go only through `put_pending` and `take_pending` (or all at
+    /// once, with the totals, in `forget_pending`).
     pending: FxHashMap<Seq, Box<TxMeta>>,
     /// What the pending transactions' payloads take in storage (estimated at enqueue).
     pending_bytes: u64,
