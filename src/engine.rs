@@ -211,8 +211,9 @@ struct State {
     network_watch: Option<network::Watch>,
     /// `drain()` sends low-priority work the network policy would hold.
     force_low: bool,
-    /// The network policy's last verdict (it scans the outbox, so it is kept until the
-    /// connection changes, work is enqueued, or `hold_until` passes).
+    /// The network policy's last verdict (it asks the browser about the connection, and
+    /// every pump would, so it is kept until the connection changes, work is enqueued,
+    /// or `hold_until` passes).
     hold_verdict: Option<bool>,
     /// When the oldest held transaction reaches `maxHoldMs`.
     hold_until: Option<Millis>,
