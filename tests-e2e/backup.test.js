@@ -181,8 +181,8 @@ test('import checks the whole document first: typed errors, nothing stored', asy
 
 /**
  * A follower imports a dead letter on `doc`, a later transaction on `doc` and one on
- * `other` while the leader runs under the 'block' policy. With `lose`, the follower's
- * `imported` message never arrives (as if its tab died right after the import committed)
+ * `other` while the leader runs under the 'block' policy. With `lose`, the follower's word
+ * that it imported never arrives (as if its tab died right after the import committed)
  * and the leader finds the records through the follower's next enqueue instead. Returns
  * what the leader sent before and after it discards the dead letter.
  */
@@ -197,12 +197,11 @@ async function importBlocked(name, lose) {
       });
     }, name);
     const report = await follower.evaluate(async ({ name, lose }) => {
-      if (lose) {
-        const post = BroadcastChannel.prototype.postMessage;
-        BroadcastChannel.prototype.postMessage = function (msg) {
-          if (msg?.t !== 'imported') post.call(this, msg);
-        };
-      }
+      let dropping = lose;
+      const post = BroadcastChannel.prototype.postMessage;
+      BroadcastChannel.prototype.postMessage = function (msg) {
+        if (!(dropping && msg?.t === 'wake')) post.call(this, msg);
+      };
       const ob = await window.lib.Outbox.open({ name, deadLetterPolicy: 'block', leaderElection: 'web-locks', handlers: { ok: window.handlers.ok } });
       const rec = (id, seq, over = {}) => ({
         id, seq, handler: 'ok', keys: ['doc'], idempotencyKey: id, priority: 'normal',
@@ -213,6 +212,7 @@ async function importBlocked(name, lose) {
         pending: [rec('later', 2), rec('other-key', 3, { keys: ['other'] })],
         dead: [rec('died', 1, { deadReason: 'max-attempts', deadAt: 1, lastError: { name: 'Error', message: 'x' } })],
       });
+      dropping = false;
       if (lose) await ob.enqueue({ handler: 'ok', keys: ['w'], mutations: 'wake' });
       window.followerOutbox = ob;
       return { report, leader: ob.isLeader };

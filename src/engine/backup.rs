@@ -65,23 +65,26 @@ impl Engine {
         let rows = self.parse_backup(&doc)?;
         let seqs = self.store.import(&rows).await?;
         let (mut added, mut dead, mut skipped) = (Vec::new(), 0u32, 0u32);
-        let mut held = Vec::new();
         for ((mut meta, _, is_dead), seq) in rows.into_iter().zip(seqs) {
             let Some(seq) = seq else {
                 skipped += 1;
                 continue;
             };
             meta.seq = Some(seq);
-            if !is_dead {
+            if is_dead {
+                dead += 1;
+            } else {
                 added.push(meta);
-                continue;
-            }
-            dead += 1;
-            if self.dead_letters == DeadLetterPolicy::Block {
-                held.push(meta);
             }
         }
-        self.imported(&held);
+        // The leader takes the records in through its sync, which reads the dead letters
+        // committed with them in the same IndexedDB transaction (block policy), so none
+        // of the imported transactions can start ahead of one.
+        if self.is_leader() {
+            self.request_sync();
+        } else {
+            self.post(&leader::message("wake", &[]));
+        }
         for meta in &added {
             self.emit(|| {
                 let ev = event("enqueued", Some(&meta.id));
@@ -98,40 +101,6 @@ impl Engine {
 }
 
 impl Engine {
-    /// The leader learns of imported records: dead letters that hold their keys (block
-    /// policy) are held before the pending ones behind them are read, so none of those
-    /// can go out first. A follower hands the same over in one message.
-    pub(super) fn imported(self: &Rc<Self>, held: &[TxMeta]) {
-        let leading = {
-            let mut st = self.st.borrow_mut();
-            let leading = st.epoch.is_some();
-            if leading {
-                for m in held {
-                    hold_dead(&mut st, m);
-                }
-            }
-            leading
-        };
-        if leading {
-            self.request_sync();
-            return;
-        }
-        let list: Array = held
-            .iter()
-            .map(|m| JsValue::from(record::encode(m)))
-            .collect();
-        self.post(&leader::message("imported", &[("held", list.into())]));
-    }
-
-    /// `imported` from a follower.
-    pub(super) fn on_imported(self: &Rc<Self>, msg: &JsValue) {
-        let held: Vec<TxMeta> = record::decode_all(&Array::from(&js::get(msg, "held")))
-            .into_iter()
-            .filter_map(|m| m.ok())
-            .collect();
-        self.imported(&held);
-    }
-
     fn parse_backup(&self, doc: &JsValue) -> Result<Vec<Record>> {
         let doc = match doc.as_string() {
             Some(text) => js_sys::JSON::parse(&text)

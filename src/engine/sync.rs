@@ -98,7 +98,6 @@ impl Engine {
                     self.release_held(seq as Seq);
                 }
             }
-            "imported" if leading => self.on_imported(&msg),
             "online" if leading => self.notify_online(),
             "evs" => {
                 for ev in Array::from(&js::get(&msg, "evs")).iter() {
