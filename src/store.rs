@@ -472,9 +472,7 @@ impl Store {
         let epoch = js::get(&out, "epoch").as_f64().unwrap_or(0.0) as u64;
         Ok((epoch, loaded(&reqs)))
     }
-}
 
-impl Store {
     async fn fenced(
         &self,
         stores: &[&str],
