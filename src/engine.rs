@@ -509,7 +509,7 @@ impl Engine {
             // Under the block policy the dead letters hold their keys (see `hold_dead`).
             let block = self.dead_letters == DeadLetterPolicy::Block;
             let (epoch, loaded) = self.store.take_over(FIRST_LOAD, block).await?;
-            let read_all = loaded.metas.len() + loaded.corrupt.len() < FIRST_LOAD as usize;
+            let read_all = !loaded.filled(FIRST_LOAD);
             if !loaded.corrupt.is_empty() {
                 self.store
                     .quarantine(loaded.corrupt, js::now(), epoch)

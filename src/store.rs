@@ -156,6 +156,13 @@ pub struct Loaded {
     pub dead: Vec<TxMeta>,
 }
 
+impl Loaded {
+    /// Whether a read of at most `limit` records came back full, so more may follow.
+    pub fn filled(&self, limit: u32) -> bool {
+        self.metas.len() + self.corrupt.len() >= limit as usize
+    }
+}
+
 /// A group commit being written: one IndexedDB transaction that every enqueue of the
 /// current task adds its records to. On any failure nothing of it is stored.
 pub struct Append {

@@ -196,7 +196,7 @@ impl Engine {
             let mut more = false;
             match loaded {
                 Ok(loaded) => {
-                    more = loaded.metas.len() + loaded.corrupt.len() >= SYNC_CHUNK as usize;
+                    more = loaded.filled(SYNC_CHUNK);
                     let corrupt_seqs = loaded.corrupt.iter().filter_map(|c| c.key.as_f64());
                     let top = loaded
                         .metas
