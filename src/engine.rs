@@ -1056,9 +1056,9 @@ impl Engine {
         };
         let id = js::uuid_v4();
         let now = js::now();
-        let meta = TxMeta {
+        let mut meta = TxMeta {
             seq: None,
-            idempotency_key: idempotency_key.filter(|k| *k != id),
+            idempotency_key: None,
             id: id.into(),
             handler,
             keys: TxMeta::dedup_keys(keys),
@@ -1073,6 +1073,9 @@ impl Engine {
             coalesce_key,
             aliases: Vec::new(),
         };
+        if let Some(key) = idempotency_key {
+            meta.set_idempotency_key(key);
+        }
         Ok(Enqueue {
             meta,
             payload,
