@@ -1104,9 +1104,10 @@ impl Engine {
             match result {
                 Ok(seqs) => {
                     let mut done = Vec::with_capacity(batch.len());
-                    let leading = {
+                    let (leading, unread_below) = {
                         let mut st = self.st.borrow_mut();
                         let leading = st.epoch.is_some();
+                        let mut unread_below = false;
                         for ((mut item, written), seq) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
                             if leading {
@@ -1116,19 +1117,27 @@ impl Engine {
                                         st.cache.insert(seq, snap);
                                     }
                                 }
-                                self.insert_pending(&mut st, item.meta.clone());
-                                // Our own seq right after what we synced: nothing of
-                                // another context's can lie in between.
+                                // Taken in at once only right after what was synced: then
+                                // nothing of another context's lies below it. Otherwise
+                                // another tab may have committed records in between, and
+                                // ours would run ahead of them on a shared key: the sync
+                                // reads both, in seq order.
                                 if st.last_synced.map_or(seq == 1, |l| seq == l + 1) {
+                                    self.insert_pending(&mut st, item.meta.clone());
                                     st.last_synced = Some(seq);
+                                } else if fresh {
+                                    unread_below = true;
                                 }
                             }
                             done.push((item, written));
                         }
-                        leading
+                        (leading, unread_below)
                     };
                     if !leading {
                         self.post(&leader::message("wake", &[]));
+                    }
+                    if unread_below {
+                        self.request_sync();
                     }
                     if leader::is_offline() {
                         leader::register_sync(&self.sync_tag());

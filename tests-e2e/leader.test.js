@@ -123,6 +123,37 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     });
   }
 
+  test(`${mode}: the leader's own enqueue waits for a follower's lower seq on its key, even unannounced`, async () => {
+    const context = await browser.newContext();
+    const name = `own-after-follower-${mode}`;
+    const pages = [];
+    for (let i = 0; i < 2; i++) {
+      const page = await openApp(context, srv.origin);
+      // Whichever leads records what it sends, in order (window.calls).
+      await page.evaluate(async ({ name, mode }) => {
+        window.ob = await window.lib.Outbox.open({ name, leaderElection: mode, handlers: { post: window.handlers.ok } });
+      }, { name, mode });
+      pages.push(page);
+    }
+    const leader = pages[await waitForOneLeader(pages)];
+    const follower = pages.find((p) => p !== leader);
+    // The follower's word never reaches the leader: only the store knows of its record.
+    await follower.evaluate(async () => {
+      const post = BroadcastChannel.prototype.postMessage;
+      BroadcastChannel.prototype.postMessage = function (msg) {
+        if (msg?.t !== 'wake') post.call(this, msg);
+      };
+      await window.ob.enqueue({ handler: 'post', keys: ['doc'], mutations: 'first' });
+    });
+    const sent = await leader.evaluate(async () => {
+      const own = await window.ob.enqueue({ handler: 'post', keys: ['doc'], mutations: 'second' });
+      await Promise.race([window.ob.settled(own.id), new Promise((r) => setTimeout(r, 3000))]);
+      return window.calls.map((c) => c.mutations);
+    });
+    assert.deepEqual(sent, ['first', 'second']);
+    await context.close();
+  });
+
   test(`${mode}: followers in three tabs enqueue concurrently on shared keys; server order is seq order`, async () => {
     srv.api.reset();
     const context = await browser.newContext();
