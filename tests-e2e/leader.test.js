@@ -154,6 +154,67 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     await context.close();
   });
 
+  test(`${mode}: every tab enqueues on shared keys while leaders crash or close, round after round; nothing lost, once each, per-key order`, async () => {
+    srv.api.reset();
+    srv.api.delayMs = 2;
+    const context = await browser.newContext();
+    const name = `churn-${mode}`;
+    const open = async () => {
+      const page = await openApp(context, srv.origin);
+      await page.evaluate(async ({ name, mode }) => {
+        window.ob = await window.lib.Outbox.open({
+          name, leaderElection: mode, maxConcurrency: 4, retry: { baseDelayMs: 20, maxDelayMs: 100 },
+          handlers: {
+            post: async (ctx) => {
+              // Some first attempts fail, so retries interleave with the failovers.
+              if (ctx.attempt === 1 && ctx.mutations.n % 7 === 0) throw new Error('flaky');
+              await window.handlers.post(ctx);
+            },
+          },
+        });
+      }, { name, mode });
+      return page;
+    };
+    const pages = [];
+    for (let i = 0; i < 4; i++) pages.push(await open());
+    const enqueued = [];
+    for (let round = 0; round < 5; round++) {
+      // Every tab, the leader included, enqueues 20 at once; one in nine also takes key e.
+      const bursts = await Promise.all(pages.map((page, t) => page.evaluate(async (tab) => {
+        const all = [];
+        for (let i = 0; i < 20; i++) {
+          const key = ['a', 'b', 'c', 'd'][(i * 7 + tab) % 4];
+          const keys = i % 9 === 0 ? [key, 'e'] : [key];
+          all.push(window.ob.enqueue({ handler: 'post', keys, mutations: { key, n: tab * 100 + i } }));
+        }
+        return (await Promise.all(all)).map((x) => ({ id: x.id, seq: x.seq, keys: x.keys }));
+      }, round * 4 + t)));
+      enqueued.push(...bursts.flat());
+      await sleep(40 + 40 * round);
+      const leader = await waitForOneLeader(pages, 10000);
+      if (round % 2) {
+        const crashed = new Promise((r) => pages[leader].once('crash', r));
+        (await context.newCDPSession(pages[leader])).send('Page.crash').catch(() => {});
+        await crashed;
+      } else {
+        await pages[leader].close();
+      }
+      pages.splice(leader, 1);
+      pages.push(await open());
+    }
+    await waitFor(() => srv.api.unique().length >= enqueued.length, 60000, `all ${enqueued.length} sent`);
+    const byId = new Map(enqueued.map((t) => [t.id, t]));
+    const sent = srv.api.unique();
+    assert.equal(sent.length, enqueued.length);
+    assert.ok(sent.every((e) => byId.has(e.key)), 'only enqueued transactions are sent');
+    const seqsByKey = {};
+    for (const entry of sent) for (const key of byId.get(entry.key).keys) (seqsByKey[key] ??= []).push(byId.get(entry.key).seq);
+    for (const [key, seqs] of Object.entries(seqsByKey)) {
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `server order of ${key} is seq order`);
+    }
+    await context.close();
+  });
+
   test(`${mode}: followers in three tabs enqueue concurrently on shared keys; server order is seq order`, async () => {
     srv.api.reset();
     const context = await browser.newContext();
