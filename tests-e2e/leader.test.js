@@ -154,6 +154,34 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     await context.close();
   });
 
+  test(`${mode}: the leader and a follower enqueue at the same time; each transaction reaches the handler once`, async () => {
+    const context = await browser.newContext();
+    const name = `both-enqueue-${mode}`;
+    const pages = [];
+    for (let i = 0; i < 2; i++) {
+      const page = await openApp(context, srv.origin);
+      await page.evaluate(async ({ name, mode }) => {
+        window.ob = await window.lib.Outbox.open({ name, leaderElection: mode, handlers: { ok: window.handlers.ok } });
+      }, { name, mode });
+      pages.push(page);
+    }
+    const leader = pages[await waitForOneLeader(pages)];
+    // The follower's records reach the leader through its sync, which reads while the
+    // leader's own enqueues go straight in: each must be taken in once.
+    await Promise.all(pages.map((page, tab) => page.evaluate(async (tab) => {
+      for (let i = 0; i < 200; i++) {
+        await window.ob.enqueue({ handler: 'ok', keys: [`k${i % 3}`], mutations: { tab, i } });
+        if (i % 3 === 0) await new Promise((r) => setTimeout(r, 1));
+      }
+    }, tab)));
+    await waitFor(async () => (await leader.evaluate(() => window.calls.length)) >= 400, 10000, '400 handled');
+    await sleep(300);
+    const ids = await leader.evaluate(() => window.calls.map((c) => c.id));
+    assert.equal(ids.length, 400);
+    assert.equal(new Set(ids).size, 400);
+    await context.close();
+  });
+
   test(`${mode}: every tab enqueues on shared keys while leaders crash or close, round after round; nothing lost, once each, per-key order`, async () => {
     srv.api.reset();
     srv.api.delayMs = 2;

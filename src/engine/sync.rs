@@ -195,8 +195,17 @@ impl Engine {
             }
             let mut more = false;
             match loaded {
-                Ok(loaded) => {
+                Ok(mut loaded) => {
                     more = loaded.filled(SYNC_CHUNK);
+                    // Everything up to `last_synced` is taken in already: the leader's own
+                    // enqueues can have moved it on during the read. Such a record may be
+                    // acknowledged or folded by now, so no longer pending, and taking it
+                    // in again would send it twice.
+                    let taken = st.last_synced.unwrap_or(0);
+                    loaded.metas.retain(|m| m.seq > Some(taken));
+                    loaded
+                        .corrupt
+                        .retain(|c| c.key.as_f64().is_some_and(|k| k > taken as f64));
                     let corrupt_seqs = loaded.corrupt.iter().filter_map(|c| c.key.as_f64());
                     let top = loaded
                         .metas
