@@ -1373,8 +1373,11 @@ impl Engine {
                         }
                     }
                     for (seq, p) in by_seq {
+                        // What the cache holds is never older than this read: a fold that
+                        // rewrote the payload meanwhile (the read may finish after it when
+                        // decryption makes it wait) put its result there.
                         if st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
-                            st.cache.insert(seq, p);
+                            st.cache.entry(seq).or_insert(p);
                         }
                     }
                 }

@@ -127,6 +127,58 @@ test('encrypt: an altered or swapped payload becomes a corrupt dead letter; the 
   assert.match(r.dead[0].message, /altered|another key/);
 });
 
+test('encrypt: a payload read ahead while a coalesced transaction folds into it does not bring back the older mutations', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'rest-fold-during-read';
+    let ob = await Outbox.open({ name, encrypt: true, handlers: { h: () => new Promise(() => {}) } });
+    await ob.enqueue({ handler: 'h', keys: ['doc'], mutations: 'head' });
+    await ob.enqueue({ handler: 'h', keys: ['other'], mutations: 'other' });
+    const older = await ob.enqueue({ handler: 'h', keys: ['doc'], mutations: 'older', coalesceKey: 'doc' });
+    await ob.close();
+    // The read-ahead's decryption of `older` takes long; later ones (the fold's) do not.
+    const decrypt = crypto.subtle.decrypt.bind(crypto.subtle);
+    let slowed = false;
+    crypto.subtle.decrypt = async (params, key, data) => {
+      const plain = await decrypt(params, key, data);
+      if (!slowed && new TextDecoder().decode(params.additionalData) === older.id) {
+        slowed = true;
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      return plain;
+    };
+    try {
+      let releaseHead;
+      const sent = [];
+      ob = await Outbox.open({
+        name, encrypt: true, maxConcurrency: 1,
+        handlers: {
+          h: async (ctx) => {
+            if (ctx.mutations === 'head') await new Promise((r) => { releaseHead = r; });
+            sent.push(ctx.mutations);
+          },
+        },
+      });
+      // `head` is in flight; `older` waits behind it and is read ahead (slowly).
+      for (let i = 0; i < 100 && !slowed; i++) await new Promise((r) => setTimeout(r, 5));
+      const folded = new Promise((r) => ob.subscribe((e) => { if (e.type === 'coalesced') r(e.into); }));
+      await ob.enqueue({ handler: 'h', keys: ['doc'], mutations: 'newer', coalesceKey: 'doc' });
+      const into = await folded;
+      // Past the slow decryption: the read-ahead has finished too.
+      await new Promise((r) => setTimeout(r, 500));
+      releaseHead();
+      await ob.settled(older.id);
+      await ob.close();
+      return { slowed, into, older: older.id, sent };
+    } finally {
+      crypto.subtle.decrypt = decrypt;
+    }
+  });
+  assert.equal(r.slowed, true, 'the read-ahead decrypted the older payload');
+  assert.equal(r.into, r.older);
+  assert.deepEqual(r.sent.filter((m) => m !== 'other'), ['head', 'newer']);
+});
+
 test('sealed enqueues keep call order on a key, whatever each takes to seal', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;
