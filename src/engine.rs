@@ -159,8 +159,10 @@ struct State {
     /// Other contexts known to be open (they said hello or answered ours). Ordinary
     /// events are broadcast only when there is someone to hear them.
     peers: FxHashSet<u64>,
-    /// Followers: requests to the leader awaiting its reply (and their time limit).
-    rpcs: FxHashMap<u32, (Deferred, Option<Timeout>)>,
+    /// Followers: requests to the leader awaiting its reply, with their time limit and
+    /// message, which is posted again when a new leader announces itself (or served here
+    /// on gaining).
+    rpcs: FxHashMap<u32, (Deferred, Option<Timeout>, JsValue)>,
     sched: Scheduler,
     /// Entries come and go only through `put_pending` and `take_pending` (or all at
     /// once, with the totals, in `forget_pending`).
@@ -556,6 +558,19 @@ impl Engine {
             self.finish_loading();
         }
         self.emit_leader(true);
+        // Requests posted while no one led were heard by no one: followers post theirs
+        // again on this word, and this context's own are served here.
+        self.say("lead");
+        let own: Vec<JsValue> = self
+            .st
+            .borrow()
+            .rpcs
+            .values()
+            .map(|(_, _, msg)| msg.clone())
+            .collect();
+        for msg in own {
+            self.serve(msg);
+        }
         self.expire_old();
         // Sending starts first, so its payload read is not queued behind the rest of a
         // long outbox; then the rest, and anything committed by others while we loaded.
@@ -2243,7 +2258,7 @@ impl Engine {
         for w in waiters
             .into_values()
             .flatten()
-            .chain(rpcs.into_values().map(|(d, _)| d))
+            .chain(rpcs.into_values().map(|(d, _, _)| d))
         {
             w.reject(&err);
         }

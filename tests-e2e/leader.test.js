@@ -277,6 +277,43 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   });
 }
 
+test("a follower's remove() made while no one leads is served by the next leader (the follower itself here)", async () => {
+  const context = await browser.newContext();
+  const name = 'leaderless-remove';
+  const pages = [];
+  for (let i = 0; i < 2; i++) {
+    const page = await openApp(context, srv.origin);
+    await page.evaluate(async (name) => {
+      window.ob = await window.lib.Outbox.open({
+        name, leaderElection: 'broadcast-channel',
+        handlers: { h: (ctx) => (ctx.mutations === 'head' ? new Promise(() => {}) : undefined) },
+      });
+    }, name);
+    pages.push(page);
+  }
+  const li = await waitForOneLeader(pages);
+  const [leader, follower] = [pages[li], pages[1 - li]];
+  const target = await follower.evaluate(async () => {
+    await window.ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'head' });
+    return (await window.ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'target' })).id;
+  });
+  // A crashed leader says nothing: its lease has to run out before anyone leads again.
+  const crashed = new Promise((r) => leader.once('crash', r));
+  (await context.newCDPSession(leader)).send('Page.crash').catch(() => {});
+  await crashed;
+  const r = await follower.evaluate(async (id) => {
+    const leadingAtCall = window.ob.isLeader;
+    try {
+      await window.ob.remove(id);
+    } catch (e) {
+      return { leadingAtCall, error: `${e.code}: ${e.message}` };
+    }
+    return { leadingAtCall, leading: window.ob.isLeader, pending: (await window.ob.peek()).map((t) => t.mutations) };
+  }, target);
+  assert.deepEqual(r, { leadingAtCall: false, leading: true, pending: ['head'] });
+  await context.close();
+});
+
 test('followers: events, settled, peek, stats, drain and remove through the leader', async () => {
   srv.api.reset();
   srv.api.delayMs = 400;

@@ -105,6 +105,18 @@ impl Engine {
                 }
             }
             "rpc" if leading => self.serve(msg),
+            "lead" if !leading => {
+                let waiting: Vec<JsValue> = self
+                    .st
+                    .borrow()
+                    .rpcs
+                    .values()
+                    .map(|(_, _, msg)| msg.clone())
+                    .collect();
+                for msg in waiting {
+                    self.post(&msg);
+                }
+            }
             "reply" => self.take_reply(&msg),
             _ => {}
         }
@@ -355,7 +367,7 @@ impl Engine {
                     // Out of the callback: removing the entry drops this very Timeout.
                     js::spawn(async move {
                         let entry = e.st.borrow_mut().rpcs.remove(&req);
-                        if let Some((d, _)) = entry {
+                        if let Some((d, _, _)) = entry {
                             d.reject(&js::err(
                                 ErrorCode::StorageUnavailable,
                                 format!("no leader answered within {ms} ms"),
@@ -365,19 +377,20 @@ impl Engine {
                 }
             })
         });
-        self.st.borrow_mut().rpcs.insert(req, (d, timeout));
         let mut all = vec![
             ("op", JsValue::from_str(op)),
             ("req", JsValue::from(req)),
             ("from", JsValue::from_f64(self.me as f64)),
         ];
         all.extend(fields.iter().cloned());
-        self.post(&message("rpc", &all));
+        let msg = message("rpc", &all);
+        self.post(&msg);
+        self.st.borrow_mut().rpcs.insert(req, (d, timeout, msg));
         promise
     }
 
     /// The leader serves a follower's request and replies to it alone.
-    fn serve(self: &Rc<Self>, msg: JsValue) {
+    pub(super) fn serve(self: &Rc<Self>, msg: JsValue) {
         let op = js::get(&msg, "op").as_string().unwrap_or_default();
         let (req, from) = (js::get(&msg, "req"), js::get(&msg, "from"));
         let me = self.clone();
@@ -413,7 +426,12 @@ impl Engine {
                     fields.push(("message", JsValue::from_str(&e.message)));
                 }
             }
-            me.post(&message("reply", &fields));
+            let reply = message("reply", &fields);
+            if js::get(&reply, "to").as_f64() == Some(me.me as f64) {
+                me.take_reply(&reply);
+            } else {
+                me.post(&reply);
+            }
         });
     }
 
@@ -424,13 +442,18 @@ impl Engine {
         let Some(req) = js::get(msg, "req").as_f64() else {
             return;
         };
-        let Some((d, _timeout)) = self.st.borrow_mut().rpcs.remove(&(req as u32)) else {
+        let ok = js::get(msg, "ok").as_bool() == Some(true);
+        let code = js::get(msg, "code").as_string().unwrap_or_default();
+        // A leader deposed while serving it: the next one is asked on its word.
+        if !ok && code == ErrorCode::NotLeader.as_str() {
+            return;
+        }
+        let Some((d, _timeout, _)) = self.st.borrow_mut().rpcs.remove(&(req as u32)) else {
             return;
         };
-        if js::get(msg, "ok").as_bool() == Some(true) {
+        if ok {
             d.resolve(&js::get(msg, "value"));
         } else {
-            let code = js::get(msg, "code").as_string().unwrap_or_default();
             let message = js::get(msg, "message").as_string().unwrap_or_default();
             d.reject(&js::to_js(&Error::new(
                 ErrorCode::parse(&code).unwrap_or(ErrorCode::StorageUnavailable),
