@@ -542,6 +542,8 @@ impl Engine {
             st.taking_over = true;
             // An earlier leader may have left acknowledged payloads to sweep.
             st.unswept = None;
+            // What the last leader was sending, as its events told: pending here now.
+            st.remote_in_flight.clear();
             for m in metas {
                 self.insert_pending(&mut st, m);
             }

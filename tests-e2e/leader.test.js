@@ -314,6 +314,35 @@ test("a follower's remove() made while no one leads is served by the next leader
   await context.close();
 });
 
+test("a crashed leader's in-flight transaction shows as pending in a follower once another context leads", async () => {
+  const context = await browser.newContext();
+  const name = 'in-flight-after-crash';
+  // Web Locks grants in request order: the second page leads next, the third stays a follower.
+  const pages = [];
+  for (let i = 0; i < 3; i++) {
+    const page = await openApp(context, srv.origin);
+    await page.evaluate(async (name) => {
+      window.ob = await window.lib.Outbox.open({
+        name, leaderElection: 'web-locks', handlers: { h: () => new Promise(() => {}) },
+      });
+    }, name);
+    pages.push(page);
+  }
+  const [leader, next, follower] = pages;
+  assert.equal(await waitForOneLeader(pages), 0);
+  await follower.evaluate(() => window.ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'x' }));
+  const status = () => follower.evaluate(async () => (await window.ob.peek())[0]?.status);
+  await waitFor(async () => (await status()) === 'in-flight', 5000, 'the follower to see it in flight');
+  // Offline, the next leader attempts nothing: the transaction stays pending there.
+  await context.setOffline(true);
+  const crashed = new Promise((r) => leader.once('crash', r));
+  (await context.newCDPSession(leader)).send('Page.crash').catch(() => {});
+  await crashed;
+  await waitFor(() => next.evaluate(() => window.ob.isLeader), 5000, 'the next leader');
+  await waitFor(async () => (await status()) === 'pending', 3000, 'the follower to show it pending');
+  await context.close();
+});
+
 test('followers: events, settled, peek, stats, drain and remove through the leader', async () => {
   srv.api.reset();
   srv.api.delayMs = 400;

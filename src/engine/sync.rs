@@ -106,13 +106,12 @@ impl Engine {
             }
             "rpc" if leading => self.serve(msg),
             "lead" if !leading => {
-                let waiting: Vec<JsValue> = self
-                    .st
-                    .borrow()
-                    .rpcs
-                    .values()
-                    .map(|(_, _, msg)| msg.clone())
-                    .collect();
+                // What the last leader was sending is pending again until this one says.
+                let waiting: Vec<JsValue> = {
+                    let mut st = self.st.borrow_mut();
+                    st.remote_in_flight.clear();
+                    st.rpcs.values().map(|(_, _, msg)| msg.clone()).collect()
+                };
                 for msg in waiting {
                     self.post(&msg);
                 }
