@@ -40,8 +40,9 @@ pub fn validate(m: &JsValue) -> Result<()> {
             "http mutations must be { method, url, headers?, body? }",
         ));
     }
-    if let Some(o) = m.dyn_ref::<Object>() {
-        if let Some(k) = Object::keys(o)
+    if m.is_object() {
+        let keys = js::keys_of(m).map_err(|_| invalid("http mutations cannot be read"))?;
+        if let Some(k) = keys
             .iter()
             .filter_map(|k| k.as_string())
             .find(|k| !FIELDS.contains(&k.as_str()))
@@ -67,9 +68,7 @@ pub fn validate(m: &JsValue) -> Result<()> {
     let headers = js::get(m, "headers");
     if !headers.is_undefined() {
         let ok = js::is_plain_object(&headers)
-            && headers
-                .dyn_ref::<Object>()
-                .is_some_and(|o| Object::values(o).iter().all(|v| v.is_string()));
+            && js::values_of(&headers).is_ok_and(|v| v.iter().all(|v| v.is_string()));
         if !ok {
             return Err(invalid("http headers must be an object of strings"));
         }

@@ -136,16 +136,16 @@ fn invalid(code: ErrorCode, msg: impl Into<String>) -> Error {
     Error::new(code, msg)
 }
 
-/// Own enumerable keys of `obj` that are not in `known`.
-fn unknown_fields(obj: &JsValue, known: &[&str]) -> Vec<String> {
-    match obj.dyn_ref::<Object>() {
-        Some(o) => Object::keys(o)
-            .iter()
-            .filter_map(|k| k.as_string())
-            .filter(|k| !known.contains(&k.as_str()))
-            .collect(),
-        None => Vec::new(),
+/// Own enumerable keys of `obj` that are not in `known`; `Err` when they cannot be read.
+fn unknown_fields(obj: &JsValue, known: &[&str]) -> std::result::Result<Vec<String>, JsValue> {
+    if !obj.is_object() {
+        return Ok(Vec::new());
     }
+    Ok(js::keys_of(obj)?
+        .iter()
+        .filter_map(|k| k.as_string())
+        .filter(|k| !known.contains(&k.as_str()))
+        .collect())
 }
 
 /// The nested option object `options[field]` (`retry`, `network`, `capacity`), checked to
@@ -164,7 +164,12 @@ fn nested(options: &JsValue, field: &str, known: &[&str]) -> Result<Option<JsVal
 }
 
 fn reject_unknown(obj: &JsValue, known: &[&str], what: &str, code: ErrorCode) -> Result<()> {
-    let unknown = unknown_fields(obj, known);
+    let unknown = unknown_fields(obj, known).map_err(|e| {
+        invalid(
+            code,
+            format!("its fields cannot be read: {}", js::describe(&e).message),
+        )
+    })?;
     if unknown.is_empty() {
         Ok(())
     } else {
@@ -272,7 +277,13 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             .dyn_ref::<Object>()
             .filter(|_| js::is_plain_object(&hv))
             .ok_or_else(|| invalid(C, "handlers must be an object of handlers"))?;
-        for entry in Object::entries(obj).iter() {
+        let entries = js::entries_of(obj).map_err(|e| {
+            invalid(
+                C,
+                format!("handlers cannot be read: {}", js::describe(&e).message),
+            )
+        })?;
+        for entry in entries.iter() {
             let pair: Array = entry.unchecked_into();
             let key = pair.get(0).as_string().unwrap_or_default();
             let (handler, merge) = parse_handler(&key, pair.get(1))?;
@@ -422,10 +433,10 @@ pub fn parse_transaction(
         )
     })?;
     let kv = js::get(v, "keys");
-    if !Array::is_array(&kv) {
-        return Err(invalid(C, "keys must be an array of strings"));
-    }
-    let arr: Array = kv.unchecked_into();
+    let arr = Some(kv)
+        .filter(Array::is_array)
+        .and_then(|kv| js::array_from(&kv).ok())
+        .ok_or_else(|| invalid(C, "keys must be an array of strings"))?;
     if arr.length() as usize > MAX_KEYS {
         return Err(invalid(C, format!("at most {MAX_KEYS} keys")));
     }

@@ -43,7 +43,7 @@ fn budget(opts: &JsValue) -> Result<Option<Millis>> {
     if !js::is_plain_object(opts) {
         return Err(bad("drain options must be an object"));
     }
-    let keys = js_sys::Object::keys(opts.unchecked_ref::<js_sys::Object>());
+    let keys = js::keys_of(opts).map_err(|_| bad("drain options cannot be read"))?;
     if keys
         .iter()
         .any(|k| k.as_string().as_deref() != Some("budgetMs"))

@@ -127,6 +127,14 @@ test('typed errors for bad input and bad options', async () => {
     await grab(ob.enqueue({ handler: 'ok', keys: [1], mutations: 1 }));
     await grab(ob.enqueue({ handler: 'ok', keys: [], mutations: { f: () => 1 } }));
     await grab(ob.settled(42));
+    // Values whose reading throws (a Proxy's traps) are bad input like any other.
+    const trap = (target) => new Proxy(target, { get() { throw new Error('trap'); }, ownKeys() { throw new Error('trap'); } });
+    await grab(ob.enqueue({ handler: 'ok', keys: trap(['a']), mutations: 1 }));
+    await grab(Outbox.open(trap({ name: 'x' })));
+    await grab(Outbox.open({ name: 'x', handlers: trap({}) }));
+    await grab(ob.enqueue({ handler: 'http', keys: [], mutations: trap({}) }));
+    await grab(ob.drain(trap({})));
+    await grab(ob.import({ format: 'offline-outbox-backup', version: 1, name: 'x', exportedAt: 1, pending: trap([]), dead: [] }));
     const stats = await ob.stats();
     await ob.close();
     return { codes, pending: stats.pending };
@@ -134,6 +142,8 @@ test('typed errors for bad input and bad options', async () => {
   assert.deepEqual(r.codes, [
     'OutboxError:InvalidOptions', 'OutboxError:UnknownHandler', 'OutboxError:InvalidTransaction',
     'OutboxError:NotSerializable', 'OutboxError:InvalidTransaction',
+    'OutboxError:InvalidTransaction', 'OutboxError:InvalidOptions', 'OutboxError:InvalidOptions',
+    'OutboxError:InvalidTransaction', 'OutboxError:InvalidOptions', 'OutboxError:InvalidBackup',
   ]);
   assert.equal(r.pending, 0);
 });

@@ -123,10 +123,11 @@ impl Engine {
         let mut records = Vec::new();
         for (field, dead) in [("pending", false), ("dead", true)] {
             let list = js::get(&doc, field);
-            if !Array::is_array(&list) {
-                return Err(invalid(format!("{field} must be an array")));
-            }
-            for (i, raw) in Array::from(&list).iter().enumerate() {
+            let list = Some(list)
+                .filter(Array::is_array)
+                .and_then(|list| js::array_from(&list).ok())
+                .ok_or_else(|| invalid(format!("{field} must be an array")))?;
+            for (i, raw) in list.iter().enumerate() {
                 records.push(self.parse_record(&raw, &format!("{field}[{i}]"), dead)?);
             }
         }
