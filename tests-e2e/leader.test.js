@@ -11,11 +11,16 @@ after(() => stopSuite({ srv, browser }));
 
 
 /** Opens the outbox in a page; its `post` handler sends to the test server. */
-async function openOutbox(page, name, mode) {
-  await page.evaluate(async ({ name, mode }) => {
-    const { Outbox } = window.lib;
-    window.ob = await Outbox.open({ name, leaderElection: mode, handlers: window.handlers, maxConcurrency: 4, retry: { baseDelayMs: 50, maxDelayMs: 200 } });
-  }, { name, mode });
+async function openOutbox({ name, mode }) {
+  const { Outbox } = window.lib;
+  window.ob = await Outbox.open({ name, leaderElection: mode, handlers: window.handlers, maxConcurrency: 4, retry: { baseDelayMs: 50, maxDelayMs: 200 } });
+}
+
+/** A new page of the test app that runs `open(args)` in itself (which sets `window.ob`). */
+async function tab(context, open, args) {
+  const page = await openApp(context, srv.origin);
+  await page.evaluate(open, args);
+  return page;
 }
 
 async function leaderFlags(pages) {
@@ -32,13 +37,11 @@ async function waitForOneLeader(pages, ms = 5000) {
   }
 }
 
-async function tabs(context, n, name, mode) {
+/** `n` pages of the test app running `open(args)`, opened one after another (so Web Locks
+ * queues them in that order). */
+async function tabs(context, n, args, open = openOutbox) {
   const pages = [];
-  for (let i = 0; i < n; i++) {
-    const page = await openApp(context, srv.origin);
-    await openOutbox(page, name, mode);
-    pages.push(page);
-  }
+  for (let i = 0; i < n; i++) pages.push(await tab(context, open, args));
   return pages;
 }
 
@@ -57,13 +60,9 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   test(`${mode}: exactly one leader among 2 to 5 tabs, also after the leader closes`, async () => {
     const context = await browser.newContext();
     const name = `one-${mode}`;
-    const pages = await tabs(context, 2, name, mode);
+    const pages = await tabs(context, 2, { name, mode });
     for (const n of [2, 3, 5]) {
-      while (pages.length < n) {
-        const page = await openApp(context, srv.origin);
-        await openOutbox(page, name, mode);
-        pages.push(page);
-      }
+      while (pages.length < n) pages.push(await tab(context, openOutbox, { name, mode }));
       await waitForOneLeader(pages);
       for (let sample = 0; sample < 10; sample++) {
         const flags = await leaderFlags(pages);
@@ -89,7 +88,7 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
       srv.api.delayMs = 3;
       const context = await browser.newContext();
       const name = `failover-${mode}-${how}`;
-      const pages = await tabs(context, 3, name, mode);
+      const pages = await tabs(context, 3, { name, mode });
       const leader = await waitForOneLeader(pages);
       const writer = pages[(leader + 1) % pages.length];
       await writer.evaluate(async () => {
@@ -126,15 +125,10 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   test(`${mode}: the leader's own enqueue waits for a follower's lower seq on its key, even unannounced`, async () => {
     const context = await browser.newContext();
     const name = `own-after-follower-${mode}`;
-    const pages = [];
-    for (let i = 0; i < 2; i++) {
-      const page = await openApp(context, srv.origin);
-      // Whichever leads records what it sends, in order (window.calls).
-      await page.evaluate(async ({ name, mode }) => {
-        window.ob = await window.lib.Outbox.open({ name, leaderElection: mode, handlers: { post: window.handlers.ok } });
-      }, { name, mode });
-      pages.push(page);
-    }
+    // Whichever leads records what it sends, in order (window.calls).
+    const pages = await tabs(context, 2, { name, mode }, async ({ name, mode }) => {
+      window.ob = await window.lib.Outbox.open({ name, leaderElection: mode, handlers: { post: window.handlers.ok } });
+    });
     const leader = pages[await waitForOneLeader(pages)];
     const follower = pages.find((p) => p !== leader);
     // The follower's word never reaches the leader: only the store knows of its record.
@@ -157,14 +151,9 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   test(`${mode}: the leader and a follower enqueue at the same time; each transaction reaches the handler once`, async () => {
     const context = await browser.newContext();
     const name = `both-enqueue-${mode}`;
-    const pages = [];
-    for (let i = 0; i < 2; i++) {
-      const page = await openApp(context, srv.origin);
-      await page.evaluate(async ({ name, mode }) => {
-        window.ob = await window.lib.Outbox.open({ name, leaderElection: mode, handlers: { ok: window.handlers.ok } });
-      }, { name, mode });
-      pages.push(page);
-    }
+    const pages = await tabs(context, 2, { name, mode }, async ({ name, mode }) => {
+      window.ob = await window.lib.Outbox.open({ name, leaderElection: mode, handlers: { ok: window.handlers.ok } });
+    });
     const leader = pages[await waitForOneLeader(pages)];
     // The follower's records reach the leader through its sync, which reads while the
     // leader's own enqueues go straight in: each must be taken in once.
@@ -187,33 +176,28 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     srv.api.delayMs = 2;
     const context = await browser.newContext();
     const name = `churn-${mode}`;
-    const open = async () => {
-      const page = await openApp(context, srv.origin);
-      await page.evaluate(async ({ name, mode }) => {
-        window.ob = await window.lib.Outbox.open({
-          name, leaderElection: mode, maxConcurrency: 4, retry: { baseDelayMs: 20, maxDelayMs: 100 },
-          handlers: {
-            post: async (ctx) => {
-              // Some first attempts fail, so retries interleave with the failovers.
-              if (ctx.attempt === 1 && ctx.mutations.n % 7 === 0) throw new Error('flaky');
-              await window.handlers.post(ctx);
-            },
+    const churnOutbox = async ({ name, mode }) => {
+      window.ob = await window.lib.Outbox.open({
+        name, leaderElection: mode, maxConcurrency: 4, retry: { baseDelayMs: 20, maxDelayMs: 100 },
+        handlers: {
+          post: async (ctx) => {
+            // Some first attempts fail, so retries interleave with the failovers.
+            if (ctx.attempt === 1 && ctx.mutations.n % 7 === 0) throw new Error('flaky');
+            await window.handlers.post(ctx);
           },
-        });
-      }, { name, mode });
-      return page;
+        },
+      });
     };
-    const pages = [];
-    for (let i = 0; i < 4; i++) pages.push(await open());
+    const pages = await tabs(context, 4, { name, mode }, churnOutbox);
     const enqueued = [];
     for (let round = 0; round < 5; round++) {
       // Every tab, the leader included, enqueues 20 at once; one in nine also takes key e.
-      const bursts = await Promise.all(pages.map((page, t) => page.evaluate(async (tab) => {
+      const bursts = await Promise.all(pages.map((page, t) => page.evaluate(async (who) => {
         const all = [];
         for (let i = 0; i < 20; i++) {
-          const key = ['a', 'b', 'c', 'd'][(i * 7 + tab) % 4];
+          const key = ['a', 'b', 'c', 'd'][(i * 7 + who) % 4];
           const keys = i % 9 === 0 ? [key, 'e'] : [key];
-          all.push(window.ob.enqueue({ handler: 'post', keys, mutations: { key, n: tab * 100 + i } }));
+          all.push(window.ob.enqueue({ handler: 'post', keys, mutations: { key, n: who * 100 + i } }));
         }
         return (await Promise.all(all)).map((x) => ({ id: x.id, seq: x.seq, keys: x.keys }));
       }, round * 4 + t)));
@@ -228,7 +212,7 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
         await pages[leader].close();
       }
       pages.splice(leader, 1);
-      pages.push(await open());
+      pages.push(await tab(context, churnOutbox, { name, mode }));
     }
     await waitFor(() => srv.api.unique().length >= enqueued.length, 60000, `all ${enqueued.length} sent`);
     const byId = new Map(enqueued.map((t) => [t.id, t]));
@@ -247,7 +231,7 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     srv.api.reset();
     const context = await browser.newContext();
     const name = `followers-${mode}`;
-    const pages = await tabs(context, 4, name, mode);
+    const pages = await tabs(context, 4, { name, mode });
     const leader = await waitForOneLeader(pages);
     const followers = pages.filter((_, i) => i !== leader);
     const results = await Promise.all(followers.map((page, tab) => page.evaluate(async (tab) => {
@@ -280,17 +264,12 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
 test("a follower's remove() made while no one leads is served by the next leader (the follower itself here)", async () => {
   const context = await browser.newContext();
   const name = 'leaderless-remove';
-  const pages = [];
-  for (let i = 0; i < 2; i++) {
-    const page = await openApp(context, srv.origin);
-    await page.evaluate(async (name) => {
-      window.ob = await window.lib.Outbox.open({
-        name, leaderElection: 'broadcast-channel',
-        handlers: { h: (ctx) => (ctx.mutations === 'head' ? new Promise(() => {}) : undefined) },
-      });
-    }, name);
-    pages.push(page);
-  }
+  const pages = await tabs(context, 2, { name }, async ({ name }) => {
+    window.ob = await window.lib.Outbox.open({
+      name, leaderElection: 'broadcast-channel',
+      handlers: { h: (ctx) => (ctx.mutations === 'head' ? new Promise(() => {}) : undefined) },
+    });
+  });
   const li = await waitForOneLeader(pages);
   const [leader, follower] = [pages[li], pages[1 - li]];
   const target = await follower.evaluate(async () => {
@@ -318,16 +297,9 @@ test("a crashed leader's in-flight transaction shows as pending in a follower on
   const context = await browser.newContext();
   const name = 'in-flight-after-crash';
   // Web Locks grants in request order: the second page leads next, the third stays a follower.
-  const pages = [];
-  for (let i = 0; i < 3; i++) {
-    const page = await openApp(context, srv.origin);
-    await page.evaluate(async (name) => {
-      window.ob = await window.lib.Outbox.open({
-        name, leaderElection: 'web-locks', handlers: { h: () => new Promise(() => {}) },
-      });
-    }, name);
-    pages.push(page);
-  }
+  const pages = await tabs(context, 3, { name }, async ({ name }) => {
+    window.ob = await window.lib.Outbox.open({ name, leaderElection: 'web-locks', handlers: { h: () => new Promise(() => {}) } });
+  });
   const [leader, next, follower] = pages;
   assert.equal(await waitForOneLeader(pages), 0);
   await follower.evaluate(() => window.ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'x' }));
@@ -348,7 +320,7 @@ test('followers: events, settled, peek, stats, drain and remove through the lead
   srv.api.delayMs = 400;
   const context = await browser.newContext();
   const name = 'follower-api';
-  const [a, b] = await tabs(context, 2, name, 'web-locks');
+  const [a, b] = await tabs(context, 2, { name, mode: 'web-locks' });
   assert.deepEqual(await leaderFlags([a, b]), [true, false]);
   const out = await b.evaluate(async () => {
     const events = [];
