@@ -782,6 +782,10 @@ impl Engine {
             .insert(seq, &m.keys, m.priority, m.next_attempt_at)
             .is_ok()
         {
+            // Ids folded into it (coalescing) name it too: `remove` and `settled` take them.
+            for alias in &m.aliases {
+                st.ids.insert(Rc::from(alias.as_str()), seq);
+            }
             st.ids.insert(m.id.clone(), seq);
             st.put_pending(seq, Box::new(m));
         }
@@ -1978,7 +1982,9 @@ impl Engine {
             st.writes -= 1;
             match &folded {
                 Ok((meta, payload)) => {
-                    st.ids.insert(new_meta.id.clone(), older);
+                    for id in new_meta.ids() {
+                        st.ids.insert(Rc::from(id), older);
+                    }
                     st.put_pending(older, meta.clone());
                     st.cache.insert(older, payload.clone());
                     st.hold_verdict = None;

@@ -381,6 +381,54 @@ test('coalescing: a pending transaction takes the newer mutations (or merges) in
   assert.deepEqual(r.sent.filter(([h]) => h === 'patch').map(([, m]) => m), [{ title: 'T', body: 'B' }]);
 });
 
+test('coalescing: remove() of a folded id removes the transaction it settles with; every id settles as removed, nothing stays stored', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'features-coalesce-remove';
+    const handlers = { h: (ctx) => (ctx.mutations === 'head' ? new Promise(() => {}) : undefined) };
+    const outcome = (ob, id) => Promise.race([
+      ob.settled(id).then(() => 'acknowledged', (e) => e.code),
+      new Promise((r) => setTimeout(() => r('still waiting'), 1000)),
+    ]);
+    let ob = await Outbox.open({ name, handlers });
+    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'head' });
+    const older = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v1', coalesceKey: 'c' });
+    const newer = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v2', coalesceKey: 'c' });
+    const removed = [];
+    ob.subscribe((e) => { if (e.type === 'removed') removed.push(e.id); });
+    // Before the fold is known to the caller, and after a reopen (ids read from the store).
+    while ((await ob.peek()).length !== 2) await new Promise((r) => setTimeout(r, 5));
+    const waiting = [outcome(ob, older.id), outcome(ob, newer.id)];
+    await ob.remove(newer.id);
+    const live = await Promise.all(waiting);
+    const peek = (await ob.peek()).map((t) => t.mutations);
+    await ob.close();
+    ob = await Outbox.open({ name, handlers });
+    const reopened = await Promise.all([outcome(ob, older.id), outcome(ob, newer.id)]);
+    const a = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'w1', coalesceKey: 'd' });
+    const b = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'w2', coalesceKey: 'd' });
+    while ((await ob.peek()).length !== 2) await new Promise((r) => setTimeout(r, 5));
+    await ob.close();
+    ob = await Outbox.open({ name, handlers });
+    const folded = outcome(ob, a.id);
+    await ob.remove(b.id);
+    const afterReopen = [(await ob.peek()).map((t) => t.mutations), await folded];
+    await ob.close();
+    const db = await new Promise((res) => { const q = indexedDB.open(`offline-outbox:${name}`); q.onsuccess = () => res(q.result); });
+    const payloads = await new Promise((res) => { const q = db.transaction('payloads').objectStore('payloads').count(); q.onsuccess = () => res(q.result); });
+    db.close();
+    return { live, peek, removed: removed.sort(), ids: [older.id, newer.id].sort(), reopened, afterReopen, payloads };
+  });
+  assert.deepEqual(r.live, ['Removed', 'Removed']);
+  assert.deepEqual(r.peek, ['head']);
+  assert.deepEqual(r.removed, r.ids);
+  // A removed transaction leaves no record: after a reopen its ids settle at once (as
+  // nothing pending or dead does) instead of waiting for good.
+  assert.ok(r.reopened.every((o) => o !== 'still waiting'), String(r.reopened));
+  assert.deepEqual(r.afterReopen, [['head'], 'Removed']);
+  assert.equal(r.payloads, 1, 'only the head payload is stored');
+});
+
 test('schema migration: a database in the previous layout (version 1) opens with every record, in order, attempts intact', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;

@@ -186,12 +186,26 @@ impl Engine {
             st.cache.remove(&seq);
             let meta = st.take_pending(seq);
             st.ids.remove(id.as_str());
+            for other in meta.iter().flat_map(|m| m.ids()) {
+                st.ids.remove(other);
+            }
             (seq, meta)
         };
+        // `id` may be one folded into another (coalescing): what goes is the transaction
+        // it settles with, under that one's id, with every id folded into it.
+        let ids: Vec<String> = match &meta {
+            Some(m) => m.ids().map(str::to_owned).collect(),
+            None => vec![id.clone()],
+        };
         let aliases = meta.as_ref().map_or(&[][..], |m| &m.aliases[..]);
-        match self.store.cancel(seq, &id, aliases, epoch).await {
+        match self.store.cancel(seq, &ids[0], aliases, epoch).await {
             Ok(()) => {
-                let waiters = self.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
+                let waiters: Vec<Deferred> = {
+                    let mut st = self.st.borrow_mut();
+                    ids.iter()
+                        .flat_map(|i| st.waiters.remove(i).unwrap_or_default())
+                        .collect()
+                };
                 let err = js::err(
                     ErrorCode::Removed,
                     format!("transaction \"{id}\" was removed"),
@@ -199,7 +213,9 @@ impl Engine {
                 for w in waiters {
                     w.reject(&err);
                 }
-                self.emit_outcome(|| event("removed", Some(&id)));
+                for i in &ids {
+                    self.emit_outcome(|| event("removed", Some(i)));
+                }
                 self.pump();
                 Ok(())
             }
