@@ -82,6 +82,8 @@ extern "C" {
     fn move_aliases(tx: &IdbTransaction) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(js_name = locate, catch)]
     fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = findDead, catch)]
+    fn find_dead_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = importRecords, catch)]
     fn import_records(
         tx: &IdbTransaction,
@@ -744,12 +746,17 @@ impl Store {
         Ok(result(&n).as_f64().unwrap_or(0.0) as u32)
     }
 
+    /// The dead letter `id` names: its own, or the one it was folded into (coalescing).
     pub async fn find_dead(&self, id: &str) -> Result<Option<TxMeta>> {
-        let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
-        let index = tx.check(tx.store(DEAD)?.index("id"))?;
-        let req = tx.check(index.get(&JsValue::from_str(id)))?;
-        tx.done().await?;
-        let raw = result(&req);
+        let tx = self.tx(
+            &[ALIASES, DEAD],
+            IdbTransactionMode::Readonly,
+            "dead letters",
+        )?;
+        let out = tx.check(find_dead_id(&tx.tx, id))?;
+        // The dead letter's read follows the alias's result: no early commit.
+        tx.wait(false).await?;
+        let raw = js::get(&out, "record");
         if raw.is_undefined() {
             return Ok(None);
         }

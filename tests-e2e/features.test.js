@@ -429,6 +429,56 @@ test('coalescing: remove() of a folded id removes the transaction it settles wit
   assert.equal(r.payloads, 1, 'only the head payload is stored');
 });
 
+test('coalescing: retryDead() and discardDead() take an id folded into the dead letter too', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const sent = [];
+    let refuse = true;
+    let release;
+    let head;
+    const block = () => { head = new Promise((r) => { release = r; }); };
+    block();
+    const ob = await Outbox.open({
+      name: 'features-coalesce-dead',
+      handlers: {
+        h: async (ctx) => {
+          if (ctx.mutations === 'head') return head;
+          if (refuse) throw new NonRetriableError('refused');
+          sent.push(ctx.mutations);
+        },
+      },
+    });
+    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'head' });
+    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v1', coalesceKey: 'c' });
+    const newer = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v2', coalesceKey: 'c' });
+    while ((await ob.peek()).length !== 2) await new Promise((r) => setTimeout(r, 5));
+    release();
+    const died = await ob.settled(newer.id).then(() => 'acknowledged', (e) => e.code);
+    refuse = false;
+    await ob.retryDead(newer.id);
+    await ob.settled(newer.id);
+    const dead = (await ob.deadLetters()).length;
+    // And discard: dead again, then discarded by the folded id.
+    refuse = true;
+    block();
+    await ob.enqueue({ handler: 'h', keys: ['m'], mutations: 'head' });
+    await ob.enqueue({ handler: 'h', keys: ['m'], mutations: 'w1', coalesceKey: 'd' });
+    const w2 = await ob.enqueue({ handler: 'h', keys: ['m'], mutations: 'w2', coalesceKey: 'd' });
+    while ((await ob.peek()).length !== 2) await new Promise((r) => setTimeout(r, 5));
+    release();
+    const died2 = await ob.settled(w2.id).then(() => 'acknowledged', (e) => e.code);
+    await ob.discardDead(w2.id);
+    const left = (await ob.deadLetters()).length;
+    await ob.close();
+    return { died, sent, dead, died2, left };
+  });
+  assert.equal(r.died, 'Dead');
+  assert.deepEqual(r.sent, ['v2']);
+  assert.equal(r.dead, 0);
+  assert.equal(r.died2, 'Dead');
+  assert.equal(r.left, 0);
+});
+
 test('schema migration: a database in the previous layout (version 1) opens with every record, in order, attempts intact', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;

@@ -140,6 +140,20 @@ export function locate(tx, id) {
 }
 
 /**
+ * The dead letter `id` names: its own record or, for an id folded into another
+ * transaction, that one's. `out.record` once the transaction completes (undefined: none).
+ */
+export function findDead(tx, id) {
+  const out = {};
+  const alias = tx.objectStore('aliases').get(id);
+  alias.onsuccess = () => {
+    const dead = tx.objectStore('dead').index('id').get(alias.result ?? id);
+    dead.onsuccess = () => { out.record = dead.result; };
+  };
+  return out;
+}
+
+/**
  * Schema 3: the ids folded into pending transactions move from the outbox's multiEntry
  * `aliases` index (which every enqueue had to maintain) to the `aliases` store, alias id
  * to owner id, which only coalescing writes.
