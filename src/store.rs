@@ -62,6 +62,12 @@ extern "C" {
     #[wasm_bindgen(js_name = fencedOps, catch)]
     fn fenced_ops(tx: &IdbTransaction, epoch: f64, ops: &Array)
         -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(js_name = whileDead, catch)]
+    fn while_dead(
+        tx: &IdbTransaction,
+        seq: f64,
+        ops: &Array,
+    ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = bumpEpoch, catch)]
     fn bump_epoch(tx: &IdbTransaction) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = loadRange, catch)]
@@ -771,26 +777,39 @@ impl Store {
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
         let record: JsValue = record::encode(meta).into();
-        let tx = self.tx(&[OUTBOX, DEAD], IdbTransactionMode::Readwrite, "retry dead")?;
-        tx.check(tx.store(OUTBOX)?.put(&record))?;
-        tx.check(tx.store(DEAD)?.delete(&seq_key(seq)))?;
-        tx.done().await
+        let ops = [Op::Put(OUTBOX, &record), Op::Delete(DEAD, seq)];
+        self.while_dead(&[OUTBOX, DEAD], "retry dead", seq, &ops)
+            .await
     }
 
     /// Deletes a dead letter together with its payload and aliases.
     pub async fn discard(&self, seq: Seq, meta: &TxMeta) -> Result<()> {
-        let tx = self.tx(
-            &[DEAD, PAYLOADS, ALIASES],
-            IdbTransactionMode::Readwrite,
-            "discard",
-        )?;
-        tx.check(tx.store(DEAD)?.delete(&seq_key(seq)))?;
-        tx.check(tx.store(PAYLOADS)?.delete(&JsValue::from_str(&meta.id)))?;
-        let aliases = tx.store(ALIASES)?;
-        for alias in &meta.aliases {
-            tx.check(aliases.delete(&JsValue::from_str(alias)))?;
+        let mut ops = vec![Op::Delete(DEAD, seq)];
+        push_forget(&mut ops, &meta.id, &meta.aliases);
+        self.while_dead(&[DEAD, PAYLOADS, ALIASES], "discard", seq, &ops)
+            .await
+    }
+
+    /// Writes `ops` only if the dead letter `seq` is still there when the write runs:
+    /// two contexts may retry and discard the same one at once, and the loser must
+    /// neither revive a record whose payload is gone nor delete a revived one's payload.
+    async fn while_dead(
+        &self,
+        stores: &[&str],
+        context: &'static str,
+        seq: Seq,
+        ops: &[Op<'_>],
+    ) -> Result<()> {
+        let tx = self.tx(stores, IdbTransactionMode::Readwrite, context)?;
+        let out = tx.check(while_dead(&tx.tx, seq as f64, &ops_array(ops)))?;
+        tx.wait(false).await?;
+        if js::get(&out, "gone").as_bool() == Some(true) {
+            return Err(Error::new(
+                ErrorCode::NotFound,
+                "the dead letter was retried or discarded meanwhile",
+            ));
         }
-        tx.done().await
+        Ok(())
     }
 
     /// Adds backup records (metadata, payload, whether dead) in one write, skipping any

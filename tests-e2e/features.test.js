@@ -479,6 +479,41 @@ test('coalescing: retryDead() and discardDead() take an id folded into the dead 
   assert.equal(r.left, 0);
 });
 
+test('dead letters: retryDead and discardDead of one dead letter at once, from two contexts: one wins, nothing is left half done', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const name = 'features-dead-race';
+    let refuse = true;
+    const sent = [];
+    const handlers = { h: async (ctx) => { if (refuse) throw new NonRetriableError('refused'); sent.push(ctx.mutations); } };
+    // Two instances in one page are two contexts: the second follows the first.
+    const a = await Outbox.open({ name, handlers });
+    const b = await Outbox.open({ name, handlers });
+    const rounds = [];
+    for (let i = 0; i < 6; i++) {
+      refuse = true;
+      const t = await a.enqueue({ handler: 'h', keys: ['k'], mutations: i });
+      await a.settled(t.id).catch(() => {});
+      refuse = false;
+      const [retry, discard] = [(i % 2 ? a : b), (i % 2 ? b : a)];
+      const [retried, discarded] = await Promise.allSettled([retry.retryDead(t.id), discard.discardDead(t.id)]);
+      // Revived, it goes out before the next round refuses again.
+      if (retried.status === 'fulfilled') await a.settled(t.id);
+      rounds.push([retried.status, discarded.status, retried.reason?.code ?? discarded.reason?.code]);
+    }
+    const dead = (await a.deadLetters()).map((d) => [d.mutations, d.deadReason]);
+    await b.close();
+    await a.close();
+    return { rounds, dead, sent };
+  });
+  for (const [retried, discarded, loser] of r.rounds) {
+    assert.ok((retried === 'fulfilled') !== (discarded === 'fulfilled'), `one of the two wins: ${retried}, ${discarded}`);
+    assert.equal(loser, 'NotFound');
+  }
+  assert.deepEqual(r.dead, []);
+  assert.equal(r.sent.length, r.rounds.filter(([retried]) => retried === 'fulfilled').length);
+});
+
 test('schema migration: a database in the previous layout (version 1) opens with every record, in order, attempts intact', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;

@@ -37,24 +37,41 @@ function whileLeading(tx, epoch, then) {
 }
 
 /**
- * Fenced writes: issues `ops` only while `epoch` is current (see whileLeading).
+ * Issues `ops` in `tx` and asks for the commit; aborts `tx` if one cannot be issued.
  * ops: ['put', store, value, key?] | ['delete', store, key] | ['deleteRange', store, lo, hi]
  */
-export function fencedOps(tx, epoch, ops) {
-  whileLeading(tx, epoch, () => {
-    try {
-      for (const [op, name, a, b] of ops) {
-        const store = tx.objectStore(name);
-        if (op === 'put') (b === undefined ? store.put(a) : store.put(a, b));
-        else if (op === 'delete') store.delete(a);
-        else store.delete(IDBKeyRange.bound(a, b));
-      }
-    } catch (e) {
-      tx.abort();
-      return;
+function applyOps(tx, ops) {
+  try {
+    for (const [op, name, a, b] of ops) {
+      const store = tx.objectStore(name);
+      if (op === 'put') (b === undefined ? store.put(a) : store.put(a, b));
+      else if (op === 'delete') store.delete(a);
+      else store.delete(IDBKeyRange.bound(a, b));
     }
-    if (typeof tx.commit === 'function') tx.commit();
-  });
+  } catch (e) {
+    tx.abort();
+    return;
+  }
+  if (typeof tx.commit === 'function') tx.commit();
+}
+
+/** Fenced writes: issues `ops` only while `epoch` is current (see whileLeading). */
+export function fencedOps(tx, epoch, ops) {
+  whileLeading(tx, epoch, () => applyOps(tx, ops));
+}
+
+/**
+ * Issues `ops` only while the dead letter `seq` is still there: another context may have
+ * retried or discarded it since it was read. `out.gone` says it was not.
+ */
+export function whileDead(tx, seq, ops) {
+  const out = { gone: false };
+  const req = tx.objectStore('dead').getKey(seq);
+  req.onsuccess = () => {
+    if (req.result === undefined) out.gone = true;
+    else applyOps(tx, ops);
+  };
+  return out;
 }
 
 /**
