@@ -167,7 +167,7 @@ impl Engine {
                 .map(|_| ())
                 .map_err(|e| js::from_js(&e));
         };
-        let (seq, meta) = {
+        let (seq, meta, ids) = {
             let mut st = self.st.borrow_mut();
             let seq = *st.ids.get(id.as_str()).ok_or_else(|| {
                 Error::new(
@@ -185,17 +185,16 @@ impl Engine {
             let _ = st.sched.remove(seq);
             st.cache.remove(&seq);
             let meta = st.take_pending(seq);
-            st.ids.remove(id.as_str());
-            for other in meta.iter().flat_map(|m| m.ids()) {
-                st.ids.remove(other);
+            // `id` may be one folded into another (coalescing): what goes is the
+            // transaction it settles with, under that one's id, with every id folded into it.
+            let ids: Vec<String> = match &meta {
+                Some(m) => m.ids().map(str::to_owned).collect(),
+                None => vec![id.clone()],
+            };
+            for i in &ids {
+                st.ids.remove(i.as_str());
             }
-            (seq, meta)
-        };
-        // `id` may be one folded into another (coalescing): what goes is the transaction
-        // it settles with, under that one's id, with every id folded into it.
-        let ids: Vec<String> = match &meta {
-            Some(m) => m.ids().map(str::to_owned).collect(),
-            None => vec![id.clone()],
+            (seq, meta, ids)
         };
         let aliases = meta.as_ref().map_or(&[][..], |m| &m.aliases[..]);
         match self.store.cancel(seq, &ids[0], aliases, epoch).await {

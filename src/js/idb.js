@@ -145,15 +145,19 @@ export function locate(tx, id) {
   const out = {};
   const acked = tx.objectStore('acked').getAll();
   acked.onsuccess = () => { if (acked.result.some((ids) => ids.includes(id))) out.acked = true; };
-  const find = (id) => {
+  named(tx, id, (id) => {
     const p = tx.objectStore('payloads').getKey(id);
     p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
     const d = tx.objectStore('dead').index('id').get(id);
     d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
-  };
-  const a = tx.objectStore('aliases').get(id);
-  a.onsuccess = () => find(a.result ?? id);
+  });
   return out;
+}
+
+/** Calls `then` with the id of the transaction `id` names: itself, or the one it was folded into. */
+function named(tx, id, then) {
+  const alias = tx.objectStore('aliases').get(id);
+  alias.onsuccess = () => then(alias.result ?? id);
 }
 
 /**
@@ -162,11 +166,10 @@ export function locate(tx, id) {
  */
 export function findDead(tx, id) {
   const out = {};
-  const alias = tx.objectStore('aliases').get(id);
-  alias.onsuccess = () => {
-    const dead = tx.objectStore('dead').index('id').get(alias.result ?? id);
+  named(tx, id, (id) => {
+    const dead = tx.objectStore('dead').index('id').get(id);
     dead.onsuccess = () => { out.record = dead.result; };
-  };
+  });
   return out;
 }
 
