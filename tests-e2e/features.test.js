@@ -434,10 +434,7 @@ test('coalescing: retryDead() and discardDead() take an id folded into the dead 
     const { Outbox, NonRetriableError } = window.lib;
     const sent = [];
     let refuse = true;
-    let release;
     let head;
-    const block = () => { head = new Promise((r) => { release = r; }); };
-    block();
     const ob = await Outbox.open({
       name: 'features-coalesce-dead',
       handlers: {
@@ -448,25 +445,26 @@ test('coalescing: retryDead() and discardDead() take an id folded into the dead 
         },
       },
     });
-    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'head' });
-    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v1', coalesceKey: 'c' });
-    const newer = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v2', coalesceKey: 'c' });
-    while ((await ob.peek()).length !== 2) await new Promise((r) => setTimeout(r, 5));
-    release();
-    const died = await ob.settled(newer.id).then(() => 'acknowledged', (e) => e.code);
+    // Behind a head held on `key`, `newer` folds into `older`; then the head goes and the
+    // folded transaction is refused. The folded id, and how it settled.
+    const foldAndRefuse = async (key, older, newer) => {
+      refuse = true;
+      let release;
+      head = new Promise((r) => { release = r; });
+      await ob.enqueue({ handler: 'h', keys: [key], mutations: 'head' });
+      await ob.enqueue({ handler: 'h', keys: [key], mutations: older, coalesceKey: key });
+      const folded = await ob.enqueue({ handler: 'h', keys: [key], mutations: newer, coalesceKey: key });
+      while ((await ob.peek()).length !== 2) await new Promise((r) => setTimeout(r, 5));
+      release();
+      return [folded, await ob.settled(folded.id).then(() => 'acknowledged', (e) => e.code)];
+    };
+    const [newer, died] = await foldAndRefuse('k', 'v1', 'v2');
     refuse = false;
     await ob.retryDead(newer.id);
     await ob.settled(newer.id);
     const dead = (await ob.deadLetters()).length;
     // And discard: dead again, then discarded by the folded id.
-    refuse = true;
-    block();
-    await ob.enqueue({ handler: 'h', keys: ['m'], mutations: 'head' });
-    await ob.enqueue({ handler: 'h', keys: ['m'], mutations: 'w1', coalesceKey: 'd' });
-    const w2 = await ob.enqueue({ handler: 'h', keys: ['m'], mutations: 'w2', coalesceKey: 'd' });
-    while ((await ob.peek()).length !== 2) await new Promise((r) => setTimeout(r, 5));
-    release();
-    const died2 = await ob.settled(w2.id).then(() => 'acknowledged', (e) => e.code);
+    const [w2, died2] = await foldAndRefuse('m', 'w1', 'w2');
     await ob.discardDead(w2.id);
     const left = (await ob.deadLetters()).length;
     await ob.close();
