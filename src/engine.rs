@@ -80,6 +80,14 @@ struct Enqueue {
 /// They join the group commit in call order, so seqs follow the order of `enqueue` calls.
 type Sealing = VecDeque<(u64, Option<Result<Enqueue>>)>;
 
+/// What the store needs to find a payload: the transaction's id, and the group record it
+/// was written in, if any.
+type PayloadKey = (Rc<str>, Option<Seq>);
+
+fn payload_key(meta: &TxMeta) -> PayloadKey {
+    (meta.id.clone(), meta.group_key())
+}
+
 struct DrainWait {
     id: u32,
     deferred: Deferred,
@@ -1021,7 +1029,7 @@ impl Engine {
 
     /// Adds the enqueue to the group commit of this task (opening it if needed).
     fn append(self: &Rc<Self>, item: Enqueue) {
-        let (opened, failed) = {
+        let opened = {
             let mut st = self.st.borrow_mut();
             let opened = st.open_append.is_none();
             if opened {
@@ -1034,20 +1042,13 @@ impl Engine {
                     }
                 }
             }
-            let mut failed = None;
             if let Some((append, items)) = st.open_append.as_mut() {
                 let stored = item.sealed.as_ref().or(item.snapshot.as_ref());
-                match append.add(&item.meta, stored.unwrap_or(&item.payload)) {
-                    // The transaction is aborted: the others of this task fail with it.
-                    Err(e) => failed = Some((e, item)),
-                    Ok(record) => items.push((item, record)),
-                }
+                let record = append.add(&item.meta, stored.unwrap_or(&item.payload));
+                items.push((item, record));
             }
-            (opened, failed)
+            opened
         };
-        if let Some((e, item)) = failed {
-            item.deferred.reject(&js::to_js(&e));
-        }
         if opened {
             js::spawn(self.clone().seal_append());
         }
@@ -1093,6 +1094,7 @@ impl Engine {
             bytes: js::size_of(sealed.as_ref().unwrap_or(plain)),
             coalesce_key,
             aliases: Vec::new(),
+            group: 0,
         };
         if let Some(key) = idempotency_key {
             meta.set_idempotency_key(key);
@@ -1129,8 +1131,9 @@ impl Engine {
                         let mut st = self.st.borrow_mut();
                         let leading = st.epoch.is_some();
                         let mut unread_below = false;
-                        for ((mut item, written), seq) in batch.into_iter().zip(seqs) {
+                        for ((mut item, written), (seq, group)) in batch.into_iter().zip(seqs) {
                             item.meta.seq = Some(seq);
+                            item.meta.group = group;
                             if leading {
                                 let fresh = !st.pending.contains_key(&seq);
                                 if let (true, Some(snap)) = (fresh, item.snapshot.take()) {
@@ -1143,7 +1146,9 @@ impl Engine {
                                 // another tab may have committed records in between, and
                                 // ours would run ahead of them on a shared key: the sync
                                 // reads both, in seq order.
-                                if st.last_synced.map_or(seq == 1, |l| seq == l + 1) {
+                                // A group's first member follows its group record's key.
+                                let below = seq - 1 - Seq::from(group == 1);
+                                if st.last_synced.map_or(below == 0, |l| below == l) {
                                     self.insert_pending(&mut st, item.meta.clone());
                                     st.last_synced = Some(seq);
                                 } else if fresh {
@@ -1317,7 +1322,7 @@ impl Engine {
     /// has run low: the transactions waiting, then the runnable ones (priority order), then
     /// the rest in seq order (what a chain on one key runs next), up to the window.
     fn load_payloads(self: &Rc<Self>) {
-        let batch: Vec<(Seq, Rc<str>)> = {
+        let batch: Vec<(Seq, PayloadKey)> = {
             let mut st = self.st.borrow_mut();
             if st.loading || st.closed {
                 return;
@@ -1356,9 +1361,9 @@ impl Engine {
                     seqs.push(s);
                 }
             }
-            let batch: Vec<(Seq, Rc<str>)> = seqs
+            let batch: Vec<(Seq, PayloadKey)> = seqs
                 .into_iter()
-                .filter_map(|s| Some((s, st.pending.get(&s)?.id.clone())))
+                .filter_map(|s| Some((s, payload_key(st.pending.get(&s)?))))
                 .collect();
             if batch.is_empty() {
                 return;
@@ -1369,8 +1374,8 @@ impl Engine {
         js::spawn(self.clone().read_payloads(batch));
     }
 
-    async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, Rc<str>)>) {
-        let ids: Vec<Rc<str>> = batch.iter().map(|(_, id)| id.clone()).collect();
+    async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, PayloadKey)>) {
+        let ids: Vec<PayloadKey> = batch.iter().map(|(_, key)| key.clone()).collect();
         let result = self.store.payloads(&ids).await;
         let (run, failed) = {
             let mut st = self.st.borrow_mut();
@@ -1383,7 +1388,7 @@ impl Engine {
                 Ok(mut found) => {
                     let mut by_seq: FxHashMap<Seq, JsValue> = batch
                         .iter()
-                        .filter_map(|(s, id)| Some((*s, found.remove(&**id)?)))
+                        .filter_map(|(s, (id, _))| Some((*s, found.remove(&**id)?)))
                         .collect();
                     for seq in awaiting {
                         match by_seq.remove(&seq) {
@@ -1544,18 +1549,17 @@ impl Engine {
             let st = self.st.borrow();
             (st.generation, st.handler_abort.signal())
         };
-        let wanted: Vec<(Seq, Rc<str>)> = {
+        let wanted: Vec<PayloadKey> = {
             let st = self.st.borrow();
             group
                 .iter()
                 .filter(|(_, p)| p.is_none())
-                .filter_map(|(s, _)| Some((*s, st.pending.get(s)?.id.clone())))
+                .filter_map(|(s, _)| Some(payload_key(st.pending.get(s)?)))
                 .collect()
         };
         let mut read = FxHashMap::default();
         if !wanted.is_empty() {
-            let ids: Vec<Rc<str>> = wanted.iter().map(|(_, id)| id.clone()).collect();
-            match self.store.payloads(&ids).await {
+            match self.store.payloads(&wanted).await {
                 Ok(found) => read = found,
                 Err(e) => {
                     // Retry the whole batch, as one attempt that failed.
@@ -1677,7 +1681,8 @@ impl Engine {
             match removed {
                 Ok(()) => {
                     let mut st = self.st.borrow_mut();
-                    let unswept = st.unswept.unwrap_or(0) + batch.len();
+                    let own = batch.iter().filter(|m| m.group == 0).count();
+                    let unswept = st.unswept.unwrap_or(0) + own;
                     st.unswept = Some(unswept);
                     drop(st);
                     if unswept >= SWEEP_BACKLOG {
@@ -1734,7 +1739,10 @@ impl Engine {
             meta.attempts = attempt;
             meta.next_attempt_at = at;
             meta.last_error = Some(Box::new(error.clone()));
-            let meta = meta.clone();
+            let written = meta.clone();
+            // The write takes it out of its group (see `Store::update`).
+            meta.group = 0;
+            let meta = written;
             if st.sched.retry(seq, at).is_err() {
                 return;
             }
@@ -1927,12 +1935,12 @@ impl Engine {
             let (old_payload, new_payload) = match cached {
                 (Some(a), Some(b)) => (a, b),
                 (a, b) => {
-                    let ids = [old_meta.id.clone(), new_meta.id.clone()];
+                    let ids = [payload_key(&old_meta), payload_key(&new_meta)];
                     let mut read = self.store.payloads(&ids).await?;
                     let missing = || Error::new(ErrorCode::StorageUnavailable, "payload missing");
                     (
-                        a.or_else(|| read.remove(&*ids[0])).ok_or_else(missing)?,
-                        b.or_else(|| read.remove(&*ids[1])).ok_or_else(missing)?,
+                        a.or_else(|| read.remove(&*ids[0].0)).ok_or_else(missing)?,
+                        b.or_else(|| read.remove(&*ids[1].0)).ok_or_else(missing)?,
                     )
                 }
             };
@@ -1973,6 +1981,7 @@ impl Engine {
             self.store
                 .coalesce(&meta, &payload, (newer, &new_meta), epoch)
                 .await?;
+            meta.group = 0;
             Ok::<_, Error>((meta, payload))
         }
         .await;

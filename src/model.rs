@@ -185,6 +185,10 @@ pub struct TxMeta {
     pub coalesce_key: Option<String>,
     /// Ids of transactions folded into this one: they settle with it.
     pub aliases: Vec<String>,
+    /// Where the transaction was written by a group commit: how far below its seq the
+    /// group's record lies (0: written on its own). Kept after the record is written on
+    /// its own again, since the store's group edits are harmless once it has left.
+    pub group: u32,
 }
 
 impl TxMeta {
@@ -202,6 +206,12 @@ impl TxMeta {
     /// settle together and are known by the store as this one.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         std::iter::once(&*self.id).chain(self.aliases.iter().map(String::as_str))
+    }
+
+    /// The key of the group record this transaction was written in, if any.
+    pub fn group_key(&self) -> Option<Seq> {
+        let seq = self.seq?;
+        (self.group != 0).then(|| seq.saturating_sub(self.group.into()))
     }
 
     /// Keys in first-seen order without repeats: a transaction listing a key twice still
@@ -275,6 +285,7 @@ mod tests {
             bytes: 0,
             coalesce_key: None,
             aliases: Vec::new(),
+            group: 0,
         };
         assert_eq!(m.idempotency_key(), "a");
         m.set_idempotency_key("k".into());
@@ -287,6 +298,14 @@ mod tests {
             (m.idempotency_key(), m.idempotency_key.as_deref()),
             ("a", None)
         );
+        // Written on its own, or not written yet: no group record.
+        assert_eq!(m.group_key(), None);
+        m.seq = Some(10);
+        assert_eq!(m.group_key(), None);
+        m.group = 3;
+        assert_eq!(m.group_key(), Some(7));
+        m.seq = None;
+        assert_eq!(m.group_key(), None);
     }
 
     #[test]

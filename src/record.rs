@@ -154,6 +154,7 @@ fn unpack(n: &[f64], s: &mut Strings) -> Option<TxMeta> {
         bytes: opt(n[5]).unwrap_or(0),
         coalesce_key,
         aliases,
+        group: 0,
     })
 }
 

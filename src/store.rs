@@ -45,13 +45,17 @@ use crate::record;
 /// 1: outbox, payloads, dead (+ `id` index), meta. 2: the outbox's `aliases` index (ids of
 /// transactions coalesced into a record). 3: that index becomes the `aliases` store, so
 /// an enqueue no longer maintains an index (about a fifth of its write's cost); `acked`.
-const SCHEMA_VERSION: u32 = 3;
+/// 4: group records in `outbox` (the `members` and `groups` indexes).
+const SCHEMA_VERSION: u32 = 4;
 const OUTBOX: &str = "outbox";
 const PAYLOADS: &str = "payloads";
 const DEAD: &str = "dead";
 const META: &str = "meta";
 const ALIASES: &str = "aliases";
 const ACKED: &str = "acked";
+/// The most transactions in one group record: a dispatch reads the group's whole payload
+/// record, so a burst of thousands is split rather than read again for every window.
+const GROUP_MOST: u32 = 256;
 
 #[wasm_bindgen(module = "/src/js/idb.js")]
 extern "C" {
@@ -96,7 +100,22 @@ extern "C" {
         records: &Array,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = readPayloads, catch)]
-    fn read_payloads(tx: &IdbTransaction, ids: &Array) -> std::result::Result<Array, JsValue>;
+    fn read_payloads(
+        tx: &IdbTransaction,
+        ids: &Array,
+        groups: &Array,
+    ) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = allPayloads, catch)]
+    fn all_payloads_of(tx: &IdbTransaction) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = appendGroups, catch)]
+    fn append_groups(
+        tx: &IdbTransaction,
+        metas: &Array,
+        values: &Array,
+        most: u32,
+    ) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = countPending, catch)]
+    fn count_pending_of(tx: &IdbTransaction) -> std::result::Result<JsValue, JsValue>;
 }
 
 #[wasm_bindgen(module = "/src/js/envelope.js")]
@@ -113,6 +132,9 @@ enum Op<'a> {
     /// Under an out-of-line key: a payload or an alias, by transaction id.
     DeleteAt(&'a str, &'a str),
     PutAt(&'a str, &'a str, &'a JsValue),
+    /// Takes members (by seq) out of a group record; with `true`, their payloads move to
+    /// records of their own (see `ungroup` in idb.js).
+    Ungroup(Seq, Vec<Seq>, bool),
 }
 
 fn ops_array(ops: &[Op]) -> Array {
@@ -136,9 +158,40 @@ fn ops_array(ops: &[Op]) -> Array {
                     &seq_key(*hi),
                 )
                 .into(),
+                Op::Ungroup(group, seqs, moved) => Array::of4(
+                    &"ungroup".into(),
+                    &seq_key(*group),
+                    &seqs.iter().map(|s| seq_key(*s)).collect::<Array>(),
+                    &JsValue::from_bool(*moved),
+                )
+                .into(),
             }
         })
         .collect()
+}
+
+/// The group edits for `metas` that were written in a group commit: one op per group, so
+/// two members of one group are taken out by one read and write of its record.
+fn push_ungroup<'a>(
+    ops: &mut Vec<Op<'a>>,
+    metas: impl IntoIterator<Item = &'a TxMeta>,
+    moved: bool,
+) {
+    let mut groups: Vec<(Seq, Vec<Seq>)> = Vec::new();
+    for meta in metas {
+        let (Some(group), Some(seq)) = (meta.group_key(), meta.seq) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, seqs)) => seqs.push(seq),
+            None => groups.push((group, vec![seq])),
+        }
+    }
+    ops.extend(
+        groups
+            .into_iter()
+            .map(|(group, seqs)| Op::Ungroup(group, seqs, moved)),
+    );
 }
 
 /// Where a transaction is, as far as the store knows.
@@ -154,6 +207,8 @@ pub struct Corrupt {
     pub key: JsValue,
     pub raw: JsValue,
     pub reason: String,
+    /// As [`TxMeta::group`]: a member of a group record that does not decode.
+    pub group: u32,
 }
 
 pub struct Loaded {
@@ -171,39 +226,53 @@ impl Loaded {
     }
 }
 
-/// A group commit being written: one IndexedDB transaction that every enqueue of the
-/// current task adds its records to. On any failure nothing of it is stored.
+/// A group commit being written: one IndexedDB transaction for every enqueue of the
+/// current task, issued when it commits. On any failure nothing of it is stored.
 pub struct Append {
     tx: Tx,
-    outbox: IdbObjectStore,
-    payloads: IdbObjectStore,
-    requests: Vec<IdbRequest>,
+    records: Vec<(Object, JsValue, std::rc::Rc<str>)>,
 }
 
 impl Append {
-    /// Issues the writes of one transaction: its payload under its id, its metadata under
-    /// the seq the key generator allocates.
-    pub fn add(&mut self, meta: &TxMeta, payload: &JsValue) -> Result<Object> {
+    /// Adds one transaction: its metadata record (returned) and its payload record.
+    pub fn add(&mut self, meta: &TxMeta, payload: &JsValue) -> Object {
         let record = record::encode(meta);
-        self.tx.check(
-            self.payloads
-                .put_with_key(payload, &JsValue::from_str(&meta.id)),
-        )?;
-        let req = self.tx.check(self.outbox.put(&record))?;
-        self.requests.push(req);
-        Ok(record)
+        self.records
+            .push((record.clone(), payload.clone(), meta.id.clone()));
+        record
     }
 
-    /// Commits and waits; the seq of each record added, in order.
-    pub async fn commit(self) -> Result<Vec<Seq>> {
-        let requests = self.requests;
-        self.tx.done().await?;
-        requests
-            .iter()
-            .map(|req| {
-                result(req).as_f64().map(|f| f as Seq).ok_or_else(|| {
-                    Error::new(ErrorCode::StorageUnavailable, "IndexedDB returned no seq")
-                })
+    /// Writes and waits; the seq of each record added, in order, and how far below it the
+    /// group record lies (0 when written on its own). One transaction is written as two
+    /// records of its own; several as one group record and one group payload record
+    /// (IndexedDB's cost is per record, so 100 enqueues cost about as much as 2).
+    pub async fn commit(self) -> Result<Vec<(Seq, u32)>> {
+        let Self { tx, records } = self;
+        let seq_of = |v: JsValue| {
+            v.as_f64().map(|f| f as Seq).ok_or_else(|| {
+                Error::new(ErrorCode::StorageUnavailable, "IndexedDB returned no seq")
+            })
+        };
+        if let [(record, payload, id)] = records.as_slice() {
+            tx.check(
+                tx.store(PAYLOADS)?
+                    .put_with_key(payload, &JsValue::from_str(id)),
+            )?;
+            let req = tx.check(tx.store(OUTBOX)?.put(record))?;
+            tx.done().await?;
+            return Ok(vec![(seq_of(result(&req))?, 0)]);
+        }
+        let metas: Array = records.iter().map(|(r, _, _)| JsValue::from(r)).collect();
+        let values: Array = records.iter().map(|(_, p, _)| p.clone()).collect();
+        let out = tx.check(append_groups(&tx.tx, &metas, &values, GROUP_MOST))?;
+        // The payload record's key and the key generator's move follow the group's key.
+        tx.wait(false).await?;
+        let groups = Array::from(&js::get(&out, "groups"));
+        (0..records.len() as u32)
+            .map(|i| {
+                let group = seq_of(groups.get(i / GROUP_MOST))?;
+                let at = i % GROUP_MOST + 1;
+                Ok((group + Seq::from(at), at))
             })
             .collect()
     }
@@ -330,6 +399,14 @@ impl Store {
                 if old >= 2.0 {
                     move_aliases(&tx)?;
                 }
+            }
+            if old < 4.0 {
+                let outbox = tx.object_store(OUTBOX)?;
+                let multi = IdbIndexParameters::new();
+                multi.set_multi_entry(true);
+                outbox.create_index_with_str_and_optional_parameters("members", "ids", &multi)?;
+                // Counts group records (only they have `ids`), for the pending count.
+                outbox.create_index_with_str("groups", "ids.length")?;
             }
             tx.object_store(META)?.put_with_key(
                 &JsValue::from(SCHEMA_VERSION),
@@ -505,7 +582,7 @@ impl Store {
     /// Where `id` is: pending in the outbox, dead, or gone (acknowledged).
     pub async fn locate(&self, id: &str) -> Result<Location> {
         let tx = self.tx(
-            &[PAYLOADS, DEAD, ALIASES, ACKED],
+            &[OUTBOX, PAYLOADS, DEAD, ALIASES, ACKED],
             IdbTransactionMode::Readonly,
             "locate",
         )?;
@@ -518,7 +595,8 @@ impl Store {
                 .map(Location::Dead)
                 .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e));
         }
-        if js::get(&out, "payload").is_truthy() && !js::get(&out, "acked").is_truthy() {
+        let own = js::get(&out, "payload").is_truthy() && !js::get(&out, "acked").is_truthy();
+        if own || js::get(&out, "member").is_truthy() {
             Ok(Location::Pending)
         } else {
             Ok(Location::Gone)
@@ -567,22 +645,25 @@ impl Store {
                 bytes: 0,
                 coalesce_key: None,
                 aliases: Vec::new(),
+                group: 0,
             };
             let record = record::encode(&meta);
             js::set(&record, "raw", &c.raw);
-            records.push((seq, JsValue::from(record)));
+            let group = (c.group != 0).then(|| seq.saturating_sub(c.group.into()));
+            records.push((seq, group, JsValue::from(record)));
         }
         let mut ops = Vec::with_capacity(records.len() * 2);
-        for (seq, record) in &records {
+        for (seq, group, record) in &records {
             ops.push(Op::Put(DEAD, record));
             ops.push(Op::Delete(OUTBOX, *seq));
+            ops.extend(group.map(|g| Op::Ungroup(g, vec![*seq], false)));
         }
-        self.fenced(&[OUTBOX, DEAD], "quarantine", epoch, &ops)
+        self.fenced(&[OUTBOX, PAYLOADS, DEAD], "quarantine", epoch, &ops)
             .await
     }
 
-    /// Starts the write of a group commit. Records are added at once (the transaction
-    /// stays open for the rest of the current task), then [`Append::commit`] seals it.
+    /// Starts the write of a group commit: records are added during the current task (the
+    /// transaction stays open for it), then [`Append::commit`] writes them.
     pub fn begin_append(&self) -> Result<Append> {
         let tx = self.tx(
             &[OUTBOX, PAYLOADS],
@@ -590,41 +671,52 @@ impl Store {
             "enqueue",
         )?;
         Ok(Append {
-            outbox: tx.store(OUTBOX)?,
-            payloads: tx.store(PAYLOADS)?,
             tx,
-            requests: Vec::new(),
+            records: Vec::new(),
         })
     }
 
-    /// The payload records of `ids`; an id with no payload record is absent from the map.
-    pub async fn payloads(&self, ids: &[impl AsRef<str>]) -> Result<FxHashMap<String, JsValue>> {
-        let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
+    /// The payload records of transactions by id, each with the key of the group it was
+    /// written in, if any ([`TxMeta::group_key`]); an id with no payload record is absent
+    /// from the map.
+    pub async fn payloads(
+        &self,
+        ids: &[(impl AsRef<str>, Option<Seq>)],
+    ) -> Result<FxHashMap<String, JsValue>> {
+        let tx = self.tx(
+            &[OUTBOX, PAYLOADS],
+            IdbTransactionMode::Readonly,
+            "read payloads",
+        )?;
         let keys: Array = ids
             .iter()
-            .map(|id| JsValue::from_str(id.as_ref()))
+            .map(|(id, _)| JsValue::from_str(id.as_ref()))
             .collect();
-        let reqs = tx.check(read_payloads(&tx.tx, &keys))?;
-        tx.done().await?;
-        let values: Array = reqs.iter().map(|req| result(req.unchecked_ref())).collect();
+        let groups: Array = ids
+            .iter()
+            .map(|(_, g)| g.map_or(JsValue::NULL, seq_key))
+            .collect();
+        let out = tx.check(read_payloads(&tx.tx, &keys, &groups))?;
+        // A second place is looked in after the first one's result.
+        tx.wait(false).await?;
+        let found = Array::from(&js::get(&out, "values"));
+        let values: Array = (0..keys.length()).map(|i| found.get(i)).collect();
         self.unseal(&values, &keys).await;
         Ok(ids
             .iter()
             .zip(values.iter())
             .filter(|(_, v)| !v.is_undefined())
-            .map(|(id, v)| (id.as_ref().to_owned(), v))
+            .map(|((id, _), v)| (id.as_ref().to_owned(), v))
             .collect())
     }
 
     /// Every payload record, by id (for `peek`, `deadLetters` over many records).
     pub async fn all_payloads(&self) -> Result<FxHashMap<String, JsValue>> {
         let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
-        let payloads = tx.store(PAYLOADS)?;
-        let keys = tx.check(payloads.get_all_keys())?;
-        let values = tx.check(payloads.get_all())?;
+        let out = tx.check(all_payloads_of(&tx.tx))?;
         tx.done().await?;
-        let keys = Array::from(&result(&keys));
-        let values = Array::from(&result(&values));
+        let keys = Array::from(&js::get(&out, "keys"));
+        let values = Array::from(&js::get(&out, "values"));
         self.unseal(&values, &keys).await;
         Ok(keys
             .iter()
@@ -634,8 +726,9 @@ impl Store {
     }
 
     /// Removes acknowledged transactions and their aliases, all in one write: one range
-    /// delete per run of consecutive seqs; their ids go to `acked`, for [`Store::sweep`]
-    /// to delete the payloads later.
+    /// delete per run of consecutive seqs, one edit per group record; the ids of those
+    /// written on their own go to `acked`, for [`Store::sweep`] to delete their payloads
+    /// later.
     pub async fn delete(&self, done: &[TxMeta], epoch: u64) -> Result<()> {
         let mut seqs: Vec<Seq> = done.iter().filter_map(|m| m.seq).collect();
         seqs.sort_unstable();
@@ -646,14 +739,24 @@ impl Store {
         for meta in done {
             ops.extend(meta.aliases.iter().map(|a| Op::DeleteAt(ALIASES, a)));
         }
-        let ids: JsValue = done
+        push_ungroup(&mut ops, done, false);
+        // A group's payloads go with its record, when its last member does.
+        let ids: Array = done
             .iter()
+            .filter(|m| m.group == 0)
             .map(|m| JsValue::from_str(&m.id))
-            .collect::<Array>()
-            .into();
-        ops.push(Op::Put(ACKED, &ids));
-        self.fenced(&[OUTBOX, ALIASES, ACKED], "acknowledge", epoch, &ops)
-            .await
+            .collect();
+        let ids: JsValue = ids.into();
+        if !done.iter().all(|m| m.group != 0) {
+            ops.push(Op::Put(ACKED, &ids));
+        }
+        self.fenced(
+            &[OUTBOX, PAYLOADS, ALIASES, ACKED],
+            "acknowledge",
+            epoch,
+            &ops,
+        )
+        .await
     }
 
     /// Deletes the payloads of acknowledgement batches (see `acked`), oldest first, until
@@ -671,10 +774,13 @@ impl Store {
         Ok((swept, js::get(&out, "left").is_truthy()))
     }
 
-    /// Rewrites a pending transaction's metadata (after a failed attempt).
+    /// Rewrites a pending transaction's metadata (after a failed attempt). A member of a
+    /// group is written on its own from then on.
     pub async fn update(&self, meta: &TxMeta, epoch: u64) -> Result<()> {
         let record: JsValue = record::encode(meta).into();
-        self.fenced(&[OUTBOX], "update", epoch, &[Op::Put(OUTBOX, &record)])
+        let mut ops = vec![Op::Put(OUTBOX, &record)];
+        push_ungroup(&mut ops, [meta], true);
+        self.fenced(&[OUTBOX, PAYLOADS], "update", epoch, &ops)
             .await
     }
 
@@ -684,15 +790,24 @@ impl Store {
             .seq
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
         let record: JsValue = record::encode(meta).into();
-        let ops = [Op::Put(DEAD, &record), Op::Delete(OUTBOX, seq)];
-        self.fenced(&[OUTBOX, DEAD], "dead-letter", epoch, &ops)
+        let mut ops = vec![Op::Put(DEAD, &record), Op::Delete(OUTBOX, seq)];
+        push_ungroup(&mut ops, [meta], true);
+        self.fenced(&[OUTBOX, PAYLOADS, DEAD], "dead-letter", epoch, &ops)
             .await
     }
 
-    /// Cancels a pending transaction: its record, payload and aliases go.
-    pub async fn cancel(&self, seq: Seq, id: &str, aliases: &[String], epoch: u64) -> Result<()> {
+    /// Cancels a pending transaction: its record (or its place in `group`), payload and
+    /// aliases go.
+    pub async fn cancel(
+        &self,
+        (seq, group): (Seq, Option<Seq>),
+        id: &str,
+        aliases: &[String],
+        epoch: u64,
+    ) -> Result<()> {
         let mut ops = vec![Op::Delete(OUTBOX, seq)];
         push_forget(&mut ops, id, aliases);
+        ops.extend(group.map(|g| Op::Ungroup(g, vec![seq], false)));
         self.fenced(&[OUTBOX, PAYLOADS, ALIASES], "remove", epoch, &ops)
             .await
     }
@@ -721,6 +836,8 @@ impl Store {
             Op::DeleteAt(PAYLOADS, &newer.id),
         ];
         ops.extend(newer.ids().map(|alias| Op::PutAt(ALIASES, alias, &owner)));
+        // Both leave their groups: `older` is written on its own, with the new payload.
+        push_ungroup(&mut ops, [older, newer], false);
         self.fenced(&[OUTBOX, PAYLOADS, ALIASES], "coalesce", epoch, &ops)
             .await
     }
@@ -737,7 +854,10 @@ impl Store {
     }
 
     pub async fn count_pending(&self) -> Result<u32> {
-        self.count(OUTBOX).await
+        let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readonly, "count")?;
+        let out = tx.check(count_pending_of(&tx.tx))?;
+        tx.done().await?;
+        Ok(js::get(&out, "count").as_f64().unwrap_or(0.0) as u32)
     }
 
     /// Acknowledgement batches whose payloads are not swept yet.
@@ -848,25 +968,36 @@ impl Store {
 
 /// Decodes what `loadRange` read: records whose metadata does not decode, or whose seq
 /// is not their key, are set apart as corrupt.
-fn loaded(reqs: &JsValue) -> Loaded {
-    let dead = js::get(reqs, "dead")
+fn loaded(out: &JsValue) -> Loaded {
+    let dead = js::get(out, "dead")
         .dyn_into::<IdbRequest>()
         .map(|r| decode_valid(&result(&r)))
         .unwrap_or_default();
-    let keys = Array::from(&result(js::get(reqs, "keys").unchecked_ref()));
-    let values = Array::from(&result(js::get(reqs, "values").unchecked_ref()));
+    let keys = Array::from(&js::get(out, "keys"));
+    let values = Array::from(&js::get(out, "values"));
+    let offsets = Array::from(&js::get(out, "offsets"));
     let mut metas = Vec::with_capacity(values.length() as usize);
     let mut corrupt = Vec::new();
     let decoded = record::decode_all(&values);
-    for ((key, raw), meta) in keys.iter().zip(values.iter()).zip(decoded) {
+    for (i, ((key, raw), meta)) in keys.iter().zip(values.iter()).zip(decoded).enumerate() {
+        let group = offsets.get(i as u32).as_f64().unwrap_or(0.0) as u32;
         match meta {
-            Ok(m) if m.seq.map(|s| s as f64) == key.as_f64() => metas.push(m),
+            Ok(mut m) if m.seq.map(|s| s as f64) == key.as_f64() => {
+                m.group = group;
+                metas.push(m);
+            }
             Ok(_) => corrupt.push(Corrupt {
                 key,
                 raw,
                 reason: "seq does not match its key".into(),
+                group,
             }),
-            Err(reason) => corrupt.push(Corrupt { key, raw, reason }),
+            Err(reason) => corrupt.push(Corrupt {
+                key,
+                raw,
+                reason,
+                group,
+            }),
         }
     }
     Loaded {

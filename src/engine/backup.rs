@@ -34,7 +34,7 @@ impl Engine {
             .iter()
             .map(|(m, _)| m)
             .chain(&dead)
-            .map(|m| m.id.clone());
+            .map(super::payload_key);
         let payloads = self.payload_map(ids).await?;
         let doc = Object::new();
         js::set(&doc, "format", &JsValue::from_str(FORMAT));

@@ -38,7 +38,7 @@ impl Engine {
         self.check_open()?;
         let metas = self.pending_metas().await?;
         let payloads = self
-            .payload_map(metas.iter().map(|(m, _)| m.id.clone()))
+            .payload_map(metas.iter().map(|(m, _)| payload_key(m)))
             .await?;
         let out: Array = metas
             .iter()
@@ -49,9 +49,9 @@ impl Engine {
 
     pub(super) async fn payload_map(
         &self,
-        ids: impl Iterator<Item = Rc<str>>,
+        ids: impl Iterator<Item = PayloadKey>,
     ) -> Result<FxHashMap<String, JsValue>> {
-        let ids: Vec<Rc<str>> = ids.collect();
+        let ids: Vec<PayloadKey> = ids.collect();
         // Reading the whole store is quicker for many, unless acknowledged payloads wait
         // there to be swept (up to `SWEEP_BACKLOG` of them).
         if ids.len() > WINDOW && self.store.count_acked().await? == 0 {
@@ -63,7 +63,7 @@ impl Engine {
     pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         let dead = self.store.dead_letters().await?;
-        let payloads = self.payload_map(dead.iter().map(|m| m.id.clone())).await?;
+        let payloads = self.payload_map(dead.iter().map(payload_key)).await?;
         let out: Array = dead
             .iter()
             .map(|m| info(m, Status::Dead, payloads.get(&*m.id)))
@@ -197,7 +197,12 @@ impl Engine {
             (seq, meta, ids)
         };
         let aliases = meta.as_ref().map_or(&[][..], |m| &m.aliases[..]);
-        match self.store.cancel(seq, &ids[0], aliases, epoch).await {
+        let group = meta.as_ref().and_then(|m| m.group_key());
+        match self
+            .store
+            .cancel((seq, group), &ids[0], aliases, epoch)
+            .await
+        {
             Ok(()) => {
                 let waiters: Vec<Deferred> = {
                     let mut st = self.st.borrow_mut();

@@ -37,12 +37,22 @@ function whileLeading(tx, epoch, then) {
 }
 
 /**
- * Issues `ops` in `tx` and asks for the commit; aborts `tx` if one cannot be issued.
- * ops: ['put', store, value, key?] | ['delete', store, key] | ['deleteRange', store, lo, hi]
+ * Issues `ops` in `tx` and asks for the commit once every request is issued; aborts `tx`
+ * if one cannot be. ops: ['put', store, value, key?] | ['delete', store, key] |
+ * ['deleteRange', store, lo, hi] | ['ungroup', group, seqs, move] (see `ungroup`).
  */
 function applyOps(tx, ops) {
+  let waiting = 1;
+  const issued = () => {
+    if (--waiting === 0 && typeof tx.commit === 'function') tx.commit();
+  };
   try {
     for (const [op, name, a, b] of ops) {
+      if (op === 'ungroup') {
+        waiting++;
+        ungroup(tx, name, a, b, issued);
+        continue;
+      }
       const store = tx.objectStore(name);
       if (op === 'put') (b === undefined ? store.put(a) : store.put(a, b));
       else if (op === 'delete') store.delete(a);
@@ -52,7 +62,81 @@ function applyOps(tx, ops) {
     tx.abort();
     return;
   }
-  if (typeof tx.commit === 'function') tx.commit();
+  issued();
+}
+
+/**
+ * Takes the members `seqs` out of the group record `group` (a group commit's metadata,
+ * see `appendGroup`): each leaves a hole, so the others keep their seqs. With `move`, a
+ * member's payload is copied out of the group's payload record to its own, under its id
+ * (its record is being written on its own). The last member out deletes both group
+ * records. A member already out (written on its own earlier) is left alone.
+ */
+function ungroup(tx, group, seqs, move, then) {
+  const outbox = tx.objectStore('outbox');
+  const payloads = tx.objectStore('payloads');
+  const record = outbox.get(group);
+  const values = move ? payloads.get(group) : null;
+  (values ?? record).onsuccess = () => {
+    const g = record.result;
+    const out = [];
+    if (g && Array.isArray(g.metas) && Array.isArray(g.ids)) {
+      for (const seq of seqs) {
+        const j = seq - group - 1;
+        if (g.metas[j]) {
+          out.push(g.metas[j].id);
+          g.metas[j] = null;
+        }
+      }
+    }
+    if (out.length) {
+      const p = values?.result;
+      if (isGroupPayload(p)) for (const id of out) payloads.put(p.values[p.ids.indexOf(id)], id);
+      g.ids = g.ids.filter((id) => !out.includes(id));
+      if (g.ids.length) outbox.put(g);
+      else {
+        outbox.delete(group);
+        payloads.delete(group);
+      }
+    }
+    then();
+  };
+}
+
+const isGroupPayload = (p) => Boolean(p) && Array.isArray(p.ids) && Array.isArray(p.values);
+
+/**
+ * Writes a group commit of several transactions as two records per `most` of them instead
+ * of two each (IndexedDB's cost is per record): their metadata records in one `outbox`
+ * record under the seq its key generator allocates, `{ seq: S, metas, ids }` (the
+ * `members` index finds it by id), and their payloads as `{ ids, values }` under S in
+ * `payloads`. Member i takes seq S + 1 + i: the key generator is moved past them in the
+ * same transaction, so the seqs of every other write follow. Capped at `most` members, as
+ * a dispatch reads a group's whole payload record. `out.groups` holds each group's S once
+ * committed.
+ */
+export function appendGroups(tx, metas, values, most) {
+  const outbox = tx.objectStore('outbox');
+  const out = { groups: [] };
+  const next = (from) => {
+    if (from >= metas.length) {
+      if (typeof tx.commit === 'function') tx.commit();
+      return;
+    }
+    const chunk = metas.slice(from, from + most);
+    const ids = chunk.map((m) => m.id);
+    const req = outbox.put({ metas: chunk, ids });
+    req.onsuccess = () => {
+      const group = req.result;
+      out.groups.push(group);
+      tx.objectStore('payloads').put({ ids, values: values.slice(from, from + most) }, group);
+      outbox.put({ seq: group + chunk.length });
+      outbox.delete(group + chunk.length);
+      next(from + most);
+    };
+  };
+  next(0);
+  return out;
 }
 
 /** Fenced writes: issues `ops` only while `epoch` is current (see whileLeading). */
@@ -119,7 +203,11 @@ export function bumpEpoch(tx) {
 
 /**
  * Outbox records with after < seq <= upto (either bound may be null), metadata only; the
- * first `limit` of them where `limit` is not null.
+ * first `limit` stored records of them where `limit` is not null. A group record counts
+ * as one and comes out as its members, each with its seq set; the record just below
+ * `after` is read too, as it may be a group with members above it. Once the transaction
+ * completes: `out.keys`, `out.values`, `out.offsets` (how far below its seq a member's
+ * group record lies, 0 for a record of its own), and `out.dead`.
  */
 export function loadRange(tx, after, upto, limit, dead) {
   const store = tx.objectStore('outbox');
@@ -128,16 +216,51 @@ export function loadRange(tx, after, upto, limit, dead) {
   else if (after !== null) range = IDBKeyRange.lowerBound(after, true);
   else if (upto !== null) range = IDBKeyRange.upperBound(upto);
   const count = limit ?? undefined;
-  return {
-    keys: store.getAllKeys(range, count),
-    values: store.getAll(range, count),
-    dead: dead ? tx.objectStore('dead').getAll(range) : null,
+  const out = { keys: [], values: [], offsets: [], dead: null };
+  const below = after === null ? null : store.openCursor(IDBKeyRange.upperBound(after), 'prev');
+  const keys = store.getAllKeys(range, count);
+  const values = store.getAll(range, count);
+  const take = (key, value) => {
+    if (value === null || typeof value !== 'object' || !Array.isArray(value.metas)) {
+      if (after === null || key > after) {
+        out.keys.push(key);
+        out.values.push(value);
+        out.offsets.push(0);
+      }
+      return;
+    }
+    value.metas.forEach((m, j) => {
+      const seq = key + 1 + j;
+      if (m === null || (after !== null && seq <= after) || (upto !== null && seq > upto)) return;
+      if (typeof m === 'object') m.seq = seq;
+      out.keys.push(seq);
+      out.values.push(m);
+      out.offsets.push(j + 1);
+    });
   };
+  values.onsuccess = () => {
+    if (below?.result) take(below.result.key, below.result.value);
+    keys.result.forEach((key, i) => take(key, values.result[i]));
+  };
+  if (dead) out.dead = tx.objectStore('dead').getAll(range);
+  return out;
+}
+
+/** How many transactions the outbox holds: its records, each group counted by members. */
+export function countPending(tx) {
+  const store = tx.objectStore('outbox');
+  const out = { count: 0 };
+  const all = store.count();
+  const groups = store.index('groups').count();
+  const members = store.index('members').count();
+  members.onsuccess = () => { out.count = all.result - groups.result + members.result; };
+  return out;
 }
 
 /**
  * Where a transaction id is: { dead: record } | { payload: true } (pending: a pending or
- * dead transaction has its payload) | {} (neither: acknowledged or never enqueued). An id
+ * dead transaction has its payload) | { member: true } (pending in a group record) | {}
+ * (none: acknowledged or never enqueued). An id
  * folded into another transaction is where that one is; one listed in `acked` is
  * acknowledged, its payload not yet swept.
  */
@@ -148,6 +271,8 @@ export function locate(tx, id) {
   named(tx, id, (id) => {
     const p = tx.objectStore('payloads').getKey(id);
     p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
+    const g = tx.objectStore('outbox').index('members').getKey(id);
+    g.onsuccess = () => { if (g.result !== undefined) out.member = true; };
     const d = tx.objectStore('dead').index('id').get(id);
     d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
   });
@@ -212,16 +337,90 @@ export function openDatabase(name, version, upgrade) {
   });
 }
 
-/** The payload records of `ids`, one request each, in one transaction. */
-export function readPayloads(tx, ids) {
+/**
+ * The payload records of `ids`, in one transaction: where `groups[i]` names the group
+ * record transaction i was written in, from that group's payload record (read once for
+ * all its members), else under its id; failing that, from the other place (a member
+ * written on its own since, or one whose group the caller did not know). `out.values`
+ * once the transaction completes.
+ */
+export function readPayloads(tx, ids, groups) {
   const store = tx.objectStore('payloads');
-  return ids.map((id) => store.get(id));
+  const members = tx.objectStore('outbox').index('members');
+  const out = { values: [] };
+  const reads = new Map();
+  const fromGroup = (i, key, otherwise) => {
+    let read = reads.get(key);
+    if (!read) {
+      read = { waiting: [] };
+      reads.set(key, read);
+      const req = store.get(key);
+      req.onsuccess = () => {
+        read.done = true;
+        read.result = isGroupPayload(req.result) ? req.result : { ids: [], values: [] };
+        for (const use of read.waiting) use();
+      };
+    }
+    const use = () => {
+      const at = read.result.ids.indexOf(ids[i]);
+      if (at >= 0) out.values[i] = read.result.values[at];
+      else otherwise();
+    };
+    if (read.done) use();
+    else read.waiting.push(use);
+  };
+  const own = (i, otherwise) => {
+    const req = store.get(ids[i]);
+    req.onsuccess = () => {
+      if (req.result !== undefined) out.values[i] = req.result;
+      else otherwise();
+    };
+  };
+  const indexed = (i) => {
+    const req = members.getKey(ids[i]);
+    req.onsuccess = () => {
+      if (req.result !== undefined) fromGroup(i, req.result, () => {});
+    };
+  };
+  ids.forEach((id, i) => {
+    const group = groups[i];
+    if (group === undefined || group === null) own(i, () => indexed(i));
+    else fromGroup(i, group, () => own(i, () => {}));
+  });
+  return out;
+}
+
+/**
+ * Every payload record as `{ keys, values }` by transaction id, group payload records
+ * taken apart (their members that are gone or written on their own included: a payload
+ * under its own id comes later and wins).
+ */
+export function allPayloads(tx) {
+  const store = tx.objectStore('payloads');
+  const out = { keys: [], values: [] };
+  const keys = store.getAllKeys();
+  const values = store.getAll();
+  values.onsuccess = () => {
+    const own = [];
+    keys.result.forEach((key, i) => {
+      const v = values.result[i];
+      if (typeof key === 'number') {
+        if (!isGroupPayload(v)) return;
+        v.ids.forEach((id, j) => { out.keys.push(id); out.values.push(v.values[j]); });
+      } else own.push(i);
+    });
+    for (const i of own) {
+      out.keys.push(keys.result[i]);
+      out.values.push(values.result[i]);
+    }
+  };
+  return out;
 }
 
 /**
  * Adds backup records in one transaction: `[meta, payload, dead, ids]` each, in order.
- * A record any of whose `ids` (its id and aliases) is already here, pending, dead or
- * folded into another, is skipped, checked inside this same transaction so two imports
+ * A record any of whose `ids` (its id and aliases) is already here, pending (on its own or
+ * in a group), dead or folded into another, is skipped, checked inside this same transaction so two imports
  * of one backup cannot both add it. Seqs come from the outbox's key generator in record
  * order; a dead letter takes its seq that way too, then moves to `dead`.
  * `out.seqs[i]` is the new seq of record i, or null where it was skipped.
@@ -232,6 +431,7 @@ export function importRecords(tx, records) {
   const dead = tx.objectStore('dead');
   const aliases = tx.objectStore('aliases');
   const deadIds = dead.index('id');
+  const members = outbox.index('members');
   const out = { seqs: records.map(() => null) };
   const present = records.map(() => false);
   let checks = 0;
@@ -256,8 +456,9 @@ export function importRecords(tx, records) {
   };
   records.forEach(([, , , ids], i) => {
     for (const id of ids) {
-      checks += 3;
+      checks += 4;
       seen(i)(payloads.getKey(id));
+      seen(i)(members.getKey(id));
       seen(i)(aliases.getKey(id));
       seen(i)(deadIds.getKey(id));
     }
