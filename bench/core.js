@@ -10,7 +10,9 @@ function rawDb(name) {
     const req = indexedDB.open(name, 1);
     req.onupgradeneeded = () => {
       req.result.createObjectStore('s', { autoIncrement: true });
-      req.result.createObjectStore('meta', { keyPath: 'seq', autoIncrement: true });
+      const meta = req.result.createObjectStore('meta', { keyPath: 'seq', autoIncrement: true });
+      meta.createIndex('members', 'ids', { multiEntry: true });
+      meta.createIndex('groups', 'ids.length');
       req.result.createObjectStore('payloads');
     };
     req.onsuccess = () => resolve(req.result);
@@ -29,20 +31,30 @@ function rawPut(db, value) {
 }
 
 /**
- * The floor of the outbox's layout for `n` enqueues: what they store (a metadata record
- * given its seq by IndexedDB, the payload under the id), put directly in one transaction,
- * with none of the enqueue's work around it.
+ * The floor of the outbox's layout for `n` enqueues committed together: what they store
+ * (one group record of their metadata, given its seq by IndexedDB, and one record of their
+ * payloads under it; the key generator moved past the members' seqs), put directly in one
+ * transaction, with none of the enqueue's work around it.
  */
 function rawGroup(db, n) {
   return new Promise((resolve, reject) => {
     const tx = db.transaction(['meta', 'payloads'], 'readwrite');
     const meta = tx.objectStore('meta');
-    const payloads = tx.objectStore('payloads');
+    const metas = [];
+    const values = [];
     for (let i = 0; i < n; i++) {
       const id = crypto.randomUUID();
-      meta.put({ id, handler: 'h', keys: [`k${i}`], priority: 'normal', idempotencyKey: id, attempts: 0, createdAt: Date.now(), nextAttemptAt: 0, bytes: 1100 });
-      payloads.put({ mutations: payload(i) }, id);
+      metas.push({ id, handler: 'h', keys: [`k${i}`], priority: 'normal', idempotencyKey: id, attempts: 0, createdAt: Date.now(), nextAttemptAt: 0, bytes: 1100 });
+      values.push({ mutations: payload(i) });
     }
+    const ids = metas.map((m) => m.id);
+    const req = meta.put({ metas, ids });
+    req.onsuccess = () => {
+      tx.objectStore('payloads').put({ ids, values }, req.result);
+      meta.put({ seq: req.result + n });
+      meta.delete(req.result + n);
+      tx.commit();
+    };
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
   });

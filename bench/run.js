@@ -22,7 +22,7 @@ try {
       `${fmt(r.sequentialRatio, 2)}x raw put (${fmt(r.rawSequentialPerSec)} /s)`, '>= 0.8x'],
     ['100 concurrent enqueues', `${fmt(r.concurrentEnqueuePerSec)} /s`,
       `${fmt(r.concurrentRatio, 1)}x raw put (${fmt(r.concurrentRawSequentialPerSec)} /s); ${fmt(r.concurrentVsRawConcurrent, 1)}x 100 raw puts at once (${fmt(r.rawConcurrentPerSec)} /s)`, '>= 5x'],
-    ['  the same records put directly', `${fmt(r.concurrentFloorMs, 1)} ms per 100`,
+    ['  the same group records put directly', `${fmt(r.concurrentFloorMs, 1)} ms per 100`,
       `enqueues take ${fmt(r.concurrentMs, 1)} ms; 5x a raw put allows ${fmt(r.concurrentTargetMs, 1)} ms`, 'layout floor'],
     [`drain, instant handler (${r.drainCount} after reopen)`, `${fmt(r.drainPerSec)} tx/s`, '', '>= 5,000 tx/s'],
     ['50 keys, 20 ms handler, maxConcurrency 8', `${fmt(r.fiftyKeysSec, 3)} s`,
