@@ -157,6 +157,12 @@ pub enum Outcome {
     Reject(LastError),
 }
 
+/// The key of the group record of the transaction with `seq`, written `group` below it
+/// (see [`TxMeta::group`]); `None` when it was written on its own.
+pub fn group_key(seq: Seq, group: u32) -> Option<Seq> {
+    (group != 0).then(|| seq.saturating_sub(group.into()))
+}
+
 /// The scheduling metadata of one transaction: everything but `mutations` and `metadata`,
 /// which live in a separate store and are read only when the transaction is dispatched.
 #[derive(Clone, Debug, PartialEq)]
@@ -186,8 +192,9 @@ pub struct TxMeta {
     /// Ids of transactions folded into this one: they settle with it.
     pub aliases: Vec<String>,
     /// Where the transaction was written by a group commit: how far below its seq the
-    /// group's record lies (0: written on its own). Kept after the record is written on
-    /// its own again, since the store's group edits are harmless once it has left.
+    /// group's record lies (0: written on its own, also once a failed attempt or a fold
+    /// has written it on its own since; the store's group edits are harmless if that
+    /// write failed and this says 0 too early).
     pub group: u32,
 }
 
@@ -210,8 +217,7 @@ impl TxMeta {
 
     /// The key of the group record this transaction was written in, if any.
     pub fn group_key(&self) -> Option<Seq> {
-        let seq = self.seq?;
-        (self.group != 0).then(|| seq.saturating_sub(self.group.into()))
+        group_key(self.seq?, self.group)
     }
 
     /// Keys in first-seen order without repeats: a transaction listing a key twice still

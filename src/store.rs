@@ -649,7 +649,7 @@ impl Store {
             };
             let record = record::encode(&meta);
             js::set(&record, "raw", &c.raw);
-            let group = (c.group != 0).then(|| seq.saturating_sub(c.group.into()));
+            let group = crate::model::group_key(seq, c.group);
             records.push((seq, group, JsValue::from(record)));
         }
         let mut ops = Vec::with_capacity(records.len() * 2);
@@ -746,8 +746,9 @@ impl Store {
             .filter(|m| m.group == 0)
             .map(|m| JsValue::from_str(&m.id))
             .collect();
+        let any = ids.length() > 0;
         let ids: JsValue = ids.into();
-        if !done.iter().all(|m| m.group != 0) {
+        if any {
             ops.push(Op::Put(ACKED, &ids));
         }
         self.fenced(

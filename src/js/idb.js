@@ -67,7 +67,7 @@ function applyOps(tx, ops) {
 
 /**
  * Takes the members `seqs` out of the group record `group` (a group commit's metadata,
- * see `appendGroup`): each leaves a hole, so the others keep their seqs. With `move`, a
+ * see `appendGroups`): each leaves a hole, so the others keep their seqs. With `move`, a
  * member's payload is copied out of the group's payload record to its own, under its id
  * (its record is being written on its own). The last member out deletes both group
  * records. A member already out (written on its own earlier) is left alone.
