@@ -47,7 +47,7 @@ use crate::triggers::{Callbacks, Triggers};
 /// upcoming ones at a time, so a drain costs one IndexedDB read per window, not per
 /// transaction.
 const WINDOW: usize = 512;
-/// Records read before a new leader starts sending (see `gain`).
+/// Seqs read before a new leader starts sending (see `gain`).
 const FIRST_LOAD: u32 = 100;
 /// Acknowledged transactions remembered for `settled` after they leave the store.
 const RECENT_LIMIT: usize = 1_000;
@@ -519,7 +519,7 @@ impl Engine {
             // Under the block policy the dead letters hold their keys (see `hold_dead`).
             let block = self.dead_letters == DeadLetterPolicy::Block;
             let (epoch, loaded) = self.store.take_over(FIRST_LOAD, block).await?;
-            let read_all = !loaded.filled(FIRST_LOAD);
+            let read_all = !loaded.more;
             if !loaded.corrupt.is_empty() {
                 self.store
                     .quarantine(loaded.corrupt, js::now(), epoch)

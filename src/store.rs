@@ -217,13 +217,8 @@ pub struct Loaded {
     /// The dead letters in the same seq range, when asked for (they are read in the same
     /// IndexedDB transaction, so none can be missing that a loaded record follows).
     pub dead: Vec<TxMeta>,
-}
-
-impl Loaded {
-    /// Whether a read of at most `limit` records came back full, so more may follow.
-    pub fn filled(&self, limit: u32) -> bool {
-        self.metas.len() + self.corrupt.len() >= limit as usize
-    }
+    /// Whether a read with a limit stopped short of the end, so more records follow.
+    pub more: bool,
 }
 
 /// A group commit being written: one IndexedDB transaction for every enqueue of the
@@ -520,8 +515,9 @@ impl Store {
         self.load_some(after, upto, None, false).await
     }
 
-    /// The first `limit` records after `after` (see `load`), and with `dead` every dead
-    /// letter after `after`.
+    /// The first records after `after` that span about `limit` seqs (see `loadRange` in
+    /// idb.js; a group record spans its members), and with `dead` every dead letter after
+    /// `after`.
     pub async fn load_first(&self, after: Option<Seq>, limit: u32, dead: bool) -> Result<Loaded> {
         self.load_some(after, None, Some(limit), dead).await
     }
@@ -536,14 +532,16 @@ impl Store {
         let stores: &[&str] = if dead { &[OUTBOX, DEAD] } else { &[OUTBOX] };
         let tx = self.tx(stores, IdbTransactionMode::Readonly, "load")?;
         let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
-        let reqs = tx.check(load_range(&tx.tx, bound(after), bound(upto), limit, dead))?;
-        tx.done().await?;
-        Ok(loaded(&reqs))
+        let out = tx.check(load_range(&tx.tx, bound(after), bound(upto), limit, dead))?;
+        // With a limit, the records' read follows their keys' result: no early commit.
+        tx.wait(false).await?;
+        Ok(loaded(&out))
     }
 
     /// Takes over as leader in one IndexedDB transaction: bumps the epoch (every earlier
-    /// leader's fenced writes fail from now on) and reads the first `limit` records, with
-    /// `dead` every dead letter too. Returns the new epoch.
+    /// leader's fenced writes fail from now on) and reads the first records spanning about
+    /// `limit` seqs (as `load_first`), with `dead` every dead letter too. Returns the new
+    /// epoch.
     pub async fn take_over(&self, limit: u32, dead: bool) -> Result<(u64, Loaded)> {
         let stores: &[&str] = if dead {
             &[META, OUTBOX, DEAD]
@@ -1005,5 +1003,6 @@ fn loaded(out: &JsValue) -> Loaded {
         metas,
         corrupt,
         dead,
+        more: js::get(out, "more").is_truthy(),
     }
 }

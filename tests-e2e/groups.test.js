@@ -232,3 +232,28 @@ test('a burst of 600 enqueues is split into group records of at most 256; seqs r
     assert.deepEqual(onKey, [...onKey].sort((a, b) => a - b), `key k${k} in order`);
   }
 });
+
+test('a reopen reads group records in chunks by the seqs they span: neither group keys nor holes left by removed members end the read early; every remaining one of 6,000 is sent once', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'groups-holes';
+    const ob = await Outbox.open({ name, handlers: { h: () => new Promise(() => {}) } });
+    const infos = await Promise.all(Array.from({ length: 6000 }, (_, n) => ob.enqueue({ handler: 'h', keys: [`k${n % 10}`], mutations: n })));
+    // Two in three of the first 600 removed (those in flight refuse): holes in the first
+    // groups. 6,000 members span more seqs than the sync reads at a time.
+    const kept = [];
+    await Promise.all(infos.map((t, n) => (n >= 600 || n % 3 === 0 ? kept.push(n) : ob.remove(t.id).catch(() => kept.push(n)))));
+    await ob.close();
+    const sent = [];
+    const ob2 = await Outbox.open({ name, handlers: { h: async (ctx) => { sent.push([ctx.mutations, ctx.keys[0]]); } } });
+    await ob2.drain();
+    await ob2.close();
+    return { kept: kept.sort((a, b) => a - b), sent };
+  });
+  assert.ok(r.kept.length >= 5600 && r.kept.length < 5610, `${r.kept.length} kept`);
+  assert.deepEqual(r.sent.map(([n]) => n).sort((a, b) => a - b), r.kept);
+  for (let k = 0; k < 10; k++) {
+    const onKey = r.sent.filter(([, key]) => key === `k${k}`).map(([n]) => n);
+    assert.deepEqual(onKey, [...onKey].sort((a, b) => a - b), `key k${k} in order`);
+  }
+});

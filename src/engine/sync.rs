@@ -10,7 +10,7 @@ use crate::lease::Action;
 
 /// How long a follower waits for the leader to answer a `remove`.
 pub(super) const REMOVE_TIMEOUT_MS: u32 = 5_000;
-/// Records the sync loop reads at a time.
+/// Seqs the sync loop reads at a time (a group record spans its members).
 const SYNC_CHUNK: u32 = 5_000;
 
 impl Engine {
@@ -207,7 +207,7 @@ impl Engine {
             let mut more = false;
             match loaded {
                 Ok(mut loaded) => {
-                    more = loaded.filled(SYNC_CHUNK);
+                    more = loaded.more;
                     // Everything up to `last_synced` is taken in already: the leader's own
                     // enqueues can have moved it on during the read. Such a record may be
                     // acknowledged or folded by now, so no longer pending, and taking it

@@ -202,12 +202,14 @@ export function bumpEpoch(tx) {
 }
 
 /**
- * Outbox records with after < seq <= upto (either bound may be null), metadata only; the
- * first `limit` stored records of them where `limit` is not null. A group record counts
- * as one and comes out as its members, each with its seq set; the record just below
- * `after` is read too, as it may be a group with members above it. Once the transaction
- * completes: `out.keys`, `out.values`, `out.offsets` (how far below its seq a member's
- * group record lies, 0 for a record of its own), and `out.dead`.
+ * Outbox records with after < seq <= upto (either bound may be null), metadata only;
+ * where `limit` is not null, the first records that span about `limit` seqs (at most
+ * `limit` records), `out.more` saying whether others follow. A group record comes out as
+ * its members, each with its seq set, and spans their seqs: the limit bounds what is
+ * decoded at once whatever the layout. The record just below `after` is read too, as it
+ * may be a group with members above it. Once the transaction completes: `out.keys`,
+ * `out.values`, `out.offsets` (how far below its seq a member's group record lies, 0 for
+ * a record of its own), and `out.dead`.
  */
 export function loadRange(tx, after, upto, limit, dead) {
   const store = tx.objectStore('outbox');
@@ -215,11 +217,9 @@ export function loadRange(tx, after, upto, limit, dead) {
   if (after !== null && upto !== null) range = IDBKeyRange.bound(after, upto, true, false);
   else if (after !== null) range = IDBKeyRange.lowerBound(after, true);
   else if (upto !== null) range = IDBKeyRange.upperBound(upto);
-  const count = limit ?? undefined;
-  const out = { keys: [], values: [], offsets: [], dead: null };
+  const out = { keys: [], values: [], offsets: [], more: false, dead: null };
   const below = after === null ? null : store.openCursor(IDBKeyRange.upperBound(after), 'prev');
-  const keys = store.getAllKeys(range, count);
-  const values = store.getAll(range, count);
+  const keys = store.getAllKeys(range, limit ?? undefined);
   const take = (key, value) => {
     if (value === null || typeof value !== 'object' || !Array.isArray(value.metas)) {
       if (after === null || key > after) {
@@ -238,10 +238,34 @@ export function loadRange(tx, after, upto, limit, dead) {
       out.offsets.push(j + 1);
     });
   };
-  values.onsuccess = () => {
+  const takeAll = (read) => {
     if (below?.result) take(below.result.key, below.result.value);
-    keys.result.forEach((key, i) => take(key, values.result[i]));
+    read.forEach(([key, value]) => take(key, value));
   };
+  if (limit === null) {
+    const values = store.getAll(range);
+    values.onsuccess = () => takeAll(keys.result.map((key, i) => [key, values.result[i]]));
+  } else {
+    keys.onsuccess = () => {
+      const k = keys.result;
+      // A record spans the seqs up to the next record's key.
+      let end = k.length;
+      for (let i = 0, span = 0; i < k.length; i++) {
+        span += i + 1 < k.length ? k[i + 1] - k[i] : 1;
+        if (span >= limit) {
+          end = i + 1;
+          break;
+        }
+      }
+      out.more = k.length === limit || end < k.length;
+      if (end === 0) {
+        takeAll([]);
+        return;
+      }
+      const values = store.getAll(IDBKeyRange.bound(k[0], k[end - 1]));
+      values.onsuccess = () => takeAll(values.result.map((value, i) => [k[i], value]));
+    };
+  }
   if (dead) out.dead = tx.objectStore('dead').getAll(range);
   return out;
 }
