@@ -82,21 +82,26 @@ export async function run() {
   const rawRound = () => time(async () => { for (let i = 0; i < 20; i++) await rawPut(db, payload(i)); });
 
   // Sequential: the outbox (whose handler hangs, so it only stores) against a raw put per
-  // transaction, 20 awaited writes per round.
+  // transaction, 20 awaited writes per round. The figure is the steady state: in a fresh
+  // page the first few hundred enqueues run slower (0.55-0.8x) while V8 compiles the glue
+  // and tiers the wasm up, so the target is measured after 30 rounds (600 enqueues) and the
+  // first 10 rounds are reported apart, as the cold figure.
   {
     const seq = await fresh('bench-seq', { h: never });
     const rounds = [];
-    for (let round = 0; round < 25; round++) {
+    for (let round = 0; round < 70; round++) {
       const rawMs = await rawRound();
       const ms = await time(async () => {
         for (let i = 0; i < 20; i++) await seq.enqueue({ handler: 'h', keys: ['k'], mutations: payload(i) });
       });
-      if (round >= 5) rounds.push({ raw: 20000 / rawMs, ours: 20000 / ms });
+      rounds.push({ raw: 20000 / rawMs, ours: 20000 / ms });
     }
     await seq.close();
-    out.rawSequentialPerSec = median(rounds.map((r) => r.raw));
-    out.sequentialEnqueuePerSec = median(rounds.map((r) => r.ours));
-    out.sequentialRatio = median(rounds.map((r) => r.ours / r.raw));
+    const warm = rounds.slice(30);
+    out.rawSequentialPerSec = median(warm.map((r) => r.raw));
+    out.sequentialEnqueuePerSec = median(warm.map((r) => r.ours));
+    out.sequentialRatio = median(warm.map((r) => r.ours / r.raw));
+    out.coldSequentialRatio = median(rounds.slice(0, 10).map((r) => r.ours / r.raw));
   }
 
   // 100 concurrent enqueues (group commit) against the raw put per transaction, and
