@@ -291,7 +291,10 @@ export class Outbox {
   /** Resolves once the transaction is durable in IndexedDB. */
   enqueue(tx: NewTransaction): Promise<TransactionInfo>;
   /** Resolves when a handler acknowledged it (at once if it already was); rejects with
-   *  `OutboxError{code:'Dead'}` if it is or becomes dead, `'Removed'` if removed. */
+   *  `OutboxError{code:'Dead'}` if it is or becomes dead, `'Removed'` if removed or
+   *  discarded from the dead letters (remembered for 30 days, across reopens). An id the
+   *  outbox holds nothing about resolves as acknowledged: acknowledged transactions leave
+   *  no record. */
   settled(id: string): Promise<SettledInfo>;
   /** Not yet acknowledged, not dead, in seq order. */
   peek(): Promise<TransactionInfo[]>;

@@ -714,7 +714,8 @@ impl Outbox {
     }
 
     /// Waits until a handler (in any context) acknowledged the transaction; `Dead` or
-    /// `Removed` if it went to the dead letters or was removed instead.
+    /// `Removed` if it went to the dead letters or was removed (or discarded) instead. A
+    /// removal is remembered for 30 days, across reopens.
     pub async fn settled(&self, id: &str) -> Result<()> {
         wait(self.engine.settled(id.to_string())).await.map(|_| ())
     }

@@ -40,7 +40,7 @@ use crate::record;
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
 use crate::storage_manager;
-use crate::store::{Append, Store};
+use crate::store::{self, Append, Store};
 use crate::triggers::{Callbacks, Triggers};
 
 /// How many payloads the cache holds ahead of dispatch: the loader reads this many
@@ -199,6 +199,9 @@ struct State {
     /// Acknowledged payloads not yet deleted (`None`: unknown, as for a new leader).
     unswept: Option<usize>,
     sweeping: bool,
+    /// Removal marks past [`store::REMOVED_KEPT_MS`] are pruned once per leadership, by
+    /// its first sweep.
+    prune_due: bool,
     /// Acknowledged, out of `pending`, and not yet reported `sent` (their removal is
     /// committing): progress still counts them as remaining.
     unreported: usize,
@@ -359,6 +362,7 @@ impl Engine {
                 acks: Vec::new(),
                 ack_busy: false,
                 unswept: None,
+                prune_due: false,
                 sweeping: false,
                 unreported: 0,
                 writes: 0,
@@ -550,6 +554,7 @@ impl Engine {
             st.taking_over = true;
             // An earlier leader may have left acknowledged payloads to sweep.
             st.unswept = None;
+            st.prune_due = true;
             // What the last leader was sending, as its events told: pending here now.
             st.remote_in_flight.clear();
             for m in metas {
@@ -2063,6 +2068,12 @@ impl Engine {
             st.sweeping = true;
         }
         js::spawn(async move {
+            if std::mem::take(&mut me.st.borrow_mut().prune_due) {
+                let before = js::now().saturating_sub(store::REMOVED_KEPT_MS);
+                if let Err(e) = me.store.prune_removed(before).await {
+                    me.report_error(None, &e);
+                }
+            }
             loop {
                 let epoch = {
                     let st = me.st.borrow();

@@ -56,6 +56,8 @@ const ACKED: &str = "acked";
 /// The most transactions in one group record: a dispatch reads the group's whole payload
 /// record, so a burst of thousands is split rather than read again for every window.
 const GROUP_MOST: u32 = 256;
+/// How long a removed (or discarded) id is remembered as such: 30 days.
+pub const REMOVED_KEPT_MS: Millis = 30 * 24 * 60 * 60 * 1000;
 
 #[wasm_bindgen(module = "/src/js/idb.js")]
 extern "C" {
@@ -114,6 +116,8 @@ extern "C" {
         values: &Array,
         most: u32,
     ) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = pruneRemoved, catch)]
+    fn prune_removed(tx: &IdbTransaction, before: f64) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(js_name = countPending, catch)]
     fn count_pending_of(tx: &IdbTransaction) -> std::result::Result<JsValue, JsValue>;
 }
@@ -198,7 +202,9 @@ fn push_ungroup<'a>(
 pub enum Location {
     Pending,
     Dead(TxMeta),
-    /// Neither pending nor dead: acknowledged (or never enqueued).
+    /// Removed, or discarded from the dead letters, within [`REMOVED_KEPT_MS`].
+    Removed,
+    /// None of the above: acknowledged (or never enqueued).
     Gone,
 }
 
@@ -301,11 +307,20 @@ fn storage(context: &str, e: JsValue) -> Error {
     )
 }
 
-/// The deletes that make a transaction's id and aliases unknown: its payload and the
-/// alias entries pointing at it.
-fn push_forget<'a>(ops: &mut Vec<Op<'a>>, id: &'a str, aliases: &'a [String]) {
+/// The writes that take a transaction out for good (removed, or discarded from the dead
+/// letters): its payload goes, and its id and aliases are marked removed in `aliases` with
+/// the time (`removed_at`, a number where an alias holds its owner's id), so `settled`
+/// still tells a removed id from an acknowledged one after a reopen. Marks older than
+/// [`REMOVED_KEPT_MS`] are pruned when a context takes the lead.
+fn push_forget<'a>(
+    ops: &mut Vec<Op<'a>>,
+    id: &'a str,
+    aliases: &'a [String],
+    removed_at: &'a JsValue,
+) {
     ops.push(Op::DeleteAt(PAYLOADS, id));
-    ops.extend(aliases.iter().map(|a| Op::DeleteAt(ALIASES, a)));
+    ops.push(Op::PutAt(ALIASES, id, removed_at));
+    ops.extend(aliases.iter().map(|a| Op::PutAt(ALIASES, a, removed_at)));
 }
 
 fn seq_key(seq: Seq) -> JsValue {
@@ -596,9 +611,19 @@ impl Store {
         let own = js::get(&out, "payload").is_truthy() && !js::get(&out, "acked").is_truthy();
         if own || js::get(&out, "member").is_truthy() {
             Ok(Location::Pending)
+        } else if js::get(&out, "removed").is_truthy() {
+            Ok(Location::Removed)
         } else {
             Ok(Location::Gone)
         }
+    }
+
+    /// Deletes the removal marks (see `push_forget`) set before `before`.
+    pub async fn prune_removed(&self, before: Millis) -> Result<()> {
+        let tx = self.tx(&[ALIASES], IdbTransactionMode::Readwrite, "prune")?;
+        tx.check(prune_removed(&tx.tx, before as f64))?;
+        // The deletes follow the cursor's results: no early commit.
+        tx.wait(false).await
     }
 
     /// Moves undecodable records to the dead letters (reason `corrupt`), keeping the raw
@@ -804,8 +829,9 @@ impl Store {
         aliases: &[String],
         epoch: u64,
     ) -> Result<()> {
+        let at = JsValue::from_f64(js::now() as f64);
         let mut ops = vec![Op::Delete(OUTBOX, seq)];
-        push_forget(&mut ops, id, aliases);
+        push_forget(&mut ops, id, aliases, &at);
         ops.extend(group.map(|g| Op::Ungroup(g, vec![seq], false)));
         self.fenced(&[OUTBOX, PAYLOADS, ALIASES], "remove", epoch, &ops)
             .await
@@ -903,8 +929,9 @@ impl Store {
 
     /// Deletes a dead letter together with its payload and aliases.
     pub async fn discard(&self, seq: Seq, meta: &TxMeta) -> Result<()> {
+        let at = JsValue::from_f64(js::now() as f64);
         let mut ops = vec![Op::Delete(DEAD, seq)];
-        push_forget(&mut ops, &meta.id, &meta.aliases);
+        push_forget(&mut ops, &meta.id, &meta.aliases, &at);
         self.while_dead(&[DEAD, PAYLOADS, ALIASES], "discard", seq, &ops)
             .await
     }

@@ -424,9 +424,68 @@ test('coalescing: remove() of a folded id removes the transaction it settles wit
   assert.deepEqual(r.removed, r.ids);
   // A removed transaction leaves no record: after a reopen its ids settle at once (as
   // nothing pending or dead does) instead of waiting for good.
-  assert.ok(r.reopened.every((o) => o !== 'still waiting'), String(r.reopened));
+  // Both ids stay known as removed: after a reopen they still settle as Removed (never as
+  // acknowledged, which would tell the app the server had them).
+  assert.deepEqual(r.reopened, ['Removed', 'Removed']);
   assert.deepEqual(r.afterReopen, [['head'], 'Removed']);
   assert.equal(r.payloads, 1, 'only the head payload is stored');
+});
+
+test('a removed or discarded id settles as Removed after a reopen too; its mark goes after 30 days', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const name = 'features-removed-marks';
+    const handlers = {
+      h: (ctx) => {
+        if (ctx.mutations === 'hold') return new Promise(() => {});
+        if (ctx.mutations === 'bad') throw new NonRetriableError('422 invalid');
+        return undefined;
+      },
+    };
+    const outcome = (ob, id) => Promise.race([
+      ob.settled(id).then(() => 'acknowledged', (e) => e.code),
+      new Promise((r) => setTimeout(() => r('still waiting'), 1000)),
+    ]);
+    const aliases = async (write) => {
+      const db = await new Promise((res) => { const q = indexedDB.open(`offline-outbox:${name}`); q.onsuccess = () => res(q.result); });
+      const tx = db.transaction('aliases', write ? 'readwrite' : 'readonly');
+      if (write) write(tx.objectStore('aliases'));
+      const keys = tx.objectStore('aliases').getAllKeys();
+      await new Promise((res) => { tx.oncomplete = res; });
+      db.close();
+      return keys.result;
+    };
+    let ob = await Outbox.open({ name, handlers });
+    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'hold' });
+    const removed = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'removed' });
+    const bad = await ob.enqueue({ handler: 'h', keys: ['b'], mutations: 'bad' });
+    const sent = await ob.enqueue({ handler: 'h', keys: ['s'], mutations: 'sent' });
+    const live = [await outcome(ob, sent.id), await outcome(ob, bad.id)];
+    await ob.remove(removed.id);
+    await ob.discardDead(bad.id);
+    const discarded = await outcome(ob, bad.id);
+    await ob.close();
+    // Marks of ids removed 31 and 29 days ago, as that time's leader would have left them.
+    const day = 24 * 60 * 60 * 1000;
+    await aliases((store) => { store.put(Date.now() - 31 * day, 'old'); store.put(Date.now() - 29 * day, 'recent'); });
+    // The held one goes out now, so the new leader goes idle, and prunes.
+    ob = await Outbox.open({ name, handlers: { h: () => undefined } });
+    const reopened = await Promise.all([removed.id, bad.id, sent.id, 'recent'].map((id) => outcome(ob, id)));
+    let left = await aliases();
+    for (let i = 0; i < 100 && left.includes('old'); i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      left = await aliases();
+    }
+    const expired = await outcome(ob, 'old');
+    await ob.close();
+    return { live, discarded, reopened, expired, left: left.sort(), ids: [removed.id, bad.id, 'recent'].sort() };
+  });
+  assert.deepEqual(r.live, ['acknowledged', 'Dead']);
+  assert.equal(r.discarded, 'Removed', 'a discarded dead letter settles as removed');
+  assert.deepEqual(r.reopened, ['Removed', 'Removed', 'acknowledged', 'Removed']);
+  assert.deepEqual(r.left, r.ids, 'the leader pruned the mark older than 30 days, and only it');
+  // Known no more: as for an acknowledged transaction, nothing is stored.
+  assert.equal(r.expired, 'acknowledged');
 });
 
 test('coalescing: retryDead() and discardDead() take an id folded into the dead letter too', async () => {

@@ -268,7 +268,11 @@ impl Engine {
                         m.last_error.map(|e| e.message).unwrap_or_default()
                     ),
                 ))),
-                // Neither pending nor dead: acknowledged before this context saw it.
+                Ok(Location::Removed) => Some(Err(js::err(
+                    ErrorCode::Removed,
+                    format!("transaction \"{id}\" was removed"),
+                ))),
+                // None of those: acknowledged before this context saw it.
                 Ok(Location::Gone) => Some(Ok(acknowledged(&id))),
                 Err(e) => Some(Err(js::to_js(&e))),
             };

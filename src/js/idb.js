@@ -292,7 +292,8 @@ export function locate(tx, id) {
   const out = {};
   const acked = tx.objectStore('acked').getAll();
   acked.onsuccess = () => { if (acked.result.some((ids) => ids.includes(id))) out.acked = true; };
-  named(tx, id, (id) => {
+  named(tx, id, (id, removed) => {
+    out.removed = removed;
     const p = tx.objectStore('payloads').getKey(id);
     p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
     const g = tx.objectStore('outbox').index('members').getKey(id);
@@ -303,10 +304,31 @@ export function locate(tx, id) {
   return out;
 }
 
-/** Calls `then` with the id of the transaction `id` names: itself, or the one it was folded into. */
+/**
+ * Calls `then` with the id of the transaction `id` names (itself, or the one it was folded
+ * into) and whether `id` is marked removed (an `aliases` entry holding the time it was
+ * removed instead of an owner's id).
+ */
 function named(tx, id, then) {
   const alias = tx.objectStore('aliases').get(id);
-  alias.onsuccess = () => then(alias.result ?? id);
+  alias.onsuccess = () => {
+    const owner = alias.result;
+    then(typeof owner === 'string' ? owner : id, typeof owner === 'number');
+  };
+}
+
+/** Deletes the removal marks in `aliases` set before `before` (see `named`). */
+export function pruneRemoved(tx, before) {
+  const req = tx.objectStore('aliases').openCursor();
+  req.onsuccess = () => {
+    const cursor = req.result;
+    if (!cursor) {
+      if (typeof tx.commit === 'function') tx.commit();
+      return;
+    }
+    if (typeof cursor.value === 'number' && cursor.value < before) cursor.delete();
+    cursor.continue();
+  };
 }
 
 /**
@@ -444,8 +466,9 @@ export function allPayloads(tx) {
 /**
  * Adds backup records in one transaction: `[meta, payload, dead, ids]` each, in order.
  * A record any of whose `ids` (its id and aliases) is already here, pending (on its own or
- * in a group), dead or folded into another, is skipped, checked inside this same transaction so two imports
- * of one backup cannot both add it. Seqs come from the outbox's key generator in record
+ * in a group), dead, folded into another or marked removed (the app's removal stands), is
+ * skipped, checked inside this same transaction so two imports of one backup cannot both
+ * add it. Seqs come from the outbox's key generator in record
  * order; a dead letter takes its seq that way too, then moves to `dead`.
  * `out.seqs[i]` is the new seq of record i, or null where it was skipped.
  */
