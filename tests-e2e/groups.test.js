@@ -168,7 +168,7 @@ test('a retried, a dead, a removed and a folded member each leave the group with
   assert.deepEqual(r.peek.sort(), [[null, 0], ['newer', 0], ['retry', 1]]);
   assert.deepEqual(r.deadLetters, [[true, 'dead']]);
   assert.equal(r.folded, r.ids.older);
-  assert.equal(r.gone, 'settled', 'a removed id is unknown after a reopen (noted in the README)');
+  assert.equal(r.gone, 'Removed', 'a removed member is known as removed after a reopen');
   assert.deepEqual(r.sent2.slice(0, 2).sort(), [['newer', 1], ['retry', 2]]);
   assert.deepEqual(r.sent2.slice(2), [['dead', 1]]);
 });
