@@ -97,6 +97,17 @@ struct DrainWait {
 }
 
 impl State {
+    /// Drops the folds queued and not started. Each counted as a write under way (see
+    /// `insert_pending`) that only its fold would have ended: left counted, `close()`
+    /// waited for it forever once a change of leader or the close itself meant it never
+    /// ran. The newer records stay stored on their own; a later leader folds them.
+    fn drop_queued_folds(&mut self) {
+        self.writes -= self.folding.len() as u32;
+        self.folding.clear();
+        self.folds.clear();
+        self.fold_queue.clear();
+    }
+
     /// A write is under way (or about to be): an enqueue being sealed or committed, an
     /// acknowledgement, a metadata update.
     fn writing(&self) -> bool {
@@ -651,9 +662,7 @@ impl Engine {
         st.pending_bytes = 0;
         st.low_by_age.clear();
         st.coalesce.clear();
-        st.folding.clear();
-        st.folds.clear();
-        st.fold_queue.clear();
+        st.drop_queued_folds();
         st.ids.clear();
         st.cache.clear();
         st.awaiting_payload.clear();
@@ -678,6 +687,7 @@ impl Engine {
             d.deferred.resolve(&report(&d, totals, 0, false));
         }
         self.finish_loading();
+        self.settle_quiet();
         self.emit_leader(false);
     }
 
@@ -755,7 +765,9 @@ impl Engine {
     /// queues it to be folded into that one instead (see [`Engine::fold`]).
     fn insert_pending(&self, st: &mut State, m: TxMeta) {
         let Some(seq) = m.seq else { return };
-        if let Some(key) = &m.coalesce_key {
+        // Once closed, no pump starts a fold: a fold queued then would count as a write
+        // under way forever, and `close()` waits for those.
+        if let Some(key) = m.coalesce_key.as_ref().filter(|_| !st.closed) {
             let target = st.coalesce.get(key.as_str()).copied().filter(|&older| {
                 older < seq
                     && !st.sched.is_in_flight(older)
@@ -1858,6 +1870,7 @@ impl Engine {
             }
             Err(e) => {
                 // Could not record the death: keep it pending and try again later.
+                self.settle_quiet();
                 self.emit(|| {
                     let ev = event("error", Some(&meta.id));
                     js::set(&ev, "error", &js::to_js(&e));
@@ -1922,13 +1935,16 @@ impl Engine {
         let (old_meta, new_meta, epoch) = match (old_meta, new_meta, epoch) {
             (Some(o), Some(n), Some(e)) => (o, n, e),
             (_, new_meta, epoch) => {
-                let mut st = self.st.borrow_mut();
-                st.writes -= 1;
-                // The older one went (removed meanwhile): the newer runs on its own.
-                if let (Some(mut m), Some(_)) = (new_meta, epoch) {
-                    m.coalesce_key = None;
-                    self.insert_pending(&mut st, *m);
+                {
+                    let mut st = self.st.borrow_mut();
+                    st.writes -= 1;
+                    // The older one went (removed meanwhile): the newer runs on its own.
+                    if let (Some(mut m), Some(_)) = (new_meta, epoch) {
+                        m.coalesce_key = None;
+                        self.insert_pending(&mut st, *m);
+                    }
                 }
+                self.settle_quiet();
                 return;
             }
         };
@@ -2018,6 +2034,7 @@ impl Engine {
                 Err(_) => {}
             }
         }
+        self.settle_quiet();
         match folded {
             Ok(_) => self.emit(|| {
                 let ev = event("coalesced", Some(&new_meta.id));
@@ -2248,6 +2265,8 @@ impl Engine {
             st.cache.clear();
             st.lease_timer = None;
             let lease_actions = st.lease.as_mut().map(|l| l.stop()).unwrap_or_default();
+            // No pump runs from here on, so no queued fold would start.
+            st.drop_queued_folds();
             let quiet = if st.writing() {
                 let d = Deferred::new();
                 let p = d.promise.clone();

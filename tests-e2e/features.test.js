@@ -488,6 +488,33 @@ test('a removed or discarded id settles as Removed after a reopen too; its mark 
   assert.equal(r.expired, 'acknowledged');
 });
 
+test('coalescing: close() while a fold is still to come resolves, and the fold happens after a reopen', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'features-coalesce-close';
+    const sent = [];
+    const handlers = { h: (ctx) => (ctx.mutations === 'head' ? new Promise(() => {}) : undefined) };
+    let ob = await Outbox.open({ name, handlers });
+    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'head' });
+    const older = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v1', coalesceKey: 'c' });
+    // Its write lands after close() has begun: the leader takes it in, to fold, while closing.
+    const newer = ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v2', coalesceKey: 'c' });
+    const closed = await Promise.race([
+      ob.close().then(() => 'closed'),
+      new Promise((res) => setTimeout(() => res('close() still waiting'), 3000)),
+    ]);
+    if (closed !== 'closed') return { closed };
+    const newerId = (await newer).id;
+    ob = await Outbox.open({ name, handlers: { h: (ctx) => { sent.push(ctx.mutations); } } });
+    const settled = await Promise.all([older.id, newerId].map((id) => ob.settled(id).then(() => 'acknowledged', (e) => e.code)));
+    await ob.close();
+    return { closed, settled, sent };
+  });
+  assert.equal(r.closed, 'closed');
+  assert.deepEqual(r.settled, ['acknowledged', 'acknowledged']);
+  assert.deepEqual(r.sent, ['head', 'v2'], 'the newer folded into the older: its mutations sent once');
+});
+
 test('coalescing: retryDead() and discardDead() take an id folded into the dead letter too', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox, NonRetriableError } = window.lib;
