@@ -106,6 +106,9 @@ impl State {
         self.folding.clear();
         self.folds.clear();
         self.fold_queue.clear();
+        for (_, d) in std::mem::take(&mut self.fold_waits) {
+            d.resolve(&JsValue::UNDEFINED);
+        }
     }
 
     /// A write is under way (or about to be): an enqueue being sealed or committed, an
@@ -250,6 +253,9 @@ struct State {
     /// Older transaction -> newer ones waiting to fold into it, in order. The older is
     /// held while its queue is not empty.
     fold_queue: FxHashMap<Seq, VecDeque<Seq>>,
+    /// `remove` calls waiting for the folds into a transaction to end (see
+    /// `Engine::folds_done`).
+    fold_waits: Vec<(Seq, Deferred)>,
     /// The database went away under the outbox (deleted, evicted, or upgraded elsewhere).
     lost: bool,
     /// Whether storage is persistent, once known.
@@ -395,6 +401,7 @@ impl Engine {
                 folding: FxHashMap::default(),
                 folds: Vec::new(),
                 fold_queue: FxHashMap::default(),
+                fold_waits: Vec::new(),
                 lost: false,
                 persisted: None,
                 capacity_level: 0,
@@ -1909,15 +1916,24 @@ impl Engine {
     /// it. The older is held meanwhile, so what is sent is never half old, half new.
     async fn fold_all(self: Rc<Self>, older: Seq) {
         loop {
-            let next = {
+            let (next, waits) = {
                 let mut st = self.st.borrow_mut();
                 let next = st.fold_queue.get_mut(&older).and_then(VecDeque::pop_front);
+                let mut waits = Vec::new();
                 if next.is_none() {
                     st.fold_queue.remove(&older);
                     let _ = st.sched.unhold(older);
+                    let (done, rest) = std::mem::take(&mut st.fold_waits)
+                        .into_iter()
+                        .partition(|(s, _)| *s == older);
+                    st.fold_waits = rest;
+                    waits = done;
                 }
-                next
+                (next, waits)
             };
+            for (_, d) in waits {
+                d.resolve(&JsValue::UNDEFINED);
+            }
             match next {
                 Some(newer) => self.clone().fold(older, newer).await,
                 None => break,

@@ -515,6 +515,36 @@ test('coalescing: close() while a fold is still to come resolves, and the fold h
   assert.deepEqual(r.sent, ['head', 'v2'], 'the newer folded into the older: its mutations sent once');
 });
 
+test('coalescing: remove() while a newer transaction is being folded in removes both, and neither is sent', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'features-coalesce-remove-race';
+    const sent = [];
+    const outcome = (ob, id) => Promise.race([
+      ob.settled(id).then(() => 'acknowledged', (e) => e.code),
+      new Promise((res) => setTimeout(() => res('still waiting'), 2000)),
+    ]);
+    let ob = await Outbox.open({ name, handlers: { h: (ctx) => (ctx.mutations === 'head' ? new Promise(() => {}) : undefined) } });
+    await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'head' });
+    const older = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v1', coalesceKey: 'c' });
+    // The fold of this one into the older starts as its write commits; the removal comes
+    // while the fold reads and writes.
+    const newer = await ob.enqueue({ handler: 'h', keys: ['k'], mutations: 'v2', coalesceKey: 'c' });
+    const removed = await ob.remove(older.id).then(() => 'removed', (e) => e.code);
+    const live = await Promise.all([older.id, newer.id].map((id) => outcome(ob, id)));
+    await ob.close();
+    ob = await Outbox.open({ name, handlers: { h: (ctx) => { sent.push(ctx.mutations); } } });
+    const reopened = await Promise.all([older.id, newer.id].map((id) => outcome(ob, id)));
+    await ob.drain();
+    await ob.close();
+    return { removed, live, reopened, sent };
+  });
+  assert.equal(r.removed, 'removed');
+  assert.deepEqual(r.live, ['Removed', 'Removed']);
+  assert.deepEqual(r.reopened, ['Removed', 'Removed']);
+  assert.deepEqual(r.sent, ['head'], 'nothing of the removed transaction went out');
+});
+
 test('coalescing: retryDead() and discardDead() take an id folded into the dead letter too', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox, NonRetriableError } = window.lib;

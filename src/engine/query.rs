@@ -156,6 +156,8 @@ impl Engine {
     /// Cancels a pending transaction that is not being sent.
     pub async fn remove(self: Rc<Self>, id: String) -> Result<()> {
         self.check_open()?;
+        self.folds_done(&id).await;
+        self.check_open()?;
         let Some(epoch) = self.st.borrow().epoch else {
             let reply = self.rpc(
                 "remove",
@@ -232,6 +234,27 @@ impl Engine {
                 self.pump();
                 Err(e)
             }
+        }
+    }
+
+    /// Waits while newer transactions are being folded into the one `id` names. A fold
+    /// reads, merges and writes over several awaits; a removal in between was undone by
+    /// the fold's write (the record came back and was sent). After the wait the
+    /// transaction carries every id folded into it, and the removal takes them all.
+    async fn folds_done(&self, id: &str) {
+        loop {
+            let wait = {
+                let mut st = self.st.borrow_mut();
+                let Some(&seq) = st.ids.get(id) else { return };
+                if !st.fold_queue.contains_key(&seq) {
+                    return;
+                }
+                let d = Deferred::new();
+                let p = d.promise.clone();
+                st.fold_waits.push((seq, d));
+                p
+            };
+            let _ = JsFuture::from(wait).await;
         }
     }
 
