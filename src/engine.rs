@@ -253,6 +253,10 @@ struct State {
     /// Older transaction -> newer ones waiting to fold into it, in order. The older is
     /// held while its queue is not empty.
     fold_queue: FxHashMap<Seq, VecDeque<Seq>>,
+    /// Counts the folds that rewrote a payload. A payload read started before one may
+    /// return the payload as it was, read under the key it had then (a group member's
+    /// place in its group's payload record); such a read must not fill the cache.
+    payload_rewrites: u64,
     /// `remove` calls waiting for the folds into a transaction to end (see
     /// `Engine::folds_done`).
     fold_waits: Vec<(Seq, Deferred)>,
@@ -402,6 +406,7 @@ impl Engine {
                 folds: Vec::new(),
                 fold_queue: FxHashMap::default(),
                 fold_waits: Vec::new(),
+                payload_rewrites: 0,
                 lost: false,
                 persisted: None,
                 capacity_level: 0,
@@ -1346,7 +1351,7 @@ impl Engine {
     /// has run low: the transactions waiting, then the runnable ones (priority order), then
     /// the rest in seq order (what a chain on one key runs next), up to the window.
     fn load_payloads(self: &Rc<Self>) {
-        let batch: Vec<(Seq, PayloadKey)> = {
+        let (batch, rewrites) = {
             let mut st = self.st.borrow_mut();
             if st.loading || st.closed {
                 return;
@@ -1393,12 +1398,12 @@ impl Engine {
                 return;
             }
             st.loading = true;
-            batch
+            (batch, st.payload_rewrites)
         };
-        js::spawn(self.clone().read_payloads(batch));
+        js::spawn(self.clone().read_payloads(batch, rewrites));
     }
 
-    async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, PayloadKey)>) {
+    async fn read_payloads(self: Rc<Self>, batch: Vec<(Seq, PayloadKey)>, rewrites: u64) {
         let ids: Vec<PayloadKey> = batch.iter().map(|(_, key)| key.clone()).collect();
         let result = self.store.payloads(&ids).await;
         let (run, failed) = {
@@ -1422,11 +1427,13 @@ impl Engine {
                             None => st.awaiting_payload.push(seq),
                         }
                     }
+                    // Read ahead: kept only if no fold rewrote a payload meanwhile. The
+                    // fold's own result went to the cache, but a send may have taken it
+                    // out again since, and this read may hold the payload from before
+                    // the fold (sent so, the folded-in mutations were lost).
+                    let current = st.payload_rewrites == rewrites;
                     for (seq, p) in by_seq {
-                        // What the cache holds is never older than this read: a fold that
-                        // rewrote the payload meanwhile (the read may finish after it when
-                        // decryption makes it wait) put its result there.
-                        if st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
+                        if current && st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
                             st.cache.entry(seq).or_insert(p);
                         }
                     }
@@ -2033,6 +2040,7 @@ impl Engine {
                     }
                     st.put_pending(older, meta.clone());
                     st.cache.insert(older, payload.clone());
+                    st.payload_rewrites += 1;
                     st.hold_verdict = None;
                     st.capacity_dirty = true;
                     let moved = st.waiters.remove(&*new_meta.id).unwrap_or_default();
