@@ -1,0 +1,140 @@
+// A randomized stress run, not part of `make test` (its calls race on purpose, so each run
+// differs): three tabs share one outbox and make 150 random calls each at once (enqueues
+// awaited or not, bursts, coalescing, remove, retryDead/discardDead, drain, close and
+// reopen), then every id is asked of every tab. It fails when a call hangs, when two tabs
+// answer an id differently, when an id acknowledged everywhere never reached the server,
+// or when one removed everywhere did.
+//
+//   node scripts/chaos.mjs [web-locks|broadcast-channel] [seed] ['{"compress":true}']
+//
+// The third argument adds options to Outbox.open. Needs pkg/ built (`make pkg`).
+import { startServer, launch, openApp, sleep } from '../tests-e2e/harness.js';
+
+const [mode = 'web-locks', seedArg = '1', extraArg = '{}'] = process.argv.slice(2);
+const seed = Number(seedArg);
+const CALLS = 150;
+const HANG_MS = 60000;
+
+const srv = await startServer();
+srv.api.delayMs = 2;
+const browser = await launch();
+const context = await browser.newContext();
+const name = `chaos-${Math.random().toString(36).slice(2)}`;
+const pages = [];
+for (let i = 0; i < 3; i++) pages.push(await openApp(context, srv.origin));
+const failures = [];
+const hang = setTimeout(async () => {
+  console.log(`FAIL: the calls did not finish within ${HANG_MS / 1000} s`);
+  await browser.close();
+  process.exit(1);
+}, HANG_MS);
+
+const runs = await Promise.all(pages.map((p, tab) => p.evaluate(async ({ name, mode, tab, seed, extra, calls }) => {
+  const { Outbox, NonRetriableError } = window.lib;
+  const open = () => Outbox.open({
+    name, leaderElection: mode, maxConcurrency: 3, retry: { baseDelayMs: 20, maxDelayMs: 80 }, ...extra,
+    handlers: {
+      post: {
+        send: async (ctx) => {
+          const { n } = ctx.mutations;
+          if (n % 11 === 0) throw new NonRetriableError('no');
+          if (n % 5 === 0 && ctx.attempt === 1) throw new Error('flaky');
+          await window.handlers.post(ctx);
+        },
+        merge: (a, b) => ({ ...b, log: [...(a.log ?? [a.n]), ...(b.log ?? [b.n])] }),
+      },
+    },
+  });
+  const events = [];
+  const watch = (o) => o.subscribe((e) => {
+    if (e.id && e.type !== 'progress') events.push([Math.round(performance.timeOrigin + performance.now()), tab, e.type, e.id, e.into ?? e.seq ?? e.reason ?? '']);
+  });
+  let ob = await open();
+  watch(ob);
+  let s = seed * 7919 + tab;
+  const rnd = () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; };
+  const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
+  const nOf = {};
+  const later = [];
+  let n = tab * 100000;
+  const enqueue = (keys, coalesce) => {
+    const t = { handler: 'post', keys, mutations: { key: keys[0], n: n++ }, priority: pick(['high', 'normal', 'low']) };
+    if (coalesce) t.coalesceKey = `ck-${keys[0]}`;
+    return ob.enqueue(t).then((x) => { nOf[x.id] = t.mutations.n; }, () => {});
+  };
+  for (let i = 0; i < calls; i++) {
+    const r = rnd();
+    if (r < 0.12) {
+      const burst = Array.from({ length: 2 + Math.floor(rnd() * 30) }, () => enqueue([pick(['a', 'b', 'c', 'd'])], rnd() < 0.2));
+      if (rnd() < 0.5) await Promise.all(burst); else later.push(...burst);
+    } else if (r < 0.55) {
+      const key = pick(['a', 'b', 'c']);
+      const p = enqueue(rnd() < 0.1 ? [key, 'z'] : [key], rnd() < 0.3);
+      if (rnd() < 0.5) await p; else later.push(p);
+    } else if (r < 0.65) {
+      const ids = Object.keys(nOf);
+      if (ids.length) await ob.remove(pick(ids)).catch(() => {});
+    } else if (r < 0.75) {
+      const dead = await ob.deadLetters();
+      if (dead.length) {
+        const d = pick(dead);
+        await (rnd() < 0.5 ? ob.retryDead(d.id) : ob.discardDead(d.id)).catch(() => {});
+      }
+    } else if (r < 0.8) {
+      await ob.drain({ budgetMs: 200 }).catch(() => {});
+    } else if (r < 0.84) {
+      await ob.close();
+      ob = await open();
+      watch(ob);
+    } else if (r < 0.9) {
+      await ob.peek();
+    } else {
+      await new Promise((res) => setTimeout(res, rnd() * 20));
+    }
+  }
+  await Promise.all(later);
+  window.ob = ob;
+  window.events = events;
+  return nOf;
+}, { name, mode, tab, seed, extra: JSON.parse(extraArg), calls: CALLS })));
+clearTimeout(hang);
+
+// Let the work left drain, then ask every tab about every id.
+const nOf = Object.assign({}, ...runs);
+const ids = Object.keys(nOf);
+await sleep(1500);
+const answers = await Promise.all(pages.map((p) => p.evaluate((ids) => Promise.all(ids.map((id) => Promise.race([
+  window.ob.settled(id).then(() => 'acknowledged', (e) => e.code),
+  new Promise((r) => setTimeout(() => r('waiting'), 8000)),
+]))), ids)));
+const atServer = new Set();
+for (const e of srv.api.received) {
+  const body = JSON.parse(e.body);
+  atServer.add(body.n);
+  for (const m of body.log ?? []) atServer.add(m);
+}
+const tally = {};
+ids.forEach((id, i) => {
+  const said = answers.map((a) => a[i]);
+  tally[said.join('/')] = (tally[said.join('/')] ?? 0) + 1;
+  if (new Set(said).size > 1) failures.push(`${id}: the tabs answer ${said.join(' / ')}`);
+  else if (said[0] === 'acknowledged' && !atServer.has(nOf[id])) failures.push(`${id}: acknowledged, never at the server`);
+  else if (said[0] === 'Removed' && atServer.has(nOf[id])) failures.push(`${id}: removed, yet at the server`);
+});
+console.log(JSON.stringify({ mode, seed, ids: ids.length, tally }));
+for (const f of failures) console.log(`FAIL: ${f}`);
+if (failures.length && process.env.CHAOS_TRACE) {
+  // Every event about the failing ids and the ids folded with them, in time order.
+  const events = (await Promise.all(pages.map((p) => p.evaluate(() => window.events)))).flat().sort((a, b) => a[0] - b[0]);
+  const related = new Set(failures.map((f) => f.slice(0, 36)));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [, , type, id, into] of events) {
+      if (type === 'coalesced' && (related.has(id) || related.has(into)) && !(related.has(id) && related.has(into))) { related.add(id); related.add(into); grew = true; }
+    }
+  }
+  for (const [at, tab, type, id, more] of events) if (related.has(id)) console.log(at - events[0][0], `tab${tab}`, type, id.slice(0, 8), String(more).slice(0, 8), id in nOf ? nOf[id] : '');
+}
+await browser.close();
+await srv.close();
+process.exit(failures.length ? 1 : 0);
