@@ -1419,19 +1419,20 @@ impl Engine {
                         .iter()
                         .filter_map(|(s, (id, _))| Some((*s, found.remove(&**id)?)))
                         .collect();
+                    // Used only if no fold rewrote a payload meanwhile: the fold's own
+                    // result went to the cache, but a send may have taken it out again
+                    // since, and this read may hold the payload from before the fold
+                    // (sent so, the folded-in mutations were lost). Otherwise the ones
+                    // waiting are read again.
+                    let current = st.payload_rewrites == rewrites;
                     for seq in awaiting {
-                        match by_seq.remove(&seq) {
+                        match by_seq.remove(&seq).filter(|_| current) {
                             Some(p) => run.push((seq, Some(p))),
                             // Asked for and absent: the payload record is missing.
-                            None if asked.contains(&seq) => run.push((seq, None)),
+                            None if current && asked.contains(&seq) => run.push((seq, None)),
                             None => st.awaiting_payload.push(seq),
                         }
                     }
-                    // Read ahead: kept only if no fold rewrote a payload meanwhile. The
-                    // fold's own result went to the cache, but a send may have taken it
-                    // out again since, and this read may hold the payload from before
-                    // the fold (sent so, the folded-in mutations were lost).
-                    let current = st.payload_rewrites == rewrites;
                     for (seq, p) in by_seq {
                         if current && st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
                             st.cache.entry(seq).or_insert(p);
