@@ -302,7 +302,8 @@ export class Outbox {
   /** Back into the outbox at its original position in key order, attempts reset. */
   retryDead(id: string): Promise<void>;
   discardDead(id: string): Promise<void>;
-  /** Cancels a pending transaction; `InFlight` if it is being sent, `NotFound` if unknown. */
+  /** Cancels a pending transaction, with every id folded into it (coalescing; a fold under
+   *  way into it finishes first); `InFlight` if it is being sent, `NotFound` if unknown. */
   remove(id: string): Promise<void>;
   stats(): Promise<OutboxStats>;
   /** The pending transactions (in-flight ones included) and the dead letters. */
