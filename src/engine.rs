@@ -1711,10 +1711,9 @@ impl Engine {
                 None => Err(Error::new(ErrorCode::NotLeader, "no longer the leader")),
             };
             match removed {
-                Ok(()) => {
+                Ok(to_sweep) => {
                     let mut st = self.st.borrow_mut();
-                    let own = batch.iter().filter(|m| m.group == 0).count();
-                    let unswept = st.unswept.unwrap_or(0) + own;
+                    let unswept = st.unswept.unwrap_or(0) + to_sweep;
                     st.unswept = Some(unswept);
                     drop(st);
                     if unswept >= SWEEP_BACKLOG {
@@ -1885,7 +1884,6 @@ impl Engine {
             }
             Err(e) => {
                 // Could not record the death: keep it pending and try again later.
-                self.settle_quiet();
                 self.emit(|| {
                     let ev = event("error", Some(&meta.id));
                     js::set(&ev, "error", &js::to_js(&e));
@@ -1893,6 +1891,8 @@ impl Engine {
                 });
                 let at = js::now().saturating_add(self.retry.max_delay_ms);
                 self.schedule_retry(seq, attempts, error, at);
+                // After the retry's write is counted, so a waiting close() waits for it.
+                self.settle_quiet();
             }
         }
     }

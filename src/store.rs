@@ -751,8 +751,8 @@ impl Store {
     /// Removes acknowledged transactions and their aliases, all in one write: one range
     /// delete per run of consecutive seqs, one edit per group record; the ids of those
     /// written on their own go to `acked`, for [`Store::sweep`] to delete their payloads
-    /// later.
-    pub async fn delete(&self, done: &[TxMeta], epoch: u64) -> Result<()> {
+    /// later. Returns how many went there.
+    pub async fn delete(&self, done: &[TxMeta], epoch: u64) -> Result<usize> {
         let mut seqs: Vec<Seq> = done.iter().filter_map(|m| m.seq).collect();
         seqs.sort_unstable();
         let mut ops = Vec::new();
@@ -769,9 +769,9 @@ impl Store {
             .filter(|m| m.group == 0)
             .map(|m| JsValue::from_str(&m.id))
             .collect();
-        let any = ids.length() > 0;
+        let to_sweep = ids.length() as usize;
         let ids: JsValue = ids.into();
-        if any {
+        if to_sweep > 0 {
             ops.push(Op::Put(ACKED, &ids));
         }
         self.fenced(
@@ -780,7 +780,8 @@ impl Store {
             epoch,
             &ops,
         )
-        .await
+        .await?;
+        Ok(to_sweep)
     }
 
     /// Deletes the payloads of acknowledgement batches (see `acked`), oldest first, until
