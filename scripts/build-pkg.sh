@@ -4,10 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --target wasm32-unknown-unknown --lib
+# std is compiled with the crate so that a panic is a bare trap: with panic=abort it already
+# ends the module, and nothing in wasm32-unknown-unknown prints its message, so the message,
+# its source location and the formatting code behind them were only bytes (about 12 KB
+# gzipped, with Debug formatting, which no message of this crate uses). These are unstable
+# flags of the pinned stable compiler, hence RUSTC_BOOTSTRAP; std's source comes from the
+# rust-src component. Its own target directory keeps these flags from rebuilding target/.
+RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none" \
+  cargo build --release --target wasm32-unknown-unknown --lib -Zbuild-std=std,panic_abort --target-dir target/pkg
 rm -rf pkg
 wasm-bindgen --target web --out-dir pkg --out-name offline_outbox \
-  target/wasm32-unknown-unknown/release/offline_outbox.wasm
+  target/pkg/wasm32-unknown-unknown/release/offline_outbox.wasm
 
 # The error classes are JS (a Rust type cannot extend Error); wasm-bindgen places them in
 # a snippet, and the package entry re-exports them.
