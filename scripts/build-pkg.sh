@@ -26,6 +26,7 @@ node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
   --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-reference-types --enable-multivalue \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
+node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js
 
 # The glue and its snippets ship minified: about half their gzipped size. The error
 # classes keep their names (`err.constructor.name`). wasm-bindgen's glue lists a snippet
