@@ -1,14 +1,13 @@
-//! Payloads at rest (the record layout is in `js/envelope.js`): deflated with miniz_oxide
-//! where that pays, encrypted with AES-GCM under the outbox's key, and opened again on
-//! the way out. `make bench` measured miniz_oxide against the browser's
-//! CompressionStream on realistic JSON: the same size, several times faster per payload,
-//! and synchronous, so compression alone keeps an enqueue inside its group commit.
+//! Payloads at rest (the record layout is in `js/envelope.js`): deflated where that pays
+//! (`deflate`, synchronous, so compression alone keeps an enqueue inside its group commit),
+//! encrypted with AES-GCM under the outbox's key, and opened again on the way out.
 
 use js_sys::{Array, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::deflate;
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
 
@@ -32,9 +31,6 @@ extern "C" {
 
 /// JSON of at most this many bytes is not worth deflating.
 const COMPRESS_ABOVE: usize = 1024;
-/// miniz_oxide's default level: as small as CompressionStream's output on the benchmark's
-/// payloads; level 1 is twice as fast and 10–20 % larger.
-const LEVEL: u8 = 6;
 /// A sealed payload inflating past this is treated as damaged rather than allocated.
 const INFLATE_LIMIT: usize = 256 << 20;
 
@@ -71,7 +67,7 @@ impl Sealer {
         if !self.compress || bytes.len() <= COMPRESS_ABOVE {
             return None;
         }
-        let packed = miniz_oxide::deflate::compress_to_vec(bytes, LEVEL);
+        let packed = deflate::compress(bytes);
         (packed.len() < bytes.len()).then_some(packed)
     }
 
@@ -156,7 +152,7 @@ impl Sealer {
             let opened = data
                 .and_then(|d| {
                     if js::get(&record, "z").as_bool() == Some(true) {
-                        miniz_oxide::inflate::decompress_to_vec_with_limit(&d, INFLATE_LIMIT)
+                        deflate::decompress(&d, INFLATE_LIMIT)
                             .map_err(|_| "its compressed bytes are damaged".to_string())
                     } else {
                         Ok(d)

@@ -5,6 +5,9 @@
 //! `scheduler`, `retry`, `error`) has no web dependency and is tested natively; the web
 //! layer (`store`, `engine`, `triggers`, `js`, ...) is compiled for `wasm32` only.
 
+// Native builds compile it for its tests only; the payload envelope is wasm-only.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod deflate;
 pub mod error;
 pub mod lease;
 pub mod metrics;

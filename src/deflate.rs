@@ -1,0 +1,399 @@
+//! Raw deflate (RFC 1951) for payloads at rest, small enough to ship in the wasm.
+//!
+//! The compressor finds matches with a hash chain and one step of lazy matching, and writes
+//! one block of the fixed Huffman codes: on JSON that is a little larger than a general
+//! deflater's dynamic codes, for a few kilobytes of code instead of tens. The decompressor
+//! reads any raw deflate stream (stored, fixed and dynamic blocks), so what other encoders
+//! wrote stays readable. No input makes either panic: damage is an `Err`.
+
+/// Lengths 3..=258 as symbols 257..=285: the base of each and its extra bits.
+const LEN_BASE: [u16; 29] = [
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
+];
+const LEN_EXTRA: [u8; 29] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+/// Distances 1..=32768 as symbols 0..=29.
+const DIST_BASE: [u16; 30] = [
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
+    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+];
+const DIST_EXTRA: [u8; 30] = [
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
+    13,
+];
+/// The order in which a dynamic block lists its code-length code.
+const CLEN_ORDER: [usize; 19] = [
+    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+];
+
+const WINDOW: usize = 32 * 1024;
+const MIN_MATCH: usize = 3;
+const MAX_MATCH: usize = 258;
+const HASH_BITS: u32 = 14;
+/// How many earlier positions a match search looks at: longer chains buy little on JSON.
+const CHAIN: usize = 32;
+const NONE: u32 = u32::MAX;
+
+/// A stream that is not valid deflate, or inflates past the limit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Damaged;
+
+/// Writes bits least significant first, as deflate orders them.
+struct BitWriter {
+    out: Vec<u8>,
+    buf: u64,
+    n: u32,
+}
+
+impl BitWriter {
+    fn put(&mut self, value: u32, bits: u32) {
+        self.buf |= u64::from(value) << self.n;
+        self.n += bits;
+        while self.n >= 8 {
+            self.out.push(self.buf as u8);
+            self.buf >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// A Huffman code, which deflate stores most significant bit first.
+    fn code(&mut self, code: u32, bits: u32) {
+        self.put(code.reverse_bits() >> (32 - bits), bits);
+    }
+
+    fn literal(&mut self, sym: u32) {
+        match sym {
+            0..=143 => self.code(0x30 + sym, 8),
+            144..=255 => self.code(0x190 + sym - 144, 9),
+            256..=279 => self.code(sym - 256, 7),
+            _ => self.code(0xc0 + sym - 280, 8),
+        }
+    }
+
+    fn copy(&mut self, len: usize, dist: usize) {
+        let l = LEN_BASE
+            .iter()
+            .rposition(|&b| usize::from(b) <= len)
+            .unwrap_or(0);
+        self.literal(257 + l as u32);
+        self.put(
+            (len - usize::from(LEN_BASE[l])) as u32,
+            u32::from(LEN_EXTRA[l]),
+        );
+        let d = DIST_BASE
+            .iter()
+            .rposition(|&b| usize::from(b) <= dist)
+            .unwrap_or(0);
+        self.code(d as u32, 5);
+        self.put(
+            (dist - usize::from(DIST_BASE[d])) as u32,
+            u32::from(DIST_EXTRA[d]),
+        );
+    }
+}
+
+fn hash(data: &[u8], i: usize) -> usize {
+    let v = u32::from(data[i]) | u32::from(data[i + 1]) << 8 | u32::from(data[i + 2]) << 16;
+    (v.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
+}
+
+/// Remembers where each 3-byte sequence was last seen, and before that.
+struct Matcher<'a> {
+    data: &'a [u8],
+    head: Vec<u32>,
+    prev: Vec<u32>,
+    /// Positions before this one are in the chains.
+    next: usize,
+}
+
+impl Matcher<'_> {
+    /// Adds every position up to `end` (exclusive) to the chains.
+    fn insert_to(&mut self, end: usize) {
+        let last = self.data.len().saturating_sub(MIN_MATCH - 1);
+        while self.next < end.min(last) {
+            let h = hash(self.data, self.next);
+            self.prev[self.next] = self.head[h];
+            self.head[h] = self.next as u32;
+            self.next += 1;
+        }
+        self.next = self.next.max(end);
+    }
+
+    /// The longest earlier match for position `i`, as (length, distance).
+    fn longest(&self, i: usize) -> (usize, usize) {
+        let data = self.data;
+        if i + MIN_MATCH > data.len() {
+            return (0, 0);
+        }
+        let max = (data.len() - i).min(MAX_MATCH);
+        let (mut best, mut dist) = (0, 0);
+        let mut cand = self.head[hash(data, i)];
+        for _ in 0..CHAIN {
+            if cand == NONE || i - cand as usize > WINDOW {
+                break;
+            }
+            let c = cand as usize;
+            if data[c + best.min(max - 1)] == data[i + best.min(max - 1)] {
+                let len = data[c..c + max]
+                    .iter()
+                    .zip(&data[i..i + max])
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                if len > best {
+                    (best, dist) = (len, i - c);
+                    if len == max {
+                        break;
+                    }
+                }
+            }
+            cand = self.prev[c];
+        }
+        if best >= MIN_MATCH {
+            (best, dist)
+        } else {
+            (0, 0)
+        }
+    }
+}
+
+/// `data` as one raw deflate block of fixed Huffman codes.
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    let mut w = BitWriter {
+        out: Vec::with_capacity(data.len() / 2 + 16),
+        buf: 0,
+        n: 0,
+    };
+    w.put(0b011, 3); // the final block, fixed codes
+    let mut m = Matcher {
+        data,
+        head: vec![NONE; 1 << HASH_BITS],
+        prev: vec![NONE; data.len()],
+        next: 0,
+    };
+    let mut i = 0;
+    while i < data.len() {
+        m.insert_to(i);
+        let (len, dist) = m.longest(i);
+        if len == 0 {
+            w.literal(u32::from(data[i]));
+            i += 1;
+            continue;
+        }
+        // Lazy matching: a longer match one byte on is worth a literal first.
+        m.insert_to(i + 1);
+        let (next_len, _) = m.longest(i + 1);
+        if next_len > len {
+            w.literal(u32::from(data[i]));
+            i += 1;
+            continue;
+        }
+        w.copy(len, dist);
+        i += len;
+    }
+    w.literal(256);
+    w.put(0, 7); // flushes the last partial byte
+    w.out
+}
+
+/// Reads bits least significant first; past the end it reads zeros and fails on use.
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    buf: u64,
+    n: u32,
+}
+
+impl BitReader<'_> {
+    fn peek(&mut self, bits: u32) -> u32 {
+        while self.n < bits {
+            let byte = self.data.get(self.pos).copied().unwrap_or(0);
+            self.pos += 1;
+            self.buf |= u64::from(byte) << self.n;
+            self.n += 8;
+        }
+        (self.buf & ((1 << bits) - 1)) as u32
+    }
+
+    fn skip(&mut self, bits: u32) -> Result<(), Damaged> {
+        self.buf >>= bits;
+        self.n -= bits;
+        // Bits consumed may not exceed the bits there are.
+        if self.pos * 8 - self.n as usize > self.data.len() * 8 {
+            return Err(Damaged);
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, bits: u32) -> Result<u32, Damaged> {
+        let v = self.peek(bits);
+        self.skip(bits)?;
+        Ok(v)
+    }
+}
+
+/// A canonical Huffman code as a lookup on its next `bits` input bits: each entry is the
+/// symbol shifted left by 4 and the code's length (0 where no code matches).
+struct Code {
+    bits: u32,
+    table: Vec<u16>,
+}
+
+impl Code {
+    fn new(lengths: &[u8]) -> Result<Code, Damaged> {
+        let bits = u32::from(lengths.iter().copied().max().unwrap_or(0));
+        let mut count = [0u16; 16];
+        for &l in lengths {
+            count[usize::from(l)] += 1;
+        }
+        count[0] = 0;
+        let mut next = [0u32; 16];
+        let (mut code, mut left) = (0u32, 1i32);
+        for len in 1..16 {
+            left = (left << 1) - i32::from(count[len]);
+            if left < 0 {
+                return Err(Damaged); // more codes than the lengths allow
+            }
+            code = (code + u32::from(count[len - 1])) << 1;
+            next[len] = code;
+        }
+        let mut table = vec![0u16; 1 << bits];
+        for (sym, &len) in lengths.iter().enumerate() {
+            if len == 0 {
+                continue;
+            }
+            let len = u32::from(len);
+            let c = next[len as usize];
+            next[len as usize] += 1;
+            let mut at = (c.reverse_bits() >> (32 - len)) as usize;
+            while at < table.len() {
+                table[at] = (sym as u16) << 4 | len as u16;
+                at += 1 << len;
+            }
+        }
+        Ok(Code { bits, table })
+    }
+
+    fn decode(&self, r: &mut BitReader) -> Result<usize, Damaged> {
+        let entry = self.table[r.peek(self.bits) as usize];
+        if entry & 15 == 0 {
+            return Err(Damaged);
+        }
+        r.skip(u32::from(entry & 15))?;
+        Ok(usize::from(entry >> 4))
+    }
+}
+
+fn fixed_codes() -> Result<(Code, Code), Damaged> {
+    let mut lit = [8u8; 288];
+    lit[144..256].fill(9);
+    lit[256..280].fill(7);
+    Ok((Code::new(&lit)?, Code::new(&[5; 30])?))
+}
+
+fn dynamic_codes(r: &mut BitReader) -> Result<(Code, Code), Damaged> {
+    let nlit = r.take(5)? as usize + 257;
+    let ndist = r.take(5)? as usize + 1;
+    let nclen = r.take(4)? as usize + 4;
+    let mut clen = [0u8; 19];
+    for &at in &CLEN_ORDER[..nclen] {
+        clen[at] = r.take(3)? as u8;
+    }
+    let clen = Code::new(&clen)?;
+    let mut lengths = [0u8; 288 + 32];
+    let mut i = 0;
+    while i < nlit + ndist {
+        let (value, repeat) = match clen.decode(r)? {
+            16 if i > 0 => (lengths[i - 1], 3 + r.take(2)?),
+            17 => (0, 3 + r.take(3)?),
+            18 => (0, 11 + r.take(7)?),
+            len @ 0..=15 => (len as u8, 1),
+            _ => return Err(Damaged),
+        };
+        let end = i + repeat as usize;
+        if end > nlit + ndist {
+            return Err(Damaged);
+        }
+        lengths[i..end].fill(value);
+        i = end;
+    }
+    if lengths[256] == 0 {
+        return Err(Damaged); // no end-of-block code
+    }
+    Ok((
+        Code::new(&lengths[..nlit])?,
+        Code::new(&lengths[nlit..nlit + ndist])?,
+    ))
+}
+
+/// The bytes a raw deflate stream holds, if at most `limit` of them.
+pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, Damaged> {
+    let mut r = BitReader {
+        data,
+        pos: 0,
+        buf: 0,
+        n: 0,
+    };
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
+    loop {
+        let last = r.take(1)? == 1;
+        match r.take(2)? {
+            0 => {
+                r.skip(r.n % 8)?;
+                let len = r.take(16)?;
+                if len != !r.take(16)? & 0xffff || out.len() + len as usize > limit {
+                    return Err(Damaged);
+                }
+                for _ in 0..len {
+                    out.push(r.take(8)? as u8);
+                }
+            }
+            kind @ (1 | 2) => {
+                let (lit, dist) = if kind == 1 {
+                    fixed_codes()?
+                } else {
+                    dynamic_codes(&mut r)?
+                };
+                loop {
+                    let sym = lit.decode(&mut r)?;
+                    if sym < 256 {
+                        if out.len() == limit {
+                            return Err(Damaged);
+                        }
+                        out.push(sym as u8);
+                        continue;
+                    }
+                    if sym == 256 {
+                        break;
+                    }
+                    let l = sym - 257;
+                    let (Some(&base), Some(&extra)) = (LEN_BASE.get(l), LEN_EXTRA.get(l)) else {
+                        return Err(Damaged);
+                    };
+                    let len = usize::from(base) + r.take(u32::from(extra))? as usize;
+                    let d = dist.decode(&mut r)?;
+                    let (Some(&base), Some(&extra)) = (DIST_BASE.get(d), DIST_EXTRA.get(d)) else {
+                        return Err(Damaged);
+                    };
+                    let back = usize::from(base) + r.take(u32::from(extra))? as usize;
+                    if back > out.len() || out.len() + len > limit {
+                        return Err(Damaged);
+                    }
+                    // Byte by byte: the copy may overlap what it writes.
+                    let from = out.len() - back;
+                    for k in 0..len {
+                        out.push(out[from + k]);
+                    }
+                }
+            }
+            _ => return Err(Damaged),
+        }
+        if last {
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
