@@ -1,8 +1,8 @@
 //! Raw deflate (RFC 1951) for payloads at rest, small enough to ship in the wasm.
 //!
-//! The compressor finds matches with a hash chain and one step of lazy matching, and writes
-//! one block of the fixed Huffman codes: on JSON that is a little larger than a general
-//! deflater's dynamic codes, for a few kilobytes of code instead of tens. The decompressor
+//! The compressor finds matches with a hash chain and one step of lazy matching, then writes
+//! one block with Huffman codes built for it (lengths limited by halving the counts until
+//! they fit): a few kilobytes of wasm where a general deflater takes tens. The decompressor
 //! reads any raw deflate stream (stored, fixed and dynamic blocks), so what other encoders
 //! wrote stays readable. No input makes either panic: damage is an `Err`.
 
@@ -61,36 +61,6 @@ impl BitWriter {
     /// A Huffman code, which deflate stores most significant bit first.
     fn code(&mut self, code: u32, bits: u32) {
         self.put(code.reverse_bits() >> (32 - bits), bits);
-    }
-
-    fn literal(&mut self, sym: u32) {
-        match sym {
-            0..=143 => self.code(0x30 + sym, 8),
-            144..=255 => self.code(0x190 + sym - 144, 9),
-            256..=279 => self.code(sym - 256, 7),
-            _ => self.code(0xc0 + sym - 280, 8),
-        }
-    }
-
-    fn copy(&mut self, len: usize, dist: usize) {
-        let l = LEN_BASE
-            .iter()
-            .rposition(|&b| usize::from(b) <= len)
-            .unwrap_or(0);
-        self.literal(257 + l as u32);
-        self.put(
-            (len - usize::from(LEN_BASE[l])) as u32,
-            u32::from(LEN_EXTRA[l]),
-        );
-        let d = DIST_BASE
-            .iter()
-            .rposition(|&b| usize::from(b) <= dist)
-            .unwrap_or(0);
-        self.code(d as u32, 5);
-        self.put(
-            (dist - usize::from(DIST_BASE[d])) as u32,
-            u32::from(DIST_EXTRA[d]),
-        );
     }
 }
 
@@ -158,14 +128,12 @@ impl Matcher<'_> {
     }
 }
 
-/// `data` as one raw deflate block of fixed Huffman codes.
-pub fn compress(data: &[u8]) -> Vec<u8> {
-    let mut w = BitWriter {
-        out: Vec::with_capacity(data.len() / 2 + 16),
-        buf: 0,
-        n: 0,
-    };
-    w.put(0b011, 3); // the final block, fixed codes
+/// A match (length << 16 | distance) or a literal byte (below 1 << 16).
+type Token = u32;
+
+/// `data` as literals and matches.
+fn tokens(data: &[u8]) -> Vec<Token> {
+    let mut out = Vec::with_capacity(data.len() / 2);
     let mut m = Matcher {
         data,
         head: vec![NONE; 1 << HASH_BITS],
@@ -176,23 +144,234 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
     while i < data.len() {
         m.insert_to(i);
         let (len, dist) = m.longest(i);
-        if len == 0 {
-            w.literal(u32::from(data[i]));
-            i += 1;
-            continue;
-        }
         // Lazy matching: a longer match one byte on is worth a literal first.
-        m.insert_to(i + 1);
-        let (next_len, _) = m.longest(i + 1);
-        if next_len > len {
-            w.literal(u32::from(data[i]));
+        let lazier = len > 0 && {
+            m.insert_to(i + 1);
+            m.longest(i + 1).0 > len
+        };
+        if len == 0 || lazier {
+            out.push(Token::from(data[i]));
             i += 1;
+        } else {
+            out.push((len << 16 | dist) as Token);
+            i += len;
+        }
+    }
+    out
+}
+
+/// The symbol of a length or distance and what its extra bits hold.
+fn symbol(base: &[u16], v: usize) -> (usize, u32) {
+    let s = base.iter().rposition(|&b| usize::from(b) <= v).unwrap_or(0);
+    (s, (v - usize::from(base[s])) as u32)
+}
+
+/// Code lengths of a Huffman code for these counts, none over `limit` bits. There are at
+/// most 2^`limit` counts (deflate's alphabets: 286 for 15 bits, 19 for 7), or no code fits.
+fn code_lengths(counts: &[u32], limit: u32) -> Vec<u8> {
+    let mut f = counts.to_vec();
+    // Every tree gets two codes at least: a decoder needs one bit even for a lone code.
+    for s in 0..2 {
+        if f.iter().filter(|&&c| c > 0).count() < 2 && f[s] == 0 {
+            f[s] = 1;
+        }
+    }
+    loop {
+        // Count and symbol in one u64, sorted by count (the sort `metrics` uses too: one
+        // copy of its code in the wasm).
+        let mut leaves: Vec<u64> = f
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(s, &c)| u64::from(c) << 32 | s as u64)
+            .collect();
+        leaves.sort_unstable();
+        let n = leaves.len();
+        // Two queues: leaves by weight, then the merged nodes, which come out in weight order.
+        let mut weight: Vec<u64> = leaves.iter().map(|&l| l >> 32).collect();
+        let mut parent = vec![0; 2 * n - 1];
+        let (mut i, mut j) = (0, n);
+        for k in n..2 * n - 1 {
+            let mut pair = [0; 2];
+            for p in &mut pair {
+                *p = if i < n && (j == k || weight[i] <= weight[j]) {
+                    i += 1;
+                    i - 1
+                } else {
+                    j += 1;
+                    j - 1
+                };
+            }
+            weight.push(weight[pair[0]] + weight[pair[1]]);
+            parent[pair[0]] = k;
+            parent[pair[1]] = k;
+        }
+        let mut depth = vec![0u32; 2 * n - 1];
+        for k in (0..2 * n - 2).rev() {
+            depth[k] = depth[parent[k]] + 1;
+        }
+        if depth[..n].iter().all(|&d| d <= limit) {
+            let mut out = vec![0; counts.len()];
+            for (k, &l) in leaves.iter().enumerate() {
+                out[l as u32 as usize] = depth[k] as u8;
+            }
+            return out;
+        }
+        // Flatter counts make a shallower tree; all ones make a balanced one.
+        for c in f.iter_mut().filter(|c| **c > 0) {
+            *c = (*c >> 1).max(1);
+        }
+    }
+}
+
+/// The canonical codes for these lengths (RFC 1951, 3.2.2).
+fn canonical(lengths: &[u8]) -> Result<Vec<u32>, Damaged> {
+    let mut count = [0i32; 16];
+    for &l in lengths {
+        count[usize::from(l)] += 1;
+    }
+    count[0] = 0;
+    let mut next = [0u32; 16];
+    let (mut code, mut left) = (0u32, 1i32);
+    for len in 1..16 {
+        left = (left << 1) - count[len];
+        if left < 0 {
+            return Err(Damaged); // more codes than the lengths allow
+        }
+        code = (code + count[len - 1] as u32) << 1;
+        next[len] = code;
+    }
+    Ok(lengths
+        .iter()
+        .map(|&l| {
+            let c = next[usize::from(l)];
+            next[usize::from(l)] += 1;
+            c
+        })
+        .collect())
+}
+
+/// A code being written: each symbol's length and code.
+struct Writing {
+    lengths: Vec<u8>,
+    codes: Vec<u32>,
+}
+
+impl Writing {
+    fn new(counts: &[u32], limit: u32) -> Writing {
+        let lengths = code_lengths(counts, limit);
+        let codes = canonical(&lengths).unwrap_or_default();
+        Writing { lengths, codes }
+    }
+
+    fn put(&self, w: &mut BitWriter, sym: usize) {
+        w.code(self.codes[sym], u32::from(self.lengths[sym]));
+    }
+
+    /// How many symbols the header lists: all up to the last with a code.
+    fn used(&self, at_least: usize) -> usize {
+        self.lengths
+            .iter()
+            .rposition(|&l| l > 0)
+            .map_or(0, |p| p + 1)
+            .max(at_least)
+    }
+}
+
+/// `data` as one raw deflate block with its own Huffman codes.
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    let tokens = tokens(data);
+    let mut lit = [0u32; 286];
+    let mut dist = [0u32; 30];
+    lit[256] = 1;
+    for &t in &tokens {
+        if t < 1 << 16 {
+            lit[t as usize] += 1;
+        } else {
+            lit[257 + symbol(&LEN_BASE, (t >> 16) as usize).0] += 1;
+            dist[symbol(&DIST_BASE, (t & 0xffff) as usize).0] += 1;
+        }
+    }
+    let (lit, dist) = (Writing::new(&lit, 15), Writing::new(&dist, 15));
+    let (nlit, ndist) = (lit.used(257), dist.used(1));
+
+    // The lengths of both codes, run-length coded: 16 repeats the last 3-6 times, 17 and
+    // 18 write 3-10 and 11-138 zeros.
+    let lengths: Vec<u8> = lit.lengths[..nlit]
+        .iter()
+        .chain(&dist.lengths[..ndist])
+        .copied()
+        .collect();
+    let mut runs: Vec<(usize, u32)> = Vec::new();
+    let mut k = 0;
+    while k < lengths.len() {
+        let v = lengths[k];
+        let run = lengths[k..].iter().take_while(|&&x| x == v).count();
+        if v == 0 && run >= 3 {
+            let r = run.min(138);
+            runs.push(if r >= 11 {
+                (18, r as u32 - 11)
+            } else {
+                (17, r as u32 - 3)
+            });
+            k += r;
             continue;
         }
-        w.copy(len, dist);
-        i += len;
+        runs.push((usize::from(v), 0));
+        k += 1;
+        let mut rest = run - 1;
+        while v > 0 && rest >= 3 {
+            let r = rest.min(6);
+            runs.push((16, r as u32 - 3));
+            rest -= r;
+            k += r;
+        }
     }
-    w.literal(256);
+    let mut counts = [0u32; 19];
+    for &(sym, _) in &runs {
+        counts[sym] += 1;
+    }
+    let clen = Writing::new(&counts, 7);
+    let nclen = CLEN_ORDER
+        .iter()
+        .rposition(|&s| clen.lengths[s] > 0)
+        .map_or(0, |p| p + 1)
+        .max(4);
+
+    let mut w = BitWriter {
+        out: Vec::with_capacity(data.len() / 3 + 64),
+        buf: 0,
+        n: 0,
+    };
+    w.put(0b101, 3); // the final block, dynamic codes
+    w.put((nlit - 257) as u32, 5);
+    w.put((ndist - 1) as u32, 5);
+    w.put((nclen - 4) as u32, 4);
+    for &s in &CLEN_ORDER[..nclen] {
+        w.put(u32::from(clen.lengths[s]), 3);
+    }
+    for &(sym, extra) in &runs {
+        clen.put(&mut w, sym);
+        match sym {
+            16 => w.put(extra, 2),
+            17 => w.put(extra, 3),
+            18 => w.put(extra, 7),
+            _ => {}
+        }
+    }
+    for &t in &tokens {
+        if t < 1 << 16 {
+            lit.put(&mut w, t as usize);
+            continue;
+        }
+        let (l, extra) = symbol(&LEN_BASE, (t >> 16) as usize);
+        lit.put(&mut w, 257 + l);
+        w.put(extra, u32::from(LEN_EXTRA[l]));
+        let (d, extra) = symbol(&DIST_BASE, (t & 0xffff) as usize);
+        dist.put(&mut w, d);
+        w.put(extra, u32::from(DIST_EXTRA[d]));
+    }
+    lit.put(&mut w, 256);
     w.put(0, 7); // flushes the last partial byte
     w.out
 }
@@ -243,30 +422,13 @@ struct Code {
 impl Code {
     fn new(lengths: &[u8]) -> Result<Code, Damaged> {
         let bits = u32::from(lengths.iter().copied().max().unwrap_or(0));
-        let mut count = [0u16; 16];
-        for &l in lengths {
-            count[usize::from(l)] += 1;
-        }
-        count[0] = 0;
-        let mut next = [0u32; 16];
-        let (mut code, mut left) = (0u32, 1i32);
-        for len in 1..16 {
-            left = (left << 1) - i32::from(count[len]);
-            if left < 0 {
-                return Err(Damaged); // more codes than the lengths allow
-            }
-            code = (code + u32::from(count[len - 1])) << 1;
-            next[len] = code;
-        }
         let mut table = vec![0u16; 1 << bits];
-        for (sym, &len) in lengths.iter().enumerate() {
+        for (sym, (&len, code)) in lengths.iter().zip(canonical(lengths)?).enumerate() {
             if len == 0 {
                 continue;
             }
             let len = u32::from(len);
-            let c = next[len as usize];
-            next[len as usize] += 1;
-            let mut at = (c.reverse_bits() >> (32 - len)) as usize;
+            let mut at = (code.reverse_bits() >> (32 - len)) as usize;
             while at < table.len() {
                 table[at] = (sym as u16) << 4 | len as u16;
                 at += 1 << len;

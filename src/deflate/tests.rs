@@ -92,10 +92,11 @@ fn streams_that_end_early_or_lie_are_damaged() {
         buf: 0,
         n: 0,
     };
-    w.put(0b011, 3);
-    w.literal(u32::from(b'a'));
-    w.copy(3, 2);
-    w.literal(256);
+    w.put(0b011, 3); // the final block, fixed codes
+    w.code(0x30 + u32::from(b'a'), 8);
+    w.code(1, 7); // length 3
+    w.code(1, 5); // distance 2
+    w.code(0, 7); // end of block
     w.put(0, 7);
     assert_eq!(decompress(&w.out, 100), Err(Damaged));
     // Block type 3 is reserved; a stored block's length must match its complement.
@@ -105,6 +106,24 @@ fn streams_that_end_early_or_lie_are_damaged() {
         decompress(&[1, 2, 0, 0xfd, 0xff, b'h', b'i'], 100).unwrap(),
         b"hi"
     );
+}
+
+#[test]
+fn the_deepest_tree_is_cut_to_the_limit() {
+    // Fibonacci counts make the deepest Huffman tree there is: 30 symbols, 29 levels.
+    let mut counts = vec![1u32, 1];
+    while counts.len() < 30 {
+        counts.push(counts[counts.len() - 1] + counts[counts.len() - 2]);
+    }
+    let lengths = code_lengths(&counts, 15);
+    assert!(
+        lengths.iter().all(|&l| (1..=15).contains(&l)),
+        "{lengths:?}"
+    );
+    assert!(canonical(&lengths).is_ok());
+    assert!(code_lengths(&counts, 7)
+        .iter()
+        .all(|&l| (1..=7).contains(&l)));
 }
 
 proptest! {
@@ -127,6 +146,20 @@ proptest! {
     fn reads_what_miniz_writes(data in text(), level in prop::sample::select(vec![0u8, 1, 6, 9])) {
         let packed = miniz_oxide::deflate::compress_to_vec(&data, level);
         prop_assert_eq!(decompress(&packed, data.len()).unwrap(), data);
+    }
+
+    /// Every counted symbol gets a code (and at least two symbols do), none longer than
+    /// the limit, and the lengths form a prefix code. Deflate's alphabets fit their limits:
+    /// at most 286 symbols in 15 bits, 19 in 7.
+    #[test]
+    fn code_lengths_are_a_prefix_code(counts in prop::collection::vec(prop_oneof![Just(0u32), 1u32..1000, any::<u32>()], 2..300), limit in 9u32..=15) {
+        let lengths = code_lengths(&counts, limit);
+        for (c, l) in counts.iter().zip(&lengths) {
+            prop_assert!(*c == 0 || *l > 0);
+            prop_assert!(u32::from(*l) <= limit);
+        }
+        prop_assert!(lengths.iter().filter(|&&l| l > 0).count() >= 2);
+        prop_assert!(canonical(&lengths).is_ok());
     }
 
     /// Altered or random bytes give an error or some bytes, never a panic.

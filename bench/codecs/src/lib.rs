@@ -1,6 +1,20 @@
-//! Deflate (miniz_oxide) and LZ4 (lz4_flex) over byte arrays, for the compression benchmark.
+//! The outbox's deflate, miniz_oxide's and LZ4 (lz4_flex) over byte arrays, for the
+//! compression benchmark.
 
 use wasm_bindgen::prelude::*;
+
+#[path = "../../../src/deflate.rs"]
+mod outbox_deflate;
+
+#[wasm_bindgen]
+pub fn outbox_deflate(data: &[u8]) -> Vec<u8> {
+    outbox_deflate::compress(data)
+}
+
+#[wasm_bindgen]
+pub fn outbox_inflate(data: &[u8]) -> Vec<u8> {
+    outbox_deflate::decompress(data, usize::MAX).unwrap_or_default()
+}
 
 #[wasm_bindgen]
 pub fn deflate(data: &[u8], level: u8) -> Vec<u8> {
