@@ -28,14 +28,18 @@ node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
 node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js
 
-# The glue and its snippets ship minified: about half their gzipped size. The error
-# classes keep their names (`err.constructor.name`). wasm-bindgen's glue lists a snippet
-# module twice in its imports object, which esbuild would warn about.
-for f in pkg/offline_outbox.js pkg/snippets/*/src/js/*.js; do
-  keep=$([[ $f == */errors.js ]] && echo --keep-names || true)
-  node_modules/.bin/esbuild "$f" --minify $keep --format=esm --allow-overwrite \
-    --log-override:duplicate-object-key=silent --log-level=warning --outfile="$f"
-done
+# The glue ships as one minified module with its snippets bundled in: one file gzips
+# smaller than eight and is one request. The error classes stay a module of their own,
+# minified with their names kept (`err.constructor.name`), which the bundle imports.
+# wasm-bindgen's glue lists a snippet module twice in its imports object, which esbuild
+# would warn about.
+node_modules/.bin/esbuild pkg/offline_outbox.js --bundle --minify --format=esm --allow-overwrite \
+  --external:'*/errors.js' --log-override:duplicate-object-key=silent --log-level=warning \
+  --outfile=pkg/offline_outbox.js
+errors=$(ls pkg/snippets/*/src/js/errors.js)
+node_modules/.bin/esbuild "$errors" --minify --keep-names --format=esm --allow-overwrite \
+  --log-level=warning --outfile="$errors"
+find pkg/snippets -name '*.js' ! -name errors.js -delete
 
 cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts \
   pkg-template/offline_outbox_sw.js pkg-template/offline_outbox_sw.d.ts pkg/
