@@ -2,7 +2,7 @@
 //!
 //! Mutations are written to IndexedDB first, then replayed to the server by named
 //! handlers, with retries and backoff, in per-key order. The pure core (`model`,
-//! `scheduler`, `retry`, `error`) has no web dependency and is tested natively; the web
+//! `scheduler`, `retry`, `error`, `deflate`) has no web dependency and is tested natively; the web
 //! layer (`store`, `engine`, `triggers`, `js`, ...) is compiled for `wasm32` only.
 
 // Native builds compile it for its tests only; the payload envelope is wasm-only.
