@@ -209,7 +209,9 @@ async function openHolding(system, name, n) {
   window.holding = await systems[system].open({ name, handler: () => { if (!first) first = performance.now() - t0; return never(); } });
   for (let i = 0; i < 600 && !first; i++) await new Promise((r) => setTimeout(r, 50));
   await window.holding.loaded?.(n);
-  return { firstMs: first, wasmBytes: wasm ? wasm.memory.buffer.byteLength : 0 };
+  // The module's exports have one- or two-letter names (scripts/minify-names.mjs).
+  const memory = wasm && Object.values(wasm).find((v) => v instanceof WebAssembly.Memory);
+  return { firstMs: first, wasmBytes: memory ? memory.buffer.byteLength : 0 };
 }
 
 window.peerBench = { systems: Object.keys(systems), enqueueRates, fill, openAndDrain, openHolding };
