@@ -719,11 +719,14 @@ impl Store {
             .iter()
             .map(|(_, g)| g.map_or(JsValue::NULL, seq_key))
             .collect();
-        let out = tx.check(read_payloads(&tx.tx, &keys, &groups))?;
-        // A second place is looked in after the first one's result.
-        tx.wait(false).await?;
-        let found = Array::from(&js::get(&out, "values"));
-        let values: Array = (0..keys.length()).map(|i| found.get(i)).collect();
+        let answered: Promise = tx
+            .check(read_payloads(&tx.tx, &keys, &groups))?
+            .unchecked_into();
+        let values = Array::from(
+            &JsFuture::from(answered)
+                .await
+                .map_err(|e| storage(tx.context, e))?,
+        );
         self.unseal(&values, &keys).await;
         Ok(ids
             .iter()

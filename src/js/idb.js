@@ -387,53 +387,63 @@ export function openDatabase(name, version, upgrade) {
  * The payload records of `ids`, in one transaction: where `groups[i]` names the group
  * record transaction i was written in, from that group's payload record (read once for
  * all its members), else under its id; failing that, from the other place (a member
- * written on its own since, or one whose group the caller did not know). `out.values`
- * once the transaction completes.
+ * written on its own since, or one whose group the caller did not know). Resolves with
+ * the values (undefined where none) once every read is answered, without waiting for the
+ * transaction to complete: a read-only one has nothing to commit, and its completion can
+ * come milliseconds later, after whatever else the page runs meanwhile.
  */
 export function readPayloads(tx, ids, groups) {
   const store = tx.objectStore('payloads');
   const members = tx.objectStore('outbox').index('members');
-  const out = { values: [] };
+  const values = [];
+  let pending = 0;
+  let answered;
+  const done = new Promise((resolve, reject) => {
+    answered = () => resolve(values);
+    tx.addEventListener('abort', () => reject(tx.error ?? new DOMException('transaction aborted', 'AbortError')));
+  });
+  // A read's follow-up reads are issued in its success handler, before it counts as done.
+  const read = (req, then) => {
+    pending++;
+    req.onsuccess = () => {
+      then(req.result);
+      if (--pending === 0) answered();
+    };
+  };
   const reads = new Map();
   const fromGroup = (i, key, otherwise) => {
-    let read = reads.get(key);
-    if (!read) {
-      read = { waiting: [] };
-      reads.set(key, read);
-      const req = store.get(key);
-      req.onsuccess = () => {
-        read.done = true;
-        read.result = isGroupPayload(req.result) ? req.result : { ids: [], values: [] };
-        for (const use of read.waiting) use();
-      };
+    let group = reads.get(key);
+    if (!group) {
+      group = { waiting: [] };
+      reads.set(key, group);
+      read(store.get(key), (result) => {
+        group.result = isGroupPayload(result) ? result : { ids: [], values: [] };
+        for (const use of group.waiting) use();
+      });
     }
     const use = () => {
-      const at = read.result.ids.indexOf(ids[i]);
-      if (at >= 0) out.values[i] = read.result.values[at];
+      const at = group.result.ids.indexOf(ids[i]);
+      if (at >= 0) values[i] = group.result.values[at];
       else otherwise();
     };
-    if (read.done) use();
-    else read.waiting.push(use);
+    if (group.result) use();
+    else group.waiting.push(use);
   };
-  const own = (i, otherwise) => {
-    const req = store.get(ids[i]);
-    req.onsuccess = () => {
-      if (req.result !== undefined) out.values[i] = req.result;
-      else otherwise();
-    };
-  };
-  const indexed = (i) => {
-    const req = members.getKey(ids[i]);
-    req.onsuccess = () => {
-      if (req.result !== undefined) fromGroup(i, req.result, () => {});
-    };
-  };
+  const own = (i, otherwise) => read(store.get(ids[i]), (result) => {
+    if (result !== undefined) values[i] = result;
+    else otherwise();
+  });
+  const indexed = (i) => read(members.getKey(ids[i]), (key) => {
+    if (key !== undefined) fromGroup(i, key, () => {});
+  });
   ids.forEach((id, i) => {
     const group = groups[i];
     if (group === undefined || group === null) own(i, () => indexed(i));
     else fromGroup(i, group, () => own(i, () => {}));
   });
-  return out;
+  if (pending === 0) answered();
+  values.length = ids.length;
+  return done;
 }
 
 /**
