@@ -47,7 +47,7 @@ try {
   const comp = await page.evaluate(() => window.runCompression());
   console.log('');
   console.log('compression of payloads (JSON text as the outbox seals it; per payload, sequential, same page)');
-  const cw = [22, 36, 10, 16, 12, 12];
+  const cw = [22, 52, 10, 16, 12, 12];
   const cline = (cells) => cells.map((c, i) => String(c).padEnd(cw[i])).join('  ');
   console.log(cline(['payload', 'codec', 'JSON', 'stored', 'compress', 'decompress']));
   for (const c of comp) {
