@@ -35,6 +35,9 @@ const HASH_BITS: u32 = 14;
 /// How many earlier positions a match search looks at: longer chains buy little on JSON.
 const CHAIN: usize = 32;
 const NONE: u32 = u32::MAX;
+/// Tokens per block: bounds what a large payload holds in memory at once (and each block's
+/// codes fit its own part).
+const BLOCK: usize = 1 << 16;
 
 /// A stream that is not valid deflate, or inflates past the limit.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,7 +72,11 @@ fn hash(data: &[u8], i: usize) -> usize {
     (v.wrapping_mul(0x9e37_79b1) >> (32 - HASH_BITS)) as usize
 }
 
-/// Remembers where each 3-byte sequence was last seen, and before that.
+/// A match (length << 16 | distance) or a literal byte (below 1 << 16).
+type Token = u32;
+
+/// Remembers where each 3-byte sequence was last seen, and before that within the window
+/// (`prev` is a ring over the window, so memory stays the same for any input size).
 struct Matcher<'a> {
     data: &'a [u8],
     head: Vec<u32>,
@@ -84,7 +91,7 @@ impl Matcher<'_> {
         let last = self.data.len().saturating_sub(MIN_MATCH - 1);
         while self.next < end.min(last) {
             let h = hash(self.data, self.next);
-            self.prev[self.next] = self.head[h];
+            self.prev[self.next % WINDOW] = self.head[h];
             self.head[h] = self.next as u32;
             self.next += 1;
         }
@@ -118,7 +125,12 @@ impl Matcher<'_> {
                     }
                 }
             }
-            cand = self.prev[c];
+            // A slot the ring has reused holds a later position: the chain ends there.
+            let next = self.prev[c % WINDOW];
+            if next != NONE && next >= cand {
+                break;
+            }
+            cand = next;
         }
         if best >= MIN_MATCH {
             (best, dist)
@@ -126,38 +138,29 @@ impl Matcher<'_> {
             (0, 0)
         }
     }
-}
 
-/// A match (length << 16 | distance) or a literal byte (below 1 << 16).
-type Token = u32;
-
-/// `data` as literals and matches.
-fn tokens(data: &[u8]) -> Vec<Token> {
-    let mut out = Vec::with_capacity(data.len() / 2);
-    let mut m = Matcher {
-        data,
-        head: vec![NONE; 1 << HASH_BITS],
-        prev: vec![NONE; data.len()],
-        next: 0,
-    };
-    let mut i = 0;
-    while i < data.len() {
-        m.insert_to(i);
-        let (len, dist) = m.longest(i);
-        // Lazy matching: a longer match one byte on is worth a literal first.
-        let lazier = len > 0 && {
-            m.insert_to(i + 1);
-            m.longest(i + 1).0 > len
-        };
-        if len == 0 || lazier {
-            out.push(Token::from(data[i]));
-            i += 1;
-        } else {
-            out.push((len << 16 | dist) as Token);
-            i += len;
+    /// Literals and matches from position `i` on, at most a block of them, into `out`;
+    /// returns the position after them.
+    fn tokens(&mut self, mut i: usize, out: &mut Vec<Token>) -> usize {
+        let data = self.data;
+        while i < data.len() && out.len() < BLOCK {
+            self.insert_to(i);
+            let (len, dist) = self.longest(i);
+            // Lazy matching: a longer match one byte on is worth a literal first.
+            let lazier = len > 0 && {
+                self.insert_to(i + 1);
+                self.longest(i + 1).0 > len
+            };
+            if len == 0 || lazier {
+                out.push(Token::from(data[i]));
+                i += 1;
+            } else {
+                out.push((len << 16 | dist) as Token);
+                i += len;
+            }
         }
+        i
     }
-    out
 }
 
 /// The symbol of a length or distance and what its extra bits hold.
@@ -278,13 +281,39 @@ impl Writing {
     }
 }
 
-/// `data` as one raw deflate block with its own Huffman codes.
+/// `data` as raw deflate: blocks with Huffman codes built for each.
 pub fn compress(data: &[u8]) -> Vec<u8> {
-    let tokens = tokens(data);
+    let mut w = BitWriter {
+        out: Vec::with_capacity(data.len() / 3 + 64),
+        buf: 0,
+        n: 0,
+    };
+    let mut m = Matcher {
+        data,
+        head: vec![NONE; 1 << HASH_BITS],
+        prev: vec![NONE; WINDOW],
+        next: 0,
+    };
+    let mut tokens = Vec::with_capacity(BLOCK.min(data.len()));
+    let mut i = 0;
+    loop {
+        tokens.clear();
+        i = m.tokens(i, &mut tokens);
+        let last = i == data.len();
+        write_block(&mut w, &tokens, last);
+        if last {
+            w.put(0, 7); // flushes the last partial byte
+            return w.out;
+        }
+    }
+}
+
+/// One block of `tokens` with its own codes.
+fn write_block(w: &mut BitWriter, tokens: &[Token], last: bool) {
     let mut lit = [0u32; 286];
     let mut dist = [0u32; 30];
     lit[256] = 1;
-    for &t in &tokens {
+    for &t in tokens {
         if t < 1 << 16 {
             lit[t as usize] += 1;
         } else {
@@ -338,12 +367,7 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
         .map_or(0, |p| p + 1)
         .max(4);
 
-    let mut w = BitWriter {
-        out: Vec::with_capacity(data.len() / 3 + 64),
-        buf: 0,
-        n: 0,
-    };
-    w.put(0b101, 3); // the final block, dynamic codes
+    w.put(u32::from(last) | 0b100, 3); // dynamic codes
     w.put((nlit - 257) as u32, 5);
     w.put((ndist - 1) as u32, 5);
     w.put((nclen - 4) as u32, 4);
@@ -351,7 +375,7 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
         w.put(u32::from(clen.lengths[s]), 3);
     }
     for &(sym, extra) in &runs {
-        clen.put(&mut w, sym);
+        clen.put(w, sym);
         match sym {
             16 => w.put(extra, 2),
             17 => w.put(extra, 3),
@@ -359,21 +383,19 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
             _ => {}
         }
     }
-    for &t in &tokens {
+    for &t in tokens {
         if t < 1 << 16 {
-            lit.put(&mut w, t as usize);
+            lit.put(w, t as usize);
             continue;
         }
         let (l, extra) = symbol(&LEN_BASE, (t >> 16) as usize);
-        lit.put(&mut w, 257 + l);
+        lit.put(w, 257 + l);
         w.put(extra, u32::from(LEN_EXTRA[l]));
         let (d, extra) = symbol(&DIST_BASE, (t & 0xffff) as usize);
-        dist.put(&mut w, d);
+        dist.put(w, d);
         w.put(extra, u32::from(DIST_EXTRA[d]));
     }
-    lit.put(&mut w, 256);
-    w.put(0, 7); // flushes the last partial byte
-    w.out
+    lit.put(w, 256);
 }
 
 /// Reads bits least significant first; past the end it reads zeros and fails on use.

@@ -66,6 +66,49 @@ fn empty_and_tiny_inputs_round_trip() {
     }
 }
 
+/// Pseudo-random bytes, which match nothing by chance.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn large_inputs_span_several_blocks_and_the_whole_window() {
+    // 200,000 literals: four blocks of at most 65,536 tokens.
+    let mut data = noise(1, 200_000);
+    // A repeat exactly as far back as deflate reaches, one just beyond, and JSON.
+    let far = noise(2, 32_768);
+    data.extend_from_slice(&far);
+    data.extend_from_slice(&far);
+    let beyond = noise(3, 32_769);
+    data.extend_from_slice(&beyond);
+    data.extend_from_slice(&beyond);
+    data.extend(json(9, 2000));
+    let packed = compress(&data);
+    assert_eq!(decompress(&packed, data.len()).unwrap(), data);
+    assert_eq!(
+        miniz_oxide::inflate::decompress_to_vec(&packed).unwrap(),
+        data
+    );
+    // The repeat 32,768 back costs next to nothing (the one beyond cannot be matched).
+    let once = [
+        &noise(1, 200_000)[..],
+        &far,
+        &beyond,
+        &beyond,
+        &json(9, 2000),
+    ]
+    .concat();
+    assert!(packed.len() < compress(&once).len() + 2_000);
+}
+
 #[test]
 fn the_limit_is_a_damage_not_an_allocation() {
     let data = vec![b'x'; 100_000];
