@@ -48,7 +48,7 @@ use crate::triggers::{Callbacks, Triggers};
 /// transaction.
 const WINDOW: usize = 512;
 /// Seqs read before a new leader starts sending (see `gain`).
-const FIRST_LOAD: u32 = 100;
+const FIRST_LOAD: u32 = 16;
 /// Acknowledged transactions remembered for `settled` after they leave the store.
 const RECENT_LIMIT: usize = 1_000;
 /// About how many payloads one sweep write deletes (see `sweep`): some 50 ms of

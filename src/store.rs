@@ -83,6 +83,7 @@ extern "C" {
         upto: JsValue,
         limit: Option<u32>,
         dead: bool,
+        most: u32,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = sweepAcked, catch)]
     fn sweep_acked(
@@ -547,7 +548,14 @@ impl Store {
         let stores: &[&str] = if dead { &[OUTBOX, DEAD] } else { &[OUTBOX] };
         let tx = self.tx(stores, IdbTransactionMode::Readonly, "load")?;
         let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
-        let out = tx.check(load_range(&tx.tx, bound(after), bound(upto), limit, dead))?;
+        let out = tx.check(load_range(
+            &tx.tx,
+            bound(after),
+            bound(upto),
+            limit,
+            dead,
+            GROUP_MOST,
+        ))?;
         // With a limit, the records' read follows their keys' result: no early commit.
         tx.wait(false).await?;
         Ok(loaded(&out))
@@ -571,6 +579,7 @@ impl Store {
             JsValue::NULL,
             Some(limit),
             dead,
+            GROUP_MOST,
         ))?;
         // The epoch's put follows its read: no early commit.
         tx.wait(false).await?;

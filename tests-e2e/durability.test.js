@@ -38,8 +38,13 @@ test('a page reload with pending work drains after reopening, in per-key order',
   await page.waitForFunction(() => window.ready === true);
   const left = await page.evaluate(async () => {
     const { Outbox } = window.lib;
-    const ob = await Outbox.open({ name: 'reload', handlers: window.handlers });
+    // Sending waits until the pending ones are counted: peek() reports what is pending
+    // once the outbox has read it all, and sends may finish meanwhile.
+    let counted;
+    const gate = new Promise((res) => { counted = res; });
+    const ob = await Outbox.open({ name: 'reload', handlers: { post: async (ctx) => { await gate; return window.handlers.post(ctx); } } });
     const pending = (await ob.peek()).length;
+    counted();
     while ((await ob.stats()).pending + (await ob.stats()).inFlight > 0) await ob.drain();
     await ob.close();
     return pending;

@@ -173,6 +173,43 @@ test('a retried, a dead, a removed and a folded member each leave the group with
   assert.deepEqual(r.sent2.slice(2), [['dead', 1]]);
 });
 
+test('a new leader reads a group record in parts, past a member moved out of it to a record of its own: every one goes out once, in order', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'groups-parts';
+    const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+    const sent = [];
+    const ob = await Outbox.open({
+      name, retry: { baseDelayMs: 50, maxDelayMs: 50, jitter: 'none' },
+      handlers: {
+        h: async (ctx) => {
+          if (ctx.mutations === 2) throw new Error('try later');
+          sent.push(ctx.mutations);
+        },
+      },
+    });
+    // One group record of 60 on one key: 0 and 1 go, 2 fails and moves out of the group
+    // (its record keeps its seq, inside the group's), the rest wait behind it.
+    await Promise.all(Array.from({ length: 60 }, (_, n) => ob.enqueue({ handler: 'h', keys: ['k'], mutations: n })));
+    for (let i = 0; i < 400 && !((await ob.peek()).find((t) => t.mutations === 2)?.attempts >= 1); i++) await sleep(5);
+    await ob.close();
+    const left = await window.stored(name);
+
+    // The next leader reads the first 16 seqs, so the group in parts.
+    const sent2 = [];
+    const ob2 = await Outbox.open({ name, handlers: { h: async (ctx) => { sent2.push(ctx.mutations); } } });
+    for (let i = 0; i < 400 && sent2.length < 58; i++) await sleep(10);
+    await sleep(100);
+    const { pending } = await ob2.stats();
+    await ob2.close();
+    return { sent, left: left.records.map((x) => (x.group ? x.group.length : 'own')), sent2, pending };
+  });
+  assert.deepEqual(r.sent, [0, 1]);
+  assert.deepEqual(r.left, [57, 'own']);
+  assert.deepEqual(r.sent2, Array.from({ length: 58 }, (_, i) => i + 2));
+  assert.equal(r.pending, 0);
+});
+
 test('encrypted, compressed group members are sealed each under its own id: a retried one moves out sealed and still opens after a reopen', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;

@@ -203,25 +203,49 @@ export function bumpEpoch(tx) {
 
 /**
  * Outbox records with after < seq <= upto (either bound may be null), metadata only;
- * where `limit` is not null, the first records that span about `limit` seqs (at most
- * `limit` records), `out.more` saying whether others follow. A group record comes out as
- * its members, each with its seq set, and spans their seqs: the limit bounds what is
- * decoded at once whatever the layout. The record just below `after` is read too, as it
- * may be a group with members above it. Once the transaction completes: `out.keys`,
- * `out.values`, `out.offsets` (how far below its seq a member's group record lies, 0 for
- * a record of its own), and `out.dead`.
+ * where `limit` is not null, the first records that span `limit` seqs (at most `limit`
+ * records), `out.more` saying whether others follow. A group record comes out as its
+ * members, each with its seq set, and spans their seqs: the limit bounds what is decoded
+ * at once whatever the layout, and a group record reaching past it comes out only up to
+ * it. The next read, after the last seq read, takes the rest: the group record holding
+ * seqs above `after` is the nearest group record at most `most` (a group's size) below
+ * it, since its members take the seqs right after its key; records of their own may lie
+ * in between (a member moved out of its group, by a retry say, keeps its seq). Once the
+ * transaction completes: `out.keys`, `out.values`, `out.offsets` (how far below its seq a
+ * member's group record lies, 0 for a record of its own), and `out.dead`.
  */
-export function loadRange(tx, after, upto, limit, dead) {
+export function loadRange(tx, after, upto, limit, dead, most) {
   const store = tx.objectStore('outbox');
   let range = null;
   if (after !== null && upto !== null) range = IDBKeyRange.bound(after, upto, true, false);
   else if (after !== null) range = IDBKeyRange.lowerBound(after, true);
   else if (upto !== null) range = IDBKeyRange.upperBound(upto);
   const out = { keys: [], values: [], offsets: [], more: false, dead: null };
-  const below = after === null ? null : store.openCursor(IDBKeyRange.upperBound(after), 'prev');
+  let cut = upto;
+  const isGroup = (value) => value !== null && typeof value === 'object' && Array.isArray(value.metas);
+  let below = null;
+  let read = [];
+  let parts = after === null ? 1 : 2;
+  const part = () => {
+    if (--parts > 0) return;
+    if (below) take(below.key, below.value);
+    read.forEach(([key, value]) => take(key, value));
+  };
+  if (after !== null) {
+    const req = store.openCursor(IDBKeyRange.bound(Math.max(0, after - most), after), 'prev');
+    req.onsuccess = () => {
+      const cursor = req.result;
+      if (cursor && !isGroup(cursor.value)) {
+        cursor.continue();
+        return;
+      }
+      below = cursor && { key: cursor.key, value: cursor.value };
+      part();
+    };
+  }
   const keys = store.getAllKeys(range, limit ?? undefined);
   const take = (key, value) => {
-    if (value === null || typeof value !== 'object' || !Array.isArray(value.metas)) {
+    if (!isGroup(value)) {
       if (after === null || key > after) {
         out.keys.push(key);
         out.values.push(value);
@@ -231,16 +255,20 @@ export function loadRange(tx, after, upto, limit, dead) {
     }
     value.metas.forEach((m, j) => {
       const seq = key + 1 + j;
-      if (m === null || (after !== null && seq <= after) || (upto !== null && seq > upto)) return;
+      if (m === null || (after !== null && seq <= after)) return;
+      if (cut !== null && seq > cut) {
+        out.more ||= cut !== upto;
+        return;
+      }
       if (typeof m === 'object') m.seq = seq;
       out.keys.push(seq);
       out.values.push(m);
       out.offsets.push(j + 1);
     });
   };
-  const takeAll = (read) => {
-    if (below?.result) take(below.result.key, below.result.value);
-    read.forEach(([key, value]) => take(key, value));
+  const takeAll = (records) => {
+    read = records;
+    part();
   };
   if (limit === null) {
     const values = store.getAll(range);
@@ -258,6 +286,7 @@ export function loadRange(tx, after, upto, limit, dead) {
         }
       }
       out.more = k.length === limit || end < k.length;
+      if (k.length && (upto === null || k[0] + limit - 1 < upto)) cut = k[0] + limit - 1;
       if (end === 0) {
         takeAll([]);
         return;
