@@ -942,19 +942,23 @@ impl Engine {
         self.emit_to(true, build);
     }
 
+    /// Builds the event only if someone hears it. The generic part stays this small: it is
+    /// compiled once per event builder.
     fn emit_to(&self, always_broadcast: bool, build: impl FnOnce() -> Object) {
-        let (listeners, broadcast) = {
-            let st = self.st.borrow();
-            let l: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
-            (
-                l,
-                st.channel.is_some() && (always_broadcast || !st.peers.is_empty()),
-            )
-        };
-        if listeners.is_empty() && !broadcast {
-            return;
+        if let Some(audience) = self.audience(always_broadcast) {
+            self.send_event(audience, build());
         }
-        let ev = build();
+    }
+
+    /// The local listeners and whether to broadcast; `None` when no one would hear.
+    fn audience(&self, always_broadcast: bool) -> Option<(Vec<Function>, bool)> {
+        let st = self.st.borrow();
+        let listeners: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
+        let broadcast = st.channel.is_some() && (always_broadcast || !st.peers.is_empty());
+        (!listeners.is_empty() || broadcast).then_some((listeners, broadcast))
+    }
+
+    fn send_event(&self, (listeners, broadcast): (Vec<Function>, bool), ev: Object) {
         if broadcast {
             self.queue_outgoing(ev.clone().into());
         }

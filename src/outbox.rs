@@ -32,6 +32,13 @@ fn run<F>(f: F) -> Promise
 where
     F: std::future::Future<Output = Result<JsValue>> + 'static,
 {
+    run_boxed(Box::pin(f))
+}
+
+/// Not generic: an async block inside a generic function is compiled once per type
+/// argument, even where it only holds a boxed future (about 1 KB gzipped over the
+/// methods).
+fn run_boxed(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue>>>>) -> Promise {
     js::promise(async move { f.await.map_err(|e| js::to_js(&e)) })
 }
 
