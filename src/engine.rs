@@ -28,7 +28,7 @@ use web_sys::AbortController;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http;
 use crate::js::{self, Deferred};
-use crate::leader::{self, Channel, HeldLock, LockRequest, Mode};
+use crate::leader::{self, Channel, HeldLock, LockRequest, Mode, ReplyOrLock};
 use crate::lease::{Lease, Timing};
 use crate::metrics::{Metrics, Progress};
 use crate::model::{
@@ -2204,8 +2204,15 @@ impl Engine {
     fn drain_on_demand(self: &Rc<Self>, budget_ms: Option<Millis>) -> Promise {
         let me = self.clone();
         js::promise(async move {
-            let Some(lock) = HeldLock::try_take(&Store::database_name(&me.name)).await else {
-                return JsFuture::from(me.drain_remote(budget_ms)).await;
+            let name = Store::database_name(&me.name);
+            let lock = match HeldLock::try_take(&name).await {
+                Some(lock) => lock,
+                // A page leads and drains, unless it is on its way out (a tab closing as
+                // the sync event fires): then the lock comes here first, and this drains.
+                None => match HeldLock::or_reply(&name, &me.drain_remote(budget_ms)).await? {
+                    ReplyOrLock::Reply(report) => return Ok(report),
+                    ReplyOrLock::Lock(lock) => lock,
+                },
             };
             me.clone().gain().await;
             let report = if me.is_leader() {

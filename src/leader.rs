@@ -44,6 +44,8 @@ extern "C" {
     fn is_service_worker() -> bool;
     #[wasm_bindgen(js_name = tryLock)]
     fn try_lock(name: &str) -> Promise;
+    #[wasm_bindgen(js_name = replyOrLock)]
+    fn reply_or_lock(name: &str, reply: &Promise) -> Promise;
     #[wasm_bindgen(js_name = registerSync)]
     pub fn register_sync(tag: &str);
     #[wasm_bindgen(js_name = isOffline)]
@@ -60,6 +62,22 @@ impl HeldLock {
             .ok()?;
         (!handle.is_null() && !handle.is_undefined()).then_some(Self(handle))
     }
+
+    /// `reply` (a leader's answer), or the lock if it comes first: its holder went away.
+    pub async fn or_reply(name: &str, reply: &Promise) -> Result<ReplyOrLock, JsValue> {
+        let out = wasm_bindgen_futures::JsFuture::from(reply_or_lock(name, reply)).await?;
+        let lock = js::get(&out, "lock");
+        Ok(if lock.is_undefined() {
+            ReplyOrLock::Reply(js::get(&out, "reply"))
+        } else {
+            ReplyOrLock::Lock(Self(lock))
+        })
+    }
+}
+
+pub enum ReplyOrLock {
+    Reply(JsValue),
+    Lock(HeldLock),
 }
 
 impl Drop for HeldLock {

@@ -171,6 +171,42 @@ test('a worker sync while a tab leads: the tab drains, nothing is sent twice', a
   await context.close();
 });
 
+test('a sync while the lock holder answers nothing (a tab on its way out): the worker drains once it is gone, without waiting out its budget', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const page = await openApp(context, srv.origin);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
+    await navigator.serviceWorker.ready;
+  });
+  await context.setOffline(true);
+  const ids = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const ob = await Outbox.open({ name: 'sw-test', handlers: {} });
+    const ids = [];
+    for (let n = 0; n < 5; n++) {
+      const t = await ob.enqueue({ handler: 'http', keys: [`k${n}`], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: `k${n}`, n }) } });
+      ids.push(t.id);
+    }
+    await ob.close();
+    // The leader lock, held by a page whose outbox is gone: no one answers the worker.
+    await new Promise((held) => navigator.locks.request('offline-outbox:sw-test', () => { held(); return new Promise(() => {}); }));
+    return ids;
+  });
+  await context.setOffline(false);
+  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await sleep(500);
+  assert.equal(srv.api.received.length, 0, 'nothing goes while the lock is held');
+  await page.close();
+  // The worker's budget is 25 s; its lock request is granted as the page goes.
+  await waitFor(() => srv.api.unique().length === 5, 5000, 'the worker to drain after the page went');
+  assert.deepEqual(srv.api.unique().map((r) => r.key).sort(), [...ids].sort());
+  await context.close();
+});
+
 test('without the Sync API in the worker, it drains when the browser is back online', async () => {
   srv.api.reset();
   const context = await browser.newContext();

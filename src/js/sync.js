@@ -39,3 +39,31 @@ export function tryLock(name) {
     }).catch(() => resolve(null));
   });
 }
+
+/**
+ * Waits for `reply` (the leader's answer) or for the lock, whichever comes first: a leader
+ * on its way out (a tab closing as the sync event fires) answers nothing, and its lock
+ * comes here as soon as it is gone. `{ reply }` or `{ lock: { release } }`.
+ */
+export function replyOrLock(name, reply) {
+  const controller = new AbortController();
+  let settled = false;
+  return new Promise((resolve, reject) => {
+    let release;
+    const held = new Promise((r) => { release = r; });
+    navigator.locks.request(name, { signal: controller.signal }, () => {
+      // Granted just as the reply came: let go at once.
+      if (settled) return undefined;
+      settled = true;
+      resolve({ lock: { release } });
+      return held;
+    }).catch(() => {});
+    const answered = (settle) => (value) => {
+      if (settled) return;
+      settled = true;
+      controller.abort();
+      settle(value);
+    };
+    reply.then(answered((r) => resolve({ reply: r })), answered(reject));
+  });
+}
