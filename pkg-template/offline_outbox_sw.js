@@ -7,7 +7,8 @@
 // offlineOutbox.installOutboxSync({ name, handlers, wasm: '.../offline_outbox_bg.wasm' }).
 //
 // The worker never sits on leadership: on a `sync` event it drains only if no open page
-// leads (otherwise that page drains), within `budgetMs`. The event's promise resolves when
+// leads (otherwise that page drains, or the worker does as soon as that page goes away),
+// within `budgetMs`. The event's promise resolves when
 // the outbox is empty and rejects while work remains, so the browser retries later; on the
 // last chance the tag is registered again. Without the Sync API it drains on worker start,
 // on `online`, and when a page asks (it posts { type: 'offline-outbox:wake', name }).
