@@ -12,7 +12,10 @@ after(() => stopSuite({ srv, browser }));
 const TAG = 'offline-outbox:sw-test';
 
 
-/** Registers the worker, then enqueues 5 HTTP transactions while offline; returns ids. */
+/**
+ * Registers the worker, then enqueues 5 HTTP transactions while offline; returns ids. The
+ * page's outbox stays open, as `window.ob`.
+ */
 async function enqueueOffline(context, script, type) {
   const page = await openApp(context, srv.origin);
   await page.evaluate(async ({ script, type }) => {
@@ -22,7 +25,7 @@ async function enqueueOffline(context, script, type) {
   await context.setOffline(true);
   const ids = await page.evaluate(async () => {
     const { Outbox } = window.lib;
-    const ob = await Outbox.open({ name: 'sw-test', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000, jitter: 'none' } });
+    const ob = window.ob = await Outbox.open({ name: 'sw-test', handlers: {}, retry: { baseDelayMs: 600000, maxDelayMs: 600000, jitter: 'none' } });
     const ids = [];
     for (let n = 0; n < 5; n++) {
       const t = await ob.enqueue({ handler: 'http', keys: [`k${n}`], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: `k${n}`, n }) } });
@@ -176,24 +179,11 @@ test('a sync while the lock holder answers nothing (a tab on its way out): the w
   const context = await browser.newContext();
   const blank = await context.newPage();
   const cdp = await context.newCDPSession(blank);
-  const page = await openApp(context, srv.origin);
+  const { page, ids } = await enqueueOffline(context, 'sw-module.js', 'module');
   await page.evaluate(async () => {
-    await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
-    await navigator.serviceWorker.ready;
-  });
-  await context.setOffline(true);
-  const ids = await page.evaluate(async () => {
-    const { Outbox } = window.lib;
-    const ob = await Outbox.open({ name: 'sw-test', handlers: {} });
-    const ids = [];
-    for (let n = 0; n < 5; n++) {
-      const t = await ob.enqueue({ handler: 'http', keys: [`k${n}`], mutations: { method: 'POST', url: '/api/mutate', body: JSON.stringify({ key: `k${n}`, n }) } });
-      ids.push(t.id);
-    }
-    await ob.close();
+    await window.ob.close();
     // The leader lock, held by a page whose outbox is gone: no one answers the worker.
     await new Promise((held) => navigator.locks.request('offline-outbox:sw-test', () => { held(); return new Promise(() => {}); }));
-    return ids;
   });
   await context.setOffline(false);
   const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
