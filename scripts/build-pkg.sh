@@ -22,11 +22,11 @@ snippet=$(cd pkg && ls snippets/*/src/js/errors.js)
 echo "export { OutboxError, NonRetriableError } from './${snippet}';" >> pkg/offline_outbox.js
 
 # --converge repeats -Oz until it stops shrinking the module: about 1 KiB gzipped.
-node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
-  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-reference-types --enable-multivalue)
+node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers "${features[@]}" \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
-node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js
+node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js "${features[@]}"
 
 # The glue ships as one minified module with its snippets bundled in: one file gzips
 # smaller than eight and is one request. The error classes stay a module of their own,

@@ -3,7 +3,7 @@
 // closure export after its full type: hundreds of names that gzip cannot shorten, stored
 // once in the wasm and again in the glue.
 //
-//   node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js
+//   node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js [wasm-opt --enable-* flags]
 //
 // binaryen renames everything (all imports move to one module, "a") and prints the map;
 // the glue's import object and its `wasm.<export>` uses are rewritten from that map. A
@@ -11,10 +11,9 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 
-const [wasmPath, gluePath] = process.argv.slice(2);
-const features = ['bulk-memory', 'nontrapping-float-to-int', 'sign-ext', 'mutable-globals', 'reference-types', 'multivalue'];
+const [wasmPath, gluePath, ...features] = process.argv.slice(2);
 const map = JSON.parse(execFileSync('node_modules/.bin/wasm-opt', [
-  '--minify-imports-and-exports-and-modules', ...features.map((f) => `--enable-${f}`), wasmPath, '-o', wasmPath,
+  '--minify-imports-and-exports-and-modules', ...features, wasmPath, '-o', wasmPath,
 ], { encoding: 'utf8' }));
 
 let glue = readFileSync(gluePath, 'utf8');
