@@ -2,6 +2,9 @@
 // together and awaited once, on the transaction's completion: one callback per
 // transaction instead of two per request.
 
+/** Why `tx` aborted. */
+const abortError = (tx) => tx.error ?? new DOMException('transaction aborted', 'AbortError');
+
 /**
  * Resolves when the transaction commits; rejects with its error if it aborts. With
  * `commit`, asks for the commit at once (no more requests will come) instead of waiting
@@ -15,7 +18,7 @@ export function transactionDone(tx, commit) {
     tx.oncomplete = () => resolve();
     tx.onabort = () => {
       if (tx.fenced) reject(new DOMException('another context leads this outbox now (epoch changed)', 'NotLeaderError'));
-      else reject(tx.error ?? new DOMException('transaction aborted', 'AbortError'));
+      else reject(abortError(tx));
     };
   });
 }
@@ -436,7 +439,7 @@ export function readPayloads(tx, ids, groups) {
   let answered;
   const done = new Promise((resolve, reject) => {
     answered = () => resolve(values);
-    tx.addEventListener('abort', () => reject(tx.error ?? new DOMException('transaction aborted', 'AbortError')));
+    tx.addEventListener('abort', () => reject(abortError(tx)));
   });
   // A read's follow-up reads are issued in its success handler, before it counts as done.
   const read = (req, then) => {
