@@ -39,7 +39,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
-use js_sys::{Array, Function, Object, Promise};
+use js_sys::{Array, Function, Object, Promise, Reflect};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -284,7 +284,7 @@ async fn wait(p: Promise) -> Result<JsValue> {
 }
 
 impl HandlerContext {
-    fn field(&self, name: &str) -> JsValue {
+    fn field(&self, name: &'static str) -> JsValue {
         js::get(&self.raw, name)
     }
 
@@ -474,23 +474,25 @@ impl TransactionInfo {
 }
 
 impl OutboxBuilder {
-    fn set(self, name: &str, value: JsValue) -> Self {
+    fn set(self, name: &'static str, value: JsValue) -> Self {
         js::set(&self.options, name, &value);
         self
     }
 
     /// The handler spec of `name` (`{ send | sendBatch, batchSize?, merge? }`).
     fn spec(&self, name: &str) -> Object {
-        let existing = js::get(&self.handlers, name);
+        // Handler names are the app's, not literals of this crate: no cached name.
+        let name = JsValue::from_str(name);
+        let existing = Reflect::get(&self.handlers, &name).unwrap_or_default();
         if existing.is_object() {
             return existing.unchecked_into();
         }
         let spec = Object::new();
-        js::set(&self.handlers, name, &spec);
+        let _ = Reflect::set(&self.handlers, &name, &spec);
         spec
     }
 
-    fn keep(mut self, name: &str, field: &str, closure: JsHandler) -> Self {
+    fn keep(mut self, name: &str, field: &'static str, closure: JsHandler) -> Self {
         js::set(&self.spec(name), field, closure.as_ref());
         self.closures.push(closure);
         self

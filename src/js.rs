@@ -96,14 +96,30 @@ pub fn now() -> Millis {
     js_sys::Date::now().max(0.0) as Millis
 }
 
-/// Property names are interned: each crosses into JS once, not on every access.
-pub fn get(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(wasm_bindgen::intern(key))).unwrap_or(JsValue::UNDEFINED)
+/// A string of the crate's own (a property name, a status word) as a JS string, converted
+/// once: each crosses into JS the first time only. Keyed by the literal's address and
+/// length, so the cache reuses the crate's `u64` map rather than bringing wasm-bindgen's
+/// interning (a SipHash map of byte strings, about 3 KB of wasm).
+pub fn word(s: &'static str) -> JsValue {
+    thread_local! {
+        static WORDS: std::cell::RefCell<rustc_hash::FxHashMap<u64, JsValue>> = Default::default();
+    }
+    let id = (s.as_ptr() as u64) << 32 | s.len() as u64;
+    WORDS.with(|w| {
+        w.borrow_mut()
+            .entry(id)
+            .or_insert_with(|| JsValue::from_str(s))
+            .clone()
+    })
 }
 
-pub fn set(obj: &Object, key: &str, value: &JsValue) {
+pub fn get(obj: &JsValue, key: &'static str) -> JsValue {
+    Reflect::get(obj, &word(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+pub fn set(obj: &Object, key: &'static str, value: &JsValue) {
     // Setting a data property on a plain object we created cannot fail.
-    let _ = Reflect::set(obj, &JsValue::from_str(wasm_bindgen::intern(key)), value);
+    let _ = Reflect::set(obj, &word(key), value);
 }
 
 pub fn is_plain_object(v: &JsValue) -> bool {

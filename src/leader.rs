@@ -171,7 +171,7 @@ impl Drop for Channel {
 }
 
 /// A plain message object `{ t: kind, ...fields }`.
-pub fn message(kind: &str, fields: &[(&str, JsValue)]) -> JsValue {
+pub fn message(kind: &str, fields: &[(&'static str, JsValue)]) -> JsValue {
     let o = Object::new();
     js::set(&o, "t", &JsValue::from_str(kind));
     for (k, v) in fields {
@@ -200,7 +200,7 @@ pub fn encode_lease(msg: Msg) -> JsValue {
 }
 
 pub fn decode_lease(kind: &str, v: &JsValue) -> Option<Msg> {
-    let num = |k: &str| {
+    let num = |k: &'static str| {
         js::get(v, k)
             .as_f64()
             .filter(|f| f.is_finite() && *f >= 0.0)

@@ -55,7 +55,7 @@ fn parse_handler(key: &str, v: JsValue) -> Result<(Handler, Option<Function>)> {
         "handler field",
         C,
     )?;
-    let function = |field: &str| -> Result<Option<Function>> {
+    let function = |field: &'static str| -> Result<Option<Function>> {
         let f = js::get(&v, field);
         if f.is_undefined() {
             return Ok(None);
@@ -150,7 +150,7 @@ fn unknown_fields(obj: &JsValue, known: &[&str]) -> std::result::Result<Vec<Stri
 
 /// The nested option object `options[field]` (`retry`, `network`, `capacity`), checked to
 /// be a plain object of known fields; `None` when absent.
-fn nested(options: &JsValue, field: &str, known: &[&str]) -> Result<Option<JsValue>> {
+fn nested(options: &JsValue, field: &'static str, known: &[&str]) -> Result<Option<JsValue>> {
     const C: ErrorCode = ErrorCode::InvalidOptions;
     let v = js::get(options, field);
     if v.is_undefined() {
@@ -185,7 +185,13 @@ fn reject_unknown(obj: &JsValue, known: &[&str], what: &str, code: ErrorCode) ->
 }
 
 /// A whole number in `[min, max]`, or `None` when absent.
-fn whole(obj: &JsValue, key: &str, min: f64, max: f64, code: ErrorCode) -> Result<Option<u64>> {
+fn whole(
+    obj: &JsValue,
+    key: &'static str,
+    min: f64,
+    max: f64,
+    code: ErrorCode,
+) -> Result<Option<u64>> {
     let v = js::get(obj, key);
     if v.is_undefined() {
         return Ok(None);
@@ -203,7 +209,7 @@ fn whole(obj: &JsValue, key: &str, min: f64, max: f64, code: ErrorCode) -> Resul
     }
 }
 
-fn string_field(obj: &JsValue, key: &str, code: ErrorCode) -> Result<Option<String>> {
+fn string_field(obj: &JsValue, key: &'static str, code: ErrorCode) -> Result<Option<String>> {
     let v = js::get(obj, key);
     if v.is_undefined() {
         return Ok(None);
@@ -219,7 +225,7 @@ fn string_field(obj: &JsValue, key: &str, code: ErrorCode) -> Result<Option<Stri
 
 fn choice<T>(
     obj: &JsValue,
-    key: &str,
+    key: &'static str,
     parse: fn(&str) -> Option<T>,
     allowed: &str,
     code: ErrorCode,
@@ -364,7 +370,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     })
 }
 
-fn flag(v: &JsValue, name: &str, default: bool) -> Result<bool> {
+fn flag(v: &JsValue, name: &'static str, default: bool) -> Result<bool> {
     match js::get(v, name) {
         f if f.is_undefined() => Ok(default),
         f => f.as_bool().ok_or_else(|| {

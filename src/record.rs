@@ -19,7 +19,7 @@ pub fn encode(meta: &TxMeta) -> Object {
         &meta.handler,
         &strings(&meta.keys),
         meta.idempotency_key.as_deref(),
-        &word(meta.priority.as_str()),
+        &js::word(meta.priority.as_str()),
         meta.attempts,
         num(meta.created_at),
         num(meta.next_attempt_at),
@@ -35,13 +35,13 @@ pub fn encode(meta: &TxMeta) -> Object {
 
 /// A transaction as the API reports it, from its record (see `encode`); `seq` where the
 /// record was written before IndexedDB gave it one.
-pub fn info(record: &Object, seq: Option<u64>, status: &str, payload: Option<&JsValue>) -> JsValue {
-    info_of(record, seq.map(|s| s as f64), &word(status), payload)
-}
-
-/// A string from a small fixed set, converted once (wasm-bindgen's intern cache).
-fn word(s: &str) -> JsValue {
-    JsValue::from_str(wasm_bindgen::intern(s))
+pub fn info(
+    record: &Object,
+    seq: Option<u64>,
+    status: &'static str,
+    payload: Option<&JsValue>,
+) -> JsValue {
+    info_of(record, seq.map(|s| s as f64), &js::word(status), payload)
 }
 
 /// `{ name, message }`, as `lastError` is stored and reported.

@@ -7,7 +7,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::js;
 
-async fn call(method: &str) -> Option<JsValue> {
+async fn call(method: &'static str) -> Option<JsValue> {
     let storage = js::get(&js::get(&js_sys::global(), "navigator"), "storage");
     let f: Function = js::get(&storage, method).dyn_into().ok()?;
     let promise: Promise = f.call0(&storage).ok()?.dyn_into().ok()?;

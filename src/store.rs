@@ -646,8 +646,8 @@ impl Store {
                 .filter(|f| *f >= 0.0 && f.fract() == 0.0)
                 .map(|f| f as Seq);
             let Some(seq) = seq else { continue };
-            let field = |k: &str| js::get(&c.raw, k).as_string();
-            let number = |k: &str| {
+            let field = |k: &'static str| js::get(&c.raw, k).as_string();
+            let number = |k: &'static str| {
                 js::get(&c.raw, k)
                     .as_f64()
                     .filter(|f| f.is_finite() && *f >= 0.0)

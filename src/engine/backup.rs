@@ -180,7 +180,7 @@ impl Engine {
                 format!("{at}: no handler named \"{}\" is registered", meta.handler),
             ));
         };
-        let field = |name: &str| {
+        let field = |name: &'static str| {
             decode_value(&js::get(raw, name), &format!("{at}.{name}"))
                 .map_err(|e| invalid(js::describe(&e).message))
         };

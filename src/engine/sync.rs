@@ -349,7 +349,7 @@ impl Engine {
     pub(super) fn rpc(
         self: &Rc<Self>,
         op: &str,
-        fields: &[(&str, JsValue)],
+        fields: &[(&'static str, JsValue)],
         timeout_ms: Option<u32>,
     ) -> Promise {
         let d = Deferred::new();
