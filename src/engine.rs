@@ -96,7 +96,27 @@ struct DrainWait {
     _budget: Option<Timeout>,
 }
 
+/// A follower's request to the leader (`rpc`).
+struct Rpc {
+    req: u32,
+    done: Deferred,
+    /// Rejects it when no leader answers in time; dropped with it.
+    _timeout: Option<Timeout>,
+    /// Posted again when a new leader announces itself, or served here on gaining.
+    msg: JsValue,
+}
+
+fn take_rpc(rpcs: &mut Vec<Rpc>, req: u32) -> Option<Rpc> {
+    let at = rpcs.iter().position(|r| r.req == req)?;
+    Some(rpcs.swap_remove(at))
+}
+
 impl State {
+    /// Whether `older` has folds queued or under way.
+    fn folding_into(&self, older: Seq) -> bool {
+        self.fold_queue.contains(&(older, older))
+    }
+
     /// Drops the folds queued and not started. Each counted as a write under way (see
     /// `insert_pending`) that only its fold would have ended: left counted, `close()`
     /// waited for it forever once a change of leader or the close itself meant it never
@@ -181,10 +201,9 @@ struct State {
     /// Other contexts known to be open (they said hello or answered ours). Ordinary
     /// events are broadcast only when there is someone to hear them.
     peers: FxHashSet<u64>,
-    /// Followers: requests to the leader awaiting its reply, with their time limit and
-    /// message, which is posted again when a new leader announces itself (or served here
-    /// on gaining).
-    rpcs: FxHashMap<u32, (Deferred, Option<Timeout>, JsValue)>,
+    /// Followers: requests to the leader awaiting its reply (`remove`, `drain`). A list:
+    /// few are out at a time, and a map type of its own is its own hash-table code.
+    rpcs: Vec<Rpc>,
     sched: Scheduler,
     /// Entries come and go only through `put_pending` and `take_pending` (or all at
     /// once, with the totals, in `forget_pending`).
@@ -250,9 +269,10 @@ struct State {
     folding: FxHashMap<Seq, Box<TxMeta>>,
     /// Folds to start, by the older transaction.
     folds: Vec<Seq>,
-    /// Older transaction -> newer ones waiting to fold into it, in order. The older is
-    /// held while its queue is not empty.
-    fold_queue: FxHashMap<Seq, VecDeque<Seq>>,
+    /// Older transaction -> newer ones waiting to fold into it, as `(older, newer)` pairs
+    /// in seq order, and `(older, older)` while the older has folds queued or under way
+    /// (it is held meanwhile). The ordered set type the scheduler compiles in already.
+    fold_queue: BTreeSet<(Seq, Seq)>,
     /// Counts the folds that rewrote a payload. A payload read started before one may
     /// return the payload as it was, read under the key it had then (a group member's
     /// place in its group's payload record); such a read must not fill the cache.
@@ -280,7 +300,7 @@ pub struct Engine {
     dead_letters: DeadLetterPolicy,
     wifi_preferred: Option<WifiPreferred>,
     capacity: Capacity,
-    merges: FxHashMap<String, Function>,
+    merges: Vec<(String, Function)>,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -365,7 +385,7 @@ impl Engine {
                 gaining: None,
                 remote_in_flight: FxHashSet::default(),
                 peers: FxHashSet::default(),
-                rpcs: FxHashMap::default(),
+                rpcs: Vec::new(),
                 sched: Scheduler::new(opts.ordering, opts.max_concurrency),
                 pending: FxHashMap::default(),
                 pending_bytes: 0,
@@ -404,7 +424,7 @@ impl Engine {
                 coalesce: FxHashMap::default(),
                 folding: FxHashMap::default(),
                 folds: Vec::new(),
-                fold_queue: FxHashMap::default(),
+                fold_queue: BTreeSet::new(),
                 fold_waits: Vec::new(),
                 payload_rewrites: 0,
                 lost: false,
@@ -603,8 +623,8 @@ impl Engine {
             .st
             .borrow()
             .rpcs
-            .values()
-            .map(|(_, _, msg)| msg.clone())
+            .iter()
+            .map(|r| r.msg.clone())
             .collect();
         for msg in own {
             self.serve(msg);
@@ -783,7 +803,7 @@ impl Engine {
             let target = st.coalesce.get(key.as_str()).copied().filter(|&older| {
                 older < seq
                     && !st.sched.is_in_flight(older)
-                    && (!st.sched.is_held(older) || st.fold_queue.contains_key(&older))
+                    && (!st.sched.is_held(older) || st.folding_into(older))
                     && st.pending.get(&older).is_some_and(|o| {
                         // Keys are deduplicated at enqueue: same length and
                         // containment is set equality.
@@ -795,13 +815,12 @@ impl Engine {
             if let Some(older) = target {
                 st.folding.insert(seq, Box::new(m));
                 st.writes += 1;
-                if let Some(queue) = st.fold_queue.get_mut(&older) {
-                    queue.push_back(seq);
-                } else {
+                if !st.folding_into(older) {
                     let _ = st.sched.hold(older);
-                    st.fold_queue.insert(older, VecDeque::from([seq]));
+                    st.fold_queue.insert((older, older));
                     st.folds.push(older);
                 }
+                st.fold_queue.insert((older, seq));
                 return;
             }
             if st.coalesce.get(key.as_str()).is_none_or(|&s| s < seq) {
@@ -1930,10 +1949,16 @@ impl Engine {
         loop {
             let (next, waits) = {
                 let mut st = self.st.borrow_mut();
-                let next = st.fold_queue.get_mut(&older).and_then(VecDeque::pop_front);
+                let next = st
+                    .fold_queue
+                    .range((older, older + 1)..=(older, Seq::MAX))
+                    .next()
+                    .copied();
                 let mut waits = Vec::new();
-                if next.is_none() {
-                    st.fold_queue.remove(&older);
+                if let Some(pair) = next {
+                    st.fold_queue.remove(&pair);
+                } else {
+                    st.fold_queue.remove(&(older, older));
                     let _ = st.sched.unhold(older);
                     let (done, rest) = std::mem::take(&mut st.fold_waits)
                         .into_iter()
@@ -1947,7 +1972,7 @@ impl Engine {
                 d.resolve(&JsValue::UNDEFINED);
             }
             match next {
-                Some(newer) => self.clone().fold(older, newer).await,
+                Some((_, newer)) => self.clone().fold(older, newer).await,
                 None => break,
             }
         }
@@ -1994,7 +2019,8 @@ impl Engine {
                 }
             };
             let newer_mutations = js::get(&new_payload, "mutations");
-            let mutations = match self.merges.get(&new_meta.handler) {
+            let merge = self.merges.iter().find(|(h, _)| *h == new_meta.handler);
+            let mutations = match merge.map(|(_, f)| f) {
                 Some(merge) => merge
                     .call2(
                         &JsValue::UNDEFINED,
@@ -2341,7 +2367,7 @@ impl Engine {
         for w in waiters
             .into_values()
             .flatten()
-            .chain(rpcs.into_values().map(|(d, _, _)| d))
+            .chain(rpcs.into_iter().map(|r| r.done))
         {
             w.reject(&err);
         }

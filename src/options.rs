@@ -88,7 +88,9 @@ pub struct Options {
     pub name: String,
     pub handlers: FxHashMap<String, Handler>,
     /// Handler-level merge functions for coalescing: `(older, newer) => mutations`.
-    pub merges: FxHashMap<String, Function>,
+    /// By handler name. A list: an app has a few, and a map type of its own is its own
+    /// hash-table code in the wasm.
+    pub merges: Vec<(String, Function)>,
     pub max_concurrency: usize,
     pub ordering: Ordering,
     pub retry: RetryPolicy,
@@ -276,7 +278,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     )?;
     let name = string_field(v, "name", C)?.ok_or_else(|| invalid(C, "name is required"))?;
     let mut handlers = FxHashMap::default();
-    let mut merges = FxHashMap::default();
+    let mut merges = Vec::new();
     let hv = js::get(v, "handlers");
     if !hv.is_undefined() {
         let obj = hv
@@ -294,7 +296,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             let key = pair.get(0).as_string().unwrap_or_default();
             let (handler, merge) = parse_handler(&key, pair.get(1))?;
             if let Some(m) = merge {
-                merges.insert(key.clone(), m);
+                merges.push((key.clone(), m));
             }
             handlers.insert(key, handler);
         }

@@ -131,10 +131,11 @@ impl Engine {
                 records.push(self.parse_record(&raw, &format!("{field}[{i}]"), dead)?);
             }
         }
-        let mut ids = FxHashSet::default();
+        // Owned strings: the set type `remote_in_flight` already compiles in.
+        let mut ids: FxHashSet<String> = FxHashSet::default();
         for (meta, _, _) in &records {
             for id in meta.ids() {
-                if !ids.insert(id) {
+                if !ids.insert(id.to_owned()) {
                     return Err(invalid(format!("id \"{id}\" appears twice")));
                 }
             }

@@ -246,7 +246,7 @@ impl Engine {
             let wait = {
                 let mut st = self.st.borrow_mut();
                 let Some(&seq) = st.ids.get(id) else { return };
-                if !st.fold_queue.contains_key(&seq) {
+                if !st.folding_into(seq) {
                     return;
                 }
                 let d = Deferred::new();

@@ -110,7 +110,7 @@ impl Engine {
                 let waiting: Vec<JsValue> = {
                     let mut st = self.st.borrow_mut();
                     st.remote_in_flight.clear();
-                    st.rpcs.values().map(|(_, _, msg)| msg.clone()).collect()
+                    st.rpcs.iter().map(|r| r.msg.clone()).collect()
                 };
                 for msg in waiting {
                     self.post(&msg);
@@ -365,9 +365,9 @@ impl Engine {
                 if let Some(e) = this.upgrade() {
                     // Out of the callback: removing the entry drops this very Timeout.
                     js::spawn(async move {
-                        let entry = e.st.borrow_mut().rpcs.remove(&req);
-                        if let Some((d, _, _)) = entry {
-                            d.reject(&js::err(
+                        let entry = take_rpc(&mut e.st.borrow_mut().rpcs, req);
+                        if let Some(r) = entry {
+                            r.done.reject(&js::err(
                                 ErrorCode::StorageUnavailable,
                                 format!("no leader answered within {ms} ms"),
                             ));
@@ -384,7 +384,12 @@ impl Engine {
         all.extend(fields.iter().cloned());
         let msg = message("rpc", &all);
         self.post(&msg);
-        self.st.borrow_mut().rpcs.insert(req, (d, timeout, msg));
+        self.st.borrow_mut().rpcs.push(Rpc {
+            req,
+            done: d,
+            _timeout: timeout,
+            msg,
+        });
         promise
     }
 
@@ -447,7 +452,7 @@ impl Engine {
         if !ok && code == ErrorCode::NotLeader.as_str() {
             return;
         }
-        let Some((d, _timeout, _)) = self.st.borrow_mut().rpcs.remove(&(req as u32)) else {
+        let Some(Rpc { done: d, .. }) = take_rpc(&mut self.st.borrow_mut().rpcs, req as u32) else {
             return;
         };
         if ok {
