@@ -35,7 +35,7 @@ use crate::model::{
     DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Priority, Seq, Status, TxMeta,
 };
 use crate::network;
-use crate::options::{Capacity, Handler, NewTransaction, Options, WifiPreferred};
+use crate::options::{Capacity, Handler, Handlers, NewTransaction, Options, WifiPreferred};
 use crate::record;
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
@@ -292,7 +292,7 @@ struct State {
 pub struct Engine {
     name: String,
     store: Store,
-    handlers: FxHashMap<String, Handler>,
+    handlers: Handlers,
     retry: RetryPolicy,
     ordering: crate::model::Ordering,
     max_concurrency: usize,
@@ -300,7 +300,6 @@ pub struct Engine {
     dead_letters: DeadLetterPolicy,
     wifi_preferred: Option<WifiPreferred>,
     capacity: Capacity,
-    merges: Vec<(String, Function)>,
     mode: Mode,
     /// This context's id in the election and on the channel.
     me: u64,
@@ -362,7 +361,6 @@ impl Engine {
             dead_letters: opts.dead_letters,
             wifi_preferred: opts.wifi_preferred,
             capacity: opts.capacity,
-            merges: opts.merges,
             mode,
             me: leader::context_id(),
             st: RefCell::new(State {
@@ -1517,7 +1515,7 @@ impl Engine {
                 .await;
             return None;
         }
-        if !self.handlers.contains_key(&meta.handler) {
+        if self.handlers.get(&meta.handler).is_none() {
             // Written by a context that has this handler: leave it for one that has it.
             // It keeps its place (and blocks its keys) without spending attempts.
             let _ = self.st.borrow_mut().sched.retry(seq, Millis::MAX);
@@ -1565,7 +1563,11 @@ impl Engine {
         let attempt = meta.attempts.saturating_add(1);
         self.emit_sending(&meta, attempt);
         let started = js_sys::Date::now();
-        let outcome = match &self.handlers[&meta.handler] {
+        // `admit` has checked that the handler is registered.
+        let Some(handler) = self.handlers.get(&meta.handler) else {
+            return;
+        };
+        let outcome = match handler {
             Handler::Js(f) => {
                 let ctx = handler_context(&meta, &payload, attempt, &signal);
                 call_handler(f, &ctx.into()).await
@@ -2019,8 +2021,7 @@ impl Engine {
                 }
             };
             let newer_mutations = js::get(&new_payload, "mutations");
-            let merge = self.merges.iter().find(|(h, _)| *h == new_meta.handler);
-            let mutations = match merge.map(|(_, f)| f) {
+            let mutations = match self.handlers.merge(&new_meta.handler) {
                 Some(merge) => merge
                     .call2(
                         &JsValue::UNDEFINED,

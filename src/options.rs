@@ -1,8 +1,6 @@
 //! Reading and validating what JS passes in: `OutboxOptions` and `NewTransaction`.
 //! Everything is checked before anything is stored; a failure is a typed error.
 
-use rustc_hash::FxHashMap;
-
 use js_sys::{Array, Function, Object};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -34,6 +32,22 @@ impl Handler {
             Self::Batch { size, .. } => *size,
             _ => 1,
         }
+    }
+}
+
+/// The registered handlers by name, each with its merge function for coalescing
+/// (`(older, newer) => mutations`), if any. A list: an app has a few, and a map type of
+/// its own is its own hash-table code in the wasm.
+#[derive(Default)]
+pub struct Handlers(Vec<(String, Handler, Option<Function>)>);
+
+impl Handlers {
+    pub fn get(&self, name: &str) -> Option<&Handler> {
+        self.0.iter().find(|(n, ..)| n == name).map(|(_, h, _)| h)
+    }
+
+    pub fn merge(&self, name: &str) -> Option<&Function> {
+        self.0.iter().find(|(n, ..)| n == name)?.2.as_ref()
     }
 }
 
@@ -86,11 +100,7 @@ pub enum LeaderElection {
 
 pub struct Options {
     pub name: String,
-    pub handlers: FxHashMap<String, Handler>,
-    /// Handler-level merge functions for coalescing: `(older, newer) => mutations`.
-    /// By handler name. A list: an app has a few, and a map type of its own is its own
-    /// hash-table code in the wasm.
-    pub merges: Vec<(String, Function)>,
+    pub handlers: Handlers,
     pub max_concurrency: usize,
     pub ordering: Ordering,
     pub retry: RetryPolicy,
@@ -277,8 +287,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         C,
     )?;
     let name = string_field(v, "name", C)?.ok_or_else(|| invalid(C, "name is required"))?;
-    let mut handlers = FxHashMap::default();
-    let mut merges = Vec::new();
+    let mut handlers = Vec::new();
     let hv = js::get(v, "handlers");
     if !hv.is_undefined() {
         let obj = hv
@@ -295,15 +304,13 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             let pair: Array = entry.unchecked_into();
             let key = pair.get(0).as_string().unwrap_or_default();
             let (handler, merge) = parse_handler(&key, pair.get(1))?;
-            if let Some(m) = merge {
-                merges.push((key.clone(), m));
-            }
-            handlers.insert(key, handler);
+            handlers.push((key, handler, merge));
         }
     }
-    handlers
-        .entry(HTTP_HANDLER.to_string())
-        .or_insert(Handler::Http);
+    if !handlers.iter().any(|(n, ..)| n == HTTP_HANDLER) {
+        handlers.push((HTTP_HANDLER.to_string(), Handler::Http, None));
+    }
+    let handlers = Handlers(handlers);
     let max_concurrency = whole(v, "maxConcurrency", 1.0, 1024.0, C)?.unwrap_or(4) as usize;
     let max_age_ms = whole(v, "maxAgeMs", 1.0, 9_007_199_254_740_991.0, C)?;
     let ordering =
@@ -357,7 +364,6 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
     Ok(Options {
         name,
         handlers,
-        merges,
         max_concurrency,
         ordering,
         retry,
@@ -410,10 +416,7 @@ fn parse_network(options: &JsValue) -> Result<Option<WifiPreferred>> {
     }))
 }
 
-pub fn parse_transaction(
-    v: &JsValue,
-    handlers: &FxHashMap<String, Handler>,
-) -> Result<NewTransaction> {
+pub fn parse_transaction(v: &JsValue, handlers: &Handlers) -> Result<NewTransaction> {
     const C: ErrorCode = ErrorCode::InvalidTransaction;
     if !js::is_plain_object(v) {
         return Err(invalid(C, "a transaction must be an object"));
