@@ -199,8 +199,9 @@ struct State {
     /// Followers: ids the leader is sending now (from its events).
     remote_in_flight: FxHashSet<String>,
     /// Other contexts known to be open (they said hello or answered ours). Ordinary
-    /// events are broadcast only when there is someone to hear them.
-    peers: FxHashSet<u64>,
+    /// events are broadcast only when there is someone to hear them. A list: one entry
+    /// per open tab or worker.
+    peers: Vec<u64>,
     /// Followers: requests to the leader awaiting its reply (`remove`, `drain`). A list:
     /// few are out at a time, and a map type of its own is its own hash-table code.
     rpcs: Vec<Rpc>,
@@ -382,7 +383,7 @@ impl Engine {
                 outgoing_timer: None,
                 gaining: None,
                 remote_in_flight: FxHashSet::default(),
-                peers: FxHashSet::default(),
+                peers: Vec::new(),
                 rpcs: Vec::new(),
                 sched: Scheduler::new(opts.ordering, opts.max_concurrency),
                 pending: FxHashMap::default(),
@@ -1395,19 +1396,27 @@ impl Engine {
             // The runnable ones in priority order, then what comes next in seq order (a
             // chain on one key runs in seq order).
             let upcoming = st.sched.upcoming(now, room);
+            // A runnable one is among the next in seq order too: skipped there. (Sets of
+            // seqs here are sorted lists: a set type of its own is its own wasm code.)
+            let mut runnable = upcoming.clone();
+            runnable.sort_unstable();
             let st = &mut *st;
             let (cache, sched) = (&st.cache, &st.sched);
             let mut seqs: Vec<Seq> = st.awaiting_payload.clone();
             let in_order = sched
                 .seqs()
-                .filter(|s| !cache.contains_key(s) && !sched.is_in_flight(*s))
+                .filter(|s| {
+                    !cache.contains_key(s)
+                        && !sched.is_in_flight(*s)
+                        && runnable.binary_search(s).is_err()
+                })
                 .take(room);
-            let mut seen: FxHashSet<Seq> = seqs.iter().copied().collect();
+            // The awaiting ones are in flight, so neither list holds them.
             for s in upcoming.into_iter().chain(in_order) {
                 if seqs.len() >= st.awaiting_payload.len() + room {
                     break;
                 }
-                if !cache.contains_key(&s) && seen.insert(s) {
+                if !cache.contains_key(&s) {
                     seqs.push(s);
                 }
             }
@@ -1431,7 +1440,8 @@ impl Engine {
             let mut st = self.st.borrow_mut();
             st.loading = false;
             let awaiting = std::mem::take(&mut st.awaiting_payload);
-            let asked: FxHashSet<Seq> = batch.iter().map(|(s, _)| *s).collect();
+            let mut asked: Vec<Seq> = batch.iter().map(|(s, _)| *s).collect();
+            asked.sort_unstable();
             let mut run = Vec::new();
             let mut failed = Vec::new();
             match result {
@@ -1450,7 +1460,9 @@ impl Engine {
                         match by_seq.remove(&seq).filter(|_| current) {
                             Some(p) => run.push((seq, Some(p))),
                             // Asked for and absent: the payload record is missing.
-                            None if current && asked.contains(&seq) => run.push((seq, None)),
+                            None if current && asked.binary_search(&seq).is_ok() => {
+                                run.push((seq, None))
+                            }
                             None => st.awaiting_payload.push(seq),
                         }
                     }
@@ -1462,7 +1474,7 @@ impl Engine {
                 }
                 Err(e) => {
                     for seq in awaiting {
-                        if asked.contains(&seq) {
+                        if asked.binary_search(&seq).is_ok() {
                             failed.push((seq, e.message.clone()));
                         } else {
                             st.awaiting_payload.push(seq);

@@ -67,10 +67,9 @@ impl Engine {
             "hello" | "here" | "bye" => {
                 let Some(from) = from else { return };
                 let mut st = self.st.borrow_mut();
-                if kind == "bye" {
-                    st.peers.remove(&from);
-                } else {
-                    st.peers.insert(from);
+                st.peers.retain(|&p| p != from);
+                if kind != "bye" {
+                    st.peers.push(from);
                 }
                 drop(st);
                 if kind == "hello" {
