@@ -14,16 +14,37 @@
 // on `online`, and when a page asks (it posts { type: 'offline-outbox:wake', name }).
 import init, { Outbox } from './offline_outbox.js';
 
+/** How long a sync waits for the worker to see itself online. */
+const ONLINE_WAIT_MS = 2000;
+
+/**
+ * A sync event fires once the browser has a connection, but the worker's own
+ * `navigator.onLine` can still say offline for a moment (seen in Chromium), and the outbox
+ * attempts nothing while it does: a drain then would end at once with everything left.
+ * Resolves when the worker is online, or after `ONLINE_WAIT_MS` regardless.
+ */
+function online() {
+  if (self.navigator?.onLine !== false) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { self.removeEventListener('online', done); clearTimeout(timer); resolve(); };
+    const timer = setTimeout(done, ONLINE_WAIT_MS);
+    self.addEventListener('online', done);
+  });
+}
+
 export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm, ...options }) {
   const tag = `offline-outbox:${name}`;
+  // A failed open is not kept: the worker starts (and opens) for any event, offline too,
+  // when fetching the module fails; the next sync, once online, opens it again.
   let opened;
   const outbox = () => (opened ??= init(wasm === undefined ? undefined : { module_or_path: wasm })
-    .then(() => Outbox.open({ name, handlers, ...options })));
+    .then(() => Outbox.open({ name, handlers, ...options }))
+    .catch((e) => { opened = undefined; throw e; }));
   const drain = () => outbox().then((ob) => ob.drain({ budgetMs }));
 
   self.addEventListener('sync', (event) => {
     if (event.tag !== tag) return;
-    event.waitUntil(drain().then(async (report) => {
+    event.waitUntil(online().then(drain).then(async (report) => {
       if (report.remaining === 0) return report;
       if (event.lastChance) await self.registration.sync.register(tag).catch(() => {});
       throw new Error(`offline-outbox: ${report.remaining} transactions still pending`);

@@ -64,13 +64,71 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
     await context.setOffline(false);
     const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
     await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
-    await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to send all five');
+    await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to send all five').catch(async (e) => {
+      const [sw] = context.serviceWorkers();
+      const state = sw && await sw.evaluate(async () => JSON.stringify({
+        online: navigator.onLine,
+        syncs: self.syncs,
+        locks: await navigator.locks.query(),
+        stats: await Promise.race([self.outbox.then((ob) => ob.stats()), new Promise((r) => setTimeout(() => r('no answer'), 1000))]),
+      })).catch((err) => String(err));
+      throw new Error(`${e.message}: ${srv.api.unique().length} sent; worker ${state}`);
+    });
     await sleep(200);
     assert.equal(srv.api.received.length, 5, 'each request exactly once');
     assert.deepEqual(srv.api.received.map((r) => r.key).sort(), [...ids].sort());
     await context.close();
   });
 }
+
+test('a sync that fires while the worker still sees itself offline waits for it to come online', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const { page, ids } = await enqueueOffline(context, 'sw-module.js', 'module');
+  await page.close();
+  const [sw] = context.serviceWorkers();
+  // The connection is back, and a sync fires; the worker hears of it 300 ms later.
+  await sw.evaluate(() => { self.lagOnline = true; });
+  await context.setOffline(false);
+  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await sleep(300);
+  assert.equal(srv.api.received.length, 0);
+  await sw.evaluate(() => { self.lagOnline = false; self.dispatchEvent(new Event('online')); });
+  await waitFor(() => srv.api.unique().length === 5, 10000, 'the worker to send all five');
+  await sleep(200);
+  assert.equal(srv.api.received.length, 5, 'each request exactly once');
+  assert.deepEqual(srv.api.unique().map((r) => r.key).sort(), [...ids].sort());
+  const syncs = await sw.evaluate(() => self.syncs);
+  assert.ok(syncs.some((s) => s.online === false && s.outcome === 'resolved'), `a sync begun offline resolved: ${JSON.stringify(syncs)}`);
+  await context.close();
+});
+
+test('a worker whose outbox could not open (started offline) opens it on the next sync', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const { page, ids } = await enqueueOffline(context, 'sw-classic.js', 'classic');
+  await page.close();
+  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  // Restarted while offline, the worker cannot fetch the wasm module, so its open fails.
+  await cdp.send('ServiceWorker.stopAllWorkers');
+  await cdp.send('ServiceWorker.startWorker', { scopeURL: `${srv.origin}/tests-e2e/pages/` });
+  let sw;
+  await waitFor(async () => {
+    sw = context.serviceWorkers()[0];
+    return sw && await sw.evaluate(() => self.outbox !== undefined).catch(() => false);
+  }, 5000, 'the restarted worker');
+  assert.match(await sw.evaluate(() => self.outbox.then(() => 'opened', (e) => `failed: ${e}`)), /^failed/);
+  await context.setOffline(false);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to send all five');
+  assert.deepEqual(srv.api.unique().map((r) => r.key).sort(), [...ids].sort());
+  await context.close();
+});
 
 test('without the Sync API in the page, work drains when the browser is back online', async () => {
   srv.api.reset();

@@ -6,10 +6,22 @@ self.syncOutcomes = [];
 self.registered = [];
 const register = self.registration.sync.register.bind(self.registration.sync);
 self.registration.sync.register = (tag) => { self.registered.push(tag); return register(tag); };
+// Tests play a worker whose `navigator.onLine` lags behind the connection (Chromium's
+// can, for a moment, when a sync fires): while `lagOnline` is set it reads false and the
+// real `online` events are held back; the test then sends one itself.
+self.lagOnline = false;
+const onLine = Object.getOwnPropertyDescriptor(WorkerNavigator.prototype, 'onLine').get;
+Object.defineProperty(WorkerNavigator.prototype, 'onLine', { get() { return !self.lagOnline && onLine.call(this); } });
+self.addEventListener('online', (event) => { if (self.lagOnline) event.stopImmediatePropagation(); });
+
+// Each sync also as { online, outcome }: whether the worker saw itself online when it fired.
+self.syncs = [];
 self.addEventListener('sync', (event) => {
+  const seen = { online: navigator.onLine };
+  self.syncs.push(seen);
   const waitUntil = event.waitUntil.bind(event);
   event.waitUntil = (p) => {
-    p.then(() => self.syncOutcomes.push('resolved'), () => self.syncOutcomes.push('rejected'));
+    p.then(() => self.syncOutcomes.push(seen.outcome = 'resolved'), () => self.syncOutcomes.push(seen.outcome = 'rejected'));
     return waitUntil(p);
   };
 });
