@@ -38,16 +38,19 @@ impl Handler {
 /// The registered handlers by name, each with its merge function for coalescing
 /// (`(older, newer) => mutations`), if any. A list: an app has a few, and a map type of
 /// its own is its own hash-table code in the wasm.
-#[derive(Default)]
 pub struct Handlers(Vec<(String, Handler, Option<Function>)>);
 
 impl Handlers {
+    fn entry(&self, name: &str) -> Option<&(String, Handler, Option<Function>)> {
+        self.0.iter().find(|(n, ..)| n == name)
+    }
+
     pub fn get(&self, name: &str) -> Option<&Handler> {
-        self.0.iter().find(|(n, ..)| n == name).map(|(_, h, _)| h)
+        self.entry(name).map(|(_, h, _)| h)
     }
 
     pub fn merge(&self, name: &str) -> Option<&Function> {
-        self.0.iter().find(|(n, ..)| n == name)?.2.as_ref()
+        self.entry(name)?.2.as_ref()
     }
 }
 
