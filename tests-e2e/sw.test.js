@@ -39,10 +39,26 @@ async function enqueueOffline(context, script, type) {
   return { page, ids };
 }
 
-async function registrationId(cdp, scope) {
+/**
+ * A fresh context with the worker registered and five transactions queued offline (see
+ * `enqueueOffline`), and a CDP session on a blank page of its own, which outlives the app
+ * page.
+ */
+async function queuedOffline(script, type) {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const cdp = await context.newCDPSession(await context.newPage());
+  const { page, ids } = await enqueueOffline(context, script, type);
+  return { context, cdp, page, ids };
+}
+
+/** Where the test workers are registered. */
+const scope = () => `${srv.origin}/tests-e2e/pages/`;
+
+async function registrationId(cdp) {
   const found = new Promise((resolve) => {
     cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
-      const r = registrations.find((x) => x.scopeURL === scope && !x.isDeleted);
+      const r = registrations.find((x) => x.scopeURL === scope() && !x.isDeleted);
       if (r) resolve(r.registrationId);
     });
   });
@@ -52,17 +68,13 @@ async function registrationId(cdp, scope) {
 
 for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['classic', 'sw-classic.js', 'classic']]) {
   test(`${kind} service worker: sync after every tab closed sends each transaction once`, async () => {
-    srv.api.reset();
-    const context = await browser.newContext();
-    const blank = await context.newPage();
-    const cdp = await context.newCDPSession(blank);
-    const { page, ids } = await enqueueOffline(context, script, type);
+    const { context, cdp, page, ids } = await queuedOffline(script, type);
     const tags = await page.evaluate(async () => (await navigator.serviceWorker.ready).sync.getTags());
     assert.ok(tags.includes(TAG), `the page registered the sync tag: ${tags}`);
     assert.equal(srv.api.received.length, 0);
     await page.close();
     await context.setOffline(false);
-    const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+    const id = await registrationId(cdp);
     await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
     await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to send all five').catch(async (e) => {
       const [sw] = context.serviceWorkers();
@@ -82,17 +94,13 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
 }
 
 test('a sync that fires while the worker still sees itself offline waits for it to come online', async () => {
-  srv.api.reset();
-  const context = await browser.newContext();
-  const blank = await context.newPage();
-  const cdp = await context.newCDPSession(blank);
-  const { page, ids } = await enqueueOffline(context, 'sw-module.js', 'module');
+  const { context, cdp, page, ids } = await queuedOffline('sw-module.js', 'module');
   await page.close();
   const [sw] = context.serviceWorkers();
   // The connection is back, and a sync fires; the worker hears of it 300 ms later.
   await sw.evaluate(() => { self.lagOnline = true; });
   await context.setOffline(false);
-  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  const id = await registrationId(cdp);
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
   await sleep(300);
   assert.equal(srv.api.received.length, 0);
@@ -107,16 +115,12 @@ test('a sync that fires while the worker still sees itself offline waits for it 
 });
 
 test('a worker whose outbox could not open (started offline) opens it on the next sync', async () => {
-  srv.api.reset();
-  const context = await browser.newContext();
-  const blank = await context.newPage();
-  const cdp = await context.newCDPSession(blank);
-  const { page, ids } = await enqueueOffline(context, 'sw-classic.js', 'classic');
+  const { context, cdp, page, ids } = await queuedOffline('sw-classic.js', 'classic');
   await page.close();
-  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  const id = await registrationId(cdp);
   // Restarted while offline, the worker cannot fetch the wasm module, so its open fails.
   await cdp.send('ServiceWorker.stopAllWorkers');
-  await cdp.send('ServiceWorker.startWorker', { scopeURL: `${srv.origin}/tests-e2e/pages/` });
+  await cdp.send('ServiceWorker.startWorker', { scopeURL: scope() });
   let sw;
   await waitFor(async () => {
     sw = context.serviceWorkers()[0];
@@ -156,11 +160,7 @@ test('without the Sync API in the page, work drains when the browser is back onl
 });
 
 test('without the Sync API in the worker, a restarted worker drains', async () => {
-  srv.api.reset();
-  const context = await browser.newContext();
-  const blank = await context.newPage();
-  const cdp = await context.newCDPSession(blank);
-  const { page, ids } = await enqueueOffline(context, 'sw-nosync.js', 'classic');
+  const { context, cdp, page, ids } = await queuedOffline('sw-nosync.js', 'classic');
   await page.close();
   await context.setOffline(false);
   // Its `online` fallback may already be draining (tested on its own below); either way
@@ -168,24 +168,20 @@ test('without the Sync API in the worker, a restarted worker drains', async () =
   await cdp.send('ServiceWorker.enable');
   await cdp.send('ServiceWorker.stopAllWorkers');
   // The browser starts the worker again (for any event); it drains on start.
-  await cdp.send('ServiceWorker.startWorker', { scopeURL: `${srv.origin}/tests-e2e/pages/` });
+  await cdp.send('ServiceWorker.startWorker', { scopeURL: scope() });
   await waitFor(() => srv.api.unique().length === 5, 15000, 'the worker to drain on start');
   assert.deepEqual(srv.api.unique().map((r) => r.key).sort(), [...ids].sort());
   await context.close();
 });
 
 test('a sync that cannot finish rejects (the browser retries) and registers again on its last chance', async () => {
-  srv.api.reset();
-  const context = await browser.newContext();
-  const blank = await context.newPage();
-  const cdp = await context.newCDPSession(blank);
-  const { page } = await enqueueOffline(context, 'sw-module.js', 'module');
+  const { context, cdp, page } = await queuedOffline('sw-module.js', 'module');
   await page.close();
   // The server is down: every request gets a 503. Set before going online, since the
   // browser fires the registered tag by itself once online.
   srv.api.script = Array.from({ length: 1000 }, () => ({ status: 503 }));
   await context.setOffline(false);
-  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  const id = await registrationId(cdp);
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: true });
   const [sw] = context.serviceWorkers();
   await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) >= 1, 15000, 'the sync outcome');
@@ -231,7 +227,7 @@ test('a worker sync while a tab leads: the tab drains, nothing is sent twice', a
     }
   });
   assert.equal(await page.evaluate(() => window.ob.isLeader), true);
-  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  const id = await registrationId(cdp);
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
   const [sw] = context.serviceWorkers();
   await waitFor(async () => (await sw.evaluate(() => self.syncOutcomes.length)) === 1, 20000, 'the sync outcome');
@@ -243,18 +239,14 @@ test('a worker sync while a tab leads: the tab drains, nothing is sent twice', a
 });
 
 test('a sync while the lock holder answers nothing (a tab on its way out): the worker drains once it is gone, without waiting out its budget', async () => {
-  srv.api.reset();
-  const context = await browser.newContext();
-  const blank = await context.newPage();
-  const cdp = await context.newCDPSession(blank);
-  const { page, ids } = await enqueueOffline(context, 'sw-module.js', 'module');
+  const { context, cdp, page, ids } = await queuedOffline('sw-module.js', 'module');
   await page.evaluate(async () => {
     await window.ob.close();
     // The leader lock, held by a page whose outbox is gone: no one answers the worker.
     await new Promise((held) => navigator.locks.request('offline-outbox:sw-test', () => { held(); return new Promise(() => {}); }));
   });
   await context.setOffline(false);
-  const id = await registrationId(cdp, `${srv.origin}/tests-e2e/pages/`);
+  const id = await registrationId(cdp);
   await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
   await sleep(500);
   assert.equal(srv.api.received.length, 0, 'nothing goes while the lock is held');
