@@ -298,6 +298,8 @@ export class Outbox {
   settled(id: string): Promise<SettledInfo>;
   /** Not yet acknowledged, not dead, in seq order. */
   peek(): Promise<TransactionInfo[]>;
+  /** The dead letters, in seq order; a context that has just taken over answers once it
+   *  has read the outbox (undecodable records it meets there become dead letters). */
   deadLetters(): Promise<TransactionInfo[]>;
   /** Back into the outbox at its original position in key order, attempts reset. */
   retryDead(id: string): Promise<void>;

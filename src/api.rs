@@ -727,6 +727,8 @@ impl Outbox {
         from_js(self.engine.clone().peek().await?)
     }
 
+    /// The dead letters, in seq order; a context that has just taken over answers once it
+    /// has read the outbox (undecodable records it meets there become dead letters).
     pub async fn dead_letters(&self) -> Result<Vec<TransactionInfo>> {
         from_js(self.engine.clone().dead_letters().await?)
     }

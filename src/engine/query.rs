@@ -62,6 +62,8 @@ impl Engine {
 
     pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
+        // A new leader moves undecodable records here as it reads the outbox.
+        self.until_loaded().await;
         let dead = self.store.dead_letters().await?;
         let payloads = self.payload_map(dead.iter().map(payload_key)).await?;
         let out: Array = dead
