@@ -144,11 +144,16 @@ test('a retried, a dead, a removed and a folded member each leave the group with
     const left = await window.stored(name);
 
     const sent2 = [];
-    const ob2 = await Outbox.open({ name, handlers: { gate: async () => {}, h: async (ctx) => { sent2.push([ctx.mutations, ctx.attempt]); } } });
+    // The gate holds key z again until the reopened outbox has been looked at: a new leader
+    // starts sending at once.
+    let release2;
+    const gate2 = new Promise((res) => { release2 = res; });
+    const ob2 = await Outbox.open({ name, handlers: { gate: () => gate2, h: async (ctx) => { sent2.push([ctx.mutations, ctx.attempt]); } } });
     const peek = (await ob2.peek()).map((t) => [t.mutations, t.attempts]);
     const deadLetters = (await ob2.deadLetters()).map((t) => [t.id === dead.id, t.mutations]);
     const folded = ob2.settled(newer.id).then((t) => t.id);
     const gone = await ob2.settled(removed.id).then(() => 'settled', (e) => e.code);
+    release2();
     ob2.notifyOnline();
     await ob2.drain();
     await ob2.retryDead(dead.id);
