@@ -564,17 +564,17 @@ impl Engine {
             // already. The rest follows through the sync loop (`request_sync` below).
             // Under the block policy the dead letters hold their keys (see `hold_dead`).
             let block = self.dead_letters == DeadLetterPolicy::Block;
-            let (epoch, loaded, payloads) = self.store.take_over(FIRST_LOAD, block).await?;
+            let (epoch, loaded) = self.store.take_over(FIRST_LOAD, block).await?;
             let read_all = !loaded.more;
             if !loaded.corrupt.is_empty() {
                 self.store
                     .quarantine(loaded.corrupt, js::now(), epoch)
                     .await?;
             }
-            Ok::<_, Error>((epoch, loaded.metas, loaded.dead, payloads, read_all))
+            Ok::<_, Error>((epoch, loaded.metas, loaded.dead, read_all))
         }
         .await;
-        let (epoch, metas, held, payloads, read_all) = match started {
+        let (epoch, metas, held, read_all) = match started {
             Ok(v) => v,
             Err(e) => {
                 self.report_error(None, &e);
@@ -601,12 +601,6 @@ impl Engine {
             st.remote_in_flight.clear();
             for m in metas {
                 self.insert_pending(&mut st, m);
-            }
-            // The first sends start with their payloads at hand.
-            for (seq, p) in payloads {
-                if st.pending.contains_key(&seq) {
-                    st.cache.insert(seq, p);
-                }
             }
             for m in &held {
                 backup::hold_dead(&mut st, m);

@@ -84,7 +84,6 @@ extern "C" {
         limit: Option<u32>,
         dead: bool,
         most: u32,
-        payloads: bool,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = sweepAcked, catch)]
     fn sweep_acked(
@@ -556,7 +555,6 @@ impl Store {
             limit,
             dead,
             GROUP_MOST,
-            false,
         ))?;
         // With a limit, the records' read follows their keys' result: no early commit.
         tx.wait(false).await?;
@@ -565,17 +563,13 @@ impl Store {
 
     /// Takes over as leader in one IndexedDB transaction: bumps the epoch (every earlier
     /// leader's fenced writes fail from now on) and reads the first records spanning about
-    /// `limit` seqs (as `load_first`) and their payloads, with `dead` every dead letter
-    /// too. Returns the new epoch and the payloads found, by seq.
-    pub async fn take_over(
-        &self,
-        limit: u32,
-        dead: bool,
-    ) -> Result<(u64, Loaded, Vec<(Seq, JsValue)>)> {
+    /// `limit` seqs (as `load_first`), with `dead` every dead letter too. Returns the new
+    /// epoch.
+    pub async fn take_over(&self, limit: u32, dead: bool) -> Result<(u64, Loaded)> {
         let stores: &[&str] = if dead {
-            &[META, OUTBOX, PAYLOADS, DEAD]
+            &[META, OUTBOX, DEAD]
         } else {
-            &[META, OUTBOX, PAYLOADS]
+            &[META, OUTBOX]
         };
         let tx = self.tx(stores, IdbTransactionMode::Readwrite, "leader epoch")?;
         let out = tx.check(bump_epoch(&tx.tx))?;
@@ -586,25 +580,11 @@ impl Store {
             Some(limit),
             dead,
             GROUP_MOST,
-            true,
         ))?;
         // The epoch's put follows its read: no early commit.
         tx.wait(false).await?;
         let epoch = js::get(&out, "epoch").as_f64().unwrap_or(0.0) as u64;
-        let list = |k| {
-            js::get(&reqs, k)
-                .dyn_into::<Array>()
-                .unwrap_or_else(|_| Array::new())
-        };
-        let values = list("payloads");
-        self.unseal(&values, &list("payloadIds")).await;
-        let payloads = list("payloadSeqs")
-            .iter()
-            .zip(values.iter())
-            .filter(|(_, v)| !v.is_undefined())
-            .filter_map(|(s, v)| Some((s.as_f64()? as Seq, v)))
-            .collect();
-        Ok((epoch, loaded(&reqs), payloads))
+        Ok((epoch, loaded(&reqs)))
     }
 
     async fn fenced(

@@ -97,39 +97,3 @@ test('a crashed tab loses nothing that enqueue resolved', async () => {
   assert.deepEqual(lost, [], `${lost.length} of ${reported.length} durable transactions lost`);
   await context.close();
 });
-
-test('a new leader\'s first sends need no IndexedDB transaction after its take-over: their payloads, sealed and grouped ones too, come with it', async () => {
-  const context = await browser.newContext();
-  const page = await openApp(context, srv.origin);
-  await page.evaluate(async () => {
-    const { Outbox } = window.lib;
-    const ob = await Outbox.open({ name: 'first-send', compress: true, handlers: { h: () => new Promise(() => {}) } });
-    // Concurrent enqueues share a group record; the lowest seq is in flight and stays so.
-    await Promise.all(['a', 'b', 'c'].map((key) => ob.enqueue({ handler: 'h', keys: [key], mutations: { key, text: key.repeat(500) } })));
-    await ob.close();
-  });
-  await page.reload();
-  await page.waitForFunction(() => window.ready === true);
-  const r = await page.evaluate(async () => {
-    const { Outbox } = window.lib;
-    const txs = [];
-    const transaction = IDBDatabase.prototype.transaction;
-    IDBDatabase.prototype.transaction = function (stores, mode, ...rest) {
-      txs.push([[stores].flat().sort().join(','), mode ?? 'readonly']);
-      return transaction.call(this, stores, mode, ...rest);
-    };
-    let first;
-    const called = new Promise((res) => { first = res; });
-    const ob = await Outbox.open({
-      name: 'first-send', compress: true,
-      handlers: { h: (ctx) => { first({ txs: [...txs], mutations: ctx.mutations }); return new Promise(() => {}); } },
-    });
-    const out = await called;
-    IDBDatabase.prototype.transaction = transaction;
-    await ob.close();
-    return out;
-  });
-  assert.deepEqual(r.mutations, { key: 'a', text: 'a'.repeat(500) });
-  assert.deepEqual(r.txs.at(-1), ['meta,outbox,payloads', 'readwrite'], `transactions before the first send: ${JSON.stringify(r.txs)}`);
-  await context.close();
-});

@@ -215,11 +215,9 @@ export function bumpEpoch(tx) {
  * it, since its members take the seqs right after its key; records of their own may lie
  * in between (a member moved out of its group, by a retry say, keeps its seq). Once the
  * transaction completes: `out.keys`, `out.values`, `out.offsets` (how far below its seq a
- * member's group record lies, 0 for a record of its own), and `out.dead`; with
- * `payloads`, also the payload records of what was read (as `readPayloads`) in
- * `out.payloads`, for the ids and seqs in `out.payloadIds` and `out.payloadSeqs`.
+ * member's group record lies, 0 for a record of its own), and `out.dead`.
  */
-export function loadRange(tx, after, upto, limit, dead, most, payloads = false) {
+export function loadRange(tx, after, upto, limit, dead, most) {
   const store = tx.objectStore('outbox');
   let range = null;
   if (after !== null && upto !== null) range = IDBKeyRange.bound(after, upto, true, false);
@@ -235,23 +233,6 @@ export function loadRange(tx, after, upto, limit, dead, most, payloads = false) 
     if (--parts > 0) return;
     if (below) take(below.key, below.value);
     read.forEach(([key, value]) => take(key, value));
-    if (payloads) readLoaded();
-  };
-  // A new leader's first sends need these payloads: read in this transaction, they cost no
-  // round trip of their own before the first handler call.
-  const readLoaded = () => {
-    const ids = [];
-    const groups = [];
-    out.payloadSeqs = [];
-    out.values.forEach((value, i) => {
-      if (typeof value?.id !== 'string') return;
-      ids.push(value.id);
-      groups.push(out.offsets[i] ? out.keys[i] - out.offsets[i] : null);
-      out.payloadSeqs.push(out.keys[i]);
-    });
-    // An abort is the transaction's failure, reported by whoever waits on it.
-    readPayloads(tx, ids, groups).then((values) => { out.payloads = values; }, () => {});
-    out.payloadIds = ids;
   };
   if (after !== null) {
     const req = store.openCursor(IDBKeyRange.bound(Math.max(0, after - most), after), 'prev');
