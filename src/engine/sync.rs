@@ -191,70 +191,78 @@ impl Engine {
             // elsewhere): read together, so a record is never taken in without the dead
             // letter ahead of it on its keys, even when the importer's word comes late.
             let block = self.dead_letters == DeadLetterPolicy::Block;
-            let loaded = self.store.load_first(after, SYNC_CHUNK, block).await;
-            let (more, corrupt, epoch) = {
-                let mut st = self.st.borrow_mut();
-                if st.generation != generation {
-                    // Leadership changed during the read. A new leadership's own request
-                    // found this loop running and left the reading to it: start over.
-                    if st.epoch.is_some() && !st.closed {
-                        st.sync_again = false;
-                        continue;
-                    }
-                    st.syncing = false;
-                    return;
-                }
-                let mut more = false;
-                let mut corrupt = Vec::new();
-                match loaded {
-                    Ok(mut loaded) => {
-                        more = loaded.more;
-                        // Everything up to `last_synced` is taken in already: the leader's own
-                        // enqueues can have moved it on during the read. Such a record may be
-                        // acknowledged or folded by now, so no longer pending, and taking it
-                        // in again would send it twice.
-                        let taken = st.last_synced.unwrap_or(0);
-                        loaded.metas.retain(|m| m.seq > Some(taken));
-                        loaded
-                            .corrupt
-                            .retain(|c| c.key.as_f64().is_some_and(|k| k > taken as f64));
-                        let corrupt_seqs = loaded.corrupt.iter().filter_map(|c| c.key.as_f64());
-                        let top = loaded
-                            .metas
-                            .iter()
-                            .filter_map(|m| m.seq)
-                            .chain(corrupt_seqs.map(|f| f as Seq))
-                            .max();
-                        if let Some(top) = top {
-                            st.last_synced = Some(st.last_synced.map_or(top, |l| l.max(top)));
-                        }
-                        for m in &loaded.dead {
-                            super::backup::hold_dead(&mut st, m);
-                        }
-                        for m in loaded.metas {
-                            let Some(seq) = m.seq else { continue };
-                            if !st.pending.contains_key(&seq) {
-                                self.insert_pending(&mut st, m);
-                            }
-                        }
-                        corrupt = loaded.corrupt;
-                    }
-                    Err(e) => {
-                        drop(st);
+            let mut loaded = self.store.load_first(after, SYNC_CHUNK, block).await;
+            // Undecodable records go to the dead letters before the chunk is taken in, as
+            // part of the loading that `deadLetters()` waits for; their seqs count as read.
+            let mut corrupt_top = None;
+            if let Ok(l) = &mut loaded {
+                let (taken, epoch) = {
+                    let st = self.st.borrow();
+                    // Under a leadership that changed during the read, nothing is moved
+                    // (the check below starts over).
+                    let epoch = st.epoch.filter(|_| st.generation == generation);
+                    (st.last_synced.unwrap_or(0), epoch)
+                };
+                l.corrupt
+                    .retain(|c| c.key.as_f64().is_some_and(|k| k > taken as f64));
+                corrupt_top = l
+                    .corrupt
+                    .iter()
+                    .filter_map(|c| c.key.as_f64())
+                    .reduce(f64::max);
+                if let (false, Some(epoch)) = (l.corrupt.is_empty(), epoch) {
+                    let corrupt = std::mem::take(&mut l.corrupt);
+                    if let Err(e) = self.store.quarantine(corrupt, js::now(), epoch).await {
                         self.report_error(None, &e);
-                        st = self.st.borrow_mut();
                     }
-                }
-                (more, corrupt, st.epoch)
-            };
-            // Undecodable records go to the dead letters here too, as part of the loading
-            // that `deadLetters()` waits for.
-            if let (false, Some(epoch)) = (corrupt.is_empty(), epoch) {
-                if let Err(e) = self.store.quarantine(corrupt, js::now(), epoch).await {
-                    self.report_error(None, &e);
                 }
             }
             let mut st = self.st.borrow_mut();
+            if st.generation != generation {
+                // Leadership changed during the read. A new leadership's own request
+                // found this loop running and left the reading to it: start over.
+                if st.epoch.is_some() && !st.closed {
+                    st.sync_again = false;
+                    continue;
+                }
+                st.syncing = false;
+                return;
+            }
+            let mut more = false;
+            match loaded {
+                Ok(mut loaded) => {
+                    more = loaded.more;
+                    // Everything up to `last_synced` is taken in already: the leader's own
+                    // enqueues can have moved it on during the read. Such a record may be
+                    // acknowledged or folded by now, so no longer pending, and taking it
+                    // in again would send it twice.
+                    let taken = st.last_synced.unwrap_or(0);
+                    loaded.metas.retain(|m| m.seq > Some(taken));
+                    let top = loaded
+                        .metas
+                        .iter()
+                        .filter_map(|m| m.seq)
+                        .chain(corrupt_top.map(|f| f as Seq))
+                        .max();
+                    if let Some(top) = top {
+                        st.last_synced = Some(st.last_synced.map_or(top, |l| l.max(top)));
+                    }
+                    for m in &loaded.dead {
+                        super::backup::hold_dead(&mut st, m);
+                    }
+                    for m in loaded.metas {
+                        let Some(seq) = m.seq else { continue };
+                        if !st.pending.contains_key(&seq) {
+                            self.insert_pending(&mut st, m);
+                        }
+                    }
+                }
+                Err(e) => {
+                    drop(st);
+                    self.report_error(None, &e);
+                    st = self.st.borrow_mut();
+                }
+            }
             if more {
                 // Let what was just read start going out before the next chunk.
                 drop(st);
