@@ -290,7 +290,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         C,
     )?;
     let name = string_field(v, "name", C)?.ok_or_else(|| invalid(C, "name is required"))?;
-    let mut handlers = Vec::new();
+    let mut handlers = Handlers(Vec::new());
     let hv = js::get(v, "handlers");
     if !hv.is_undefined() {
         let obj = hv
@@ -307,13 +307,14 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
             let pair: Array = entry.unchecked_into();
             let key = pair.get(0).as_string().unwrap_or_default();
             let (handler, merge) = parse_handler(&key, pair.get(1))?;
-            handlers.push((key, handler, merge));
+            handlers.0.push((key, handler, merge));
         }
     }
-    if !handlers.iter().any(|(n, ..)| n == HTTP_HANDLER) {
-        handlers.push((HTTP_HANDLER.to_string(), Handler::Http, None));
+    if handlers.get(HTTP_HANDLER).is_none() {
+        handlers
+            .0
+            .push((HTTP_HANDLER.to_string(), Handler::Http, None));
     }
-    let handlers = Handlers(handlers);
     let max_concurrency = whole(v, "maxConcurrency", 1.0, 1024.0, C)?.unwrap_or(4) as usize;
     let max_age_ms = whole(v, "maxAgeMs", 1.0, 9_007_199_254_740_991.0, C)?;
     let ordering =
