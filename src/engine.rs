@@ -1591,12 +1591,18 @@ impl Engine {
                 batch_outcomes(call_handler_raw(f, &batch.into()).await, 1).remove(0)
             }
             Handler::Http => {
-                http::send(
+                let sent = http::send(
                     &js::get(&payload, "mutations"),
                     meta.idempotency_key(),
                     &signal,
-                )
-                .await
+                );
+                match JsFuture::from(sent).await {
+                    Ok(_) => Outcome::Acknowledged,
+                    Err(e) if js::get(&e, "final").is_truthy() => {
+                        Outcome::Reject(js::describe(&e))
+                    }
+                    Err(e) => failure(&e),
+                }
             }
         };
         if self.st.borrow().generation != generation {

@@ -63,3 +63,52 @@ test('responses are classified: 2xx acknowledges, 408/425/429/5xx and network er
   // Every request carried its transaction's idempotency key.
   for (const code of codes) assert.ok(srv.api.statusSeen.has(r[code].key));
 });
+
+test('a request fetch would refuse is refused at enqueue, naming what is wrong, and nothing is stored', async () => {
+  srv.api.reset();
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const ob = await Outbox.open({ name: 'http-bad', handlers: {} });
+    const bad = [
+      'not an object',
+      { method: 'POST', url: '/x', extra: 1 },
+      { method: 'PO ST', url: '/x' },
+      { method: 'POST', url: 42 },
+      { method: 'POST', url: 'http://[::1' },
+      { method: 'POST', url: '/x', headers: { a: 1 } },
+      { method: 'POST', url: '/x', headers: { 'bad name': 'x' } },
+      { method: 'POST', url: '/x', body: { json: true } },
+      { method: 'get', url: '/x', body: 'x' },
+      new Proxy({}, { ownKeys() { throw new Error('trap'); } }),
+    ];
+    const out = [];
+    for (const mutations of bad) {
+      try {
+        await ob.enqueue({ handler: 'http', keys: ['k'], mutations });
+        out.push('stored');
+      } catch (e) {
+        out.push(`${e.code}: ${e.message}`);
+      }
+    }
+    const ok = await ob.enqueue({ handler: 'http', keys: ['k'], mutations: { method: 'HEAD', url: '/api/status/200', headers: { 'X-A': 'b' }, body: null } });
+    await ob.settled(ok.id);
+    const { pending, dead } = await ob.stats();
+    await ob.close();
+    return { out, pending, dead };
+  });
+  assert.deepEqual(r.out, [
+    'InvalidTransaction: http mutations must be { method, url, headers?, body? }',
+    'InvalidTransaction: unknown http field "extra"',
+    'InvalidTransaction: http method must be an HTTP token such as "POST"',
+    'InvalidTransaction: http url must be a string',
+    'InvalidTransaction: http url "http://[::1" does not parse',
+    'InvalidTransaction: http headers must be an object of strings',
+    r.out[6],
+    'InvalidTransaction: http body must be a string, an ArrayBuffer or a typed array',
+    'InvalidTransaction: a GET or HEAD request cannot have a body',
+    'InvalidTransaction: http mutations cannot be read',
+  ]);
+  assert.match(r.out[6], /^InvalidTransaction: http headers are not valid: /);
+  assert.deepEqual([r.pending, r.dead], [0, 0]);
+  assert.equal(srv.api.statusSeen.size, 1, 'only the good request went out');
+});
