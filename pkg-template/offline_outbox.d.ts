@@ -112,15 +112,17 @@ export interface OutboxOptions {
   persist?: boolean;
   /** Soft limits: `capacity` events at 80 % ('warning') and 100 % ('full'); work is never refused. */
   capacity?: { maxCount?: number; maxBytes?: number };
-  /** Deflate (CompressionStream) payloads whose JSON form exceeds 1 KiB, where that makes
-   *  them smaller. Handlers see the original values. Default false. */
+  /** Deflate payloads whose JSON form exceeds 1 KiB, where that makes them smaller (the
+   *  package's own raw deflate, synchronous). Handlers see the original values. Default false. */
   compress?: boolean;
   /** Encrypt payloads at rest with AES-GCM under a non-extractable key kept in this
    *  outbox's database. Handlers see plaintext. Default false. */
   encrypt?: boolean;
 }
 
-/** The built-in `http` handler's mutations. */
+/** The built-in `http` handler's mutations, checked at `enqueue`: a request `fetch` would
+ *  refuse (method not a token, URL that does not parse, headers `Headers` rejects, a body
+ *  on GET or HEAD) rejects with `InvalidTransaction`. */
 export interface HttpMutation {
   method: string;
   url: string;

@@ -1598,9 +1598,7 @@ impl Engine {
                 );
                 match JsFuture::from(sent).await {
                     Ok(_) => Outcome::Acknowledged,
-                    Err(e) if js::get(&e, "final").is_truthy() => {
-                        Outcome::Reject(js::describe(&e))
-                    }
+                    Err(e) if js::get(&e, "final").is_truthy() => Outcome::Reject(js::describe(&e)),
                     Err(e) => failure(&e),
                 }
             }
