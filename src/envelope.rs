@@ -2,7 +2,7 @@
 //! (`deflate`, synchronous, so compression alone keeps an enqueue inside its group commit),
 //! encrypted with AES-GCM under the outbox's key, and opened again on the way out.
 
-use js_sys::{Array, Object, Promise, Uint8Array};
+use js_sys::{Array, Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -17,16 +17,12 @@ extern "C" {
     fn json_bytes(value: &JsValue) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = jsonBytesAsync)]
     fn json_bytes_async(value: &JsValue) -> Promise;
-    #[wasm_bindgen(js_name = fromJsonBytes, catch)]
-    fn from_json_bytes(bytes: &Uint8Array) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = sealed)]
     fn sealed_record(z: bool, data: &Uint8Array, iv: &JsValue) -> JsValue;
-    #[wasm_bindgen(js_name = isSealed)]
-    fn is_sealed(v: &JsValue) -> bool;
     #[wasm_bindgen(js_name = encrypt)]
     fn encrypt(bytes: &Uint8Array, id: &str, key: &JsValue) -> Promise;
-    #[wasm_bindgen(js_name = decryptAll)]
-    fn decrypt_all(records: &Array, ids: &Array, key: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = openAll)]
+    fn open_all(values: &Array, ids: &Array, key: &JsValue, inflate: &Function) -> JsValue;
 }
 
 /// JSON of at most this many bytes is not worth deflating.
@@ -115,63 +111,15 @@ impl Sealer {
     /// `values` (payload records as read, by `ids`) with sealed ones opened in place. One
     /// that cannot be opened (altered, or its key is gone) becomes `{ $unreadable: why }`.
     pub async fn open_all(&self, values: &Array, ids: &Array) {
-        // (index, record, encrypted) of each sealed record, in order.
-        let sealed: Vec<(u32, JsValue, bool)> = (0..values.length())
-            .filter_map(|i| {
-                let v = values.get(i);
-                let encrypted = !js::get(&v, "iv").is_undefined();
-                is_sealed(&v).then_some((i, v, encrypted))
-            })
-            .collect();
-        if sealed.is_empty() {
-            return;
-        }
-        // The encrypted ones are decrypted together; their results come back in order.
-        let encrypted = sealed.iter().filter(|(_, _, e)| *e);
-        let records: Array = encrypted.clone().map(|(_, v, _)| v.clone()).collect();
-        let of: Array = encrypted.map(|(i, _, _)| ids.get(*i)).collect();
-        let mut plain = Vec::new().into_iter();
-        if records.length() > 0 {
-            let key = self.key.clone().unwrap_or(JsValue::NULL);
-            let out = JsFuture::from(decrypt_all(&records, &of, &key)).await;
-            plain = out
-                .map(|a| Array::from(&a).to_vec())
-                .unwrap_or_default()
-                .into_iter();
-        }
-        for (i, record, encrypted) in sealed {
-            let data = if encrypted {
-                match plain.next() {
-                    Some(p) if p.is_instance_of::<Uint8Array>() => Ok(bytes_of(&p)),
-                    Some(why) => Err(why.as_string().unwrap_or_default()),
-                    None => Err("it could not be decrypted".to_string()),
-                }
-            } else {
-                Ok(bytes_of(&js::get(&record, "data")))
-            };
-            let opened = data
-                .and_then(|d| {
-                    if js::get(&record, "z").as_bool() == Some(true) {
-                        deflate::decompress(&d, INFLATE_LIMIT)
-                            .map_err(|_| "its compressed bytes are damaged".to_string())
-                    } else {
-                        Ok(d)
-                    }
-                })
-                .and_then(|d| {
-                    from_json_bytes(&Uint8Array::from(&d[..]))
-                        .map_err(|e| format!("it does not decode: {}", js::describe(&e).message))
-                });
-            let value = opened.unwrap_or_else(|why| {
-                let o = Object::new();
-                js::set(
-                    &o,
-                    "$unreadable",
-                    &JsValue::from_str(&format!("cannot open the sealed payload: {why}")),
-                );
-                o.into()
-            });
-            values.set(i, value);
+        let inflate = Closure::<dyn Fn(Uint8Array) -> JsValue>::new(|z: Uint8Array| {
+            deflate::decompress(&z.to_vec(), INFLATE_LIMIT)
+                .map_or(JsValue::NULL, |d| Uint8Array::from(&d[..]).into())
+        });
+        let key = self.key.clone().unwrap_or(JsValue::NULL);
+        let opening = open_all(values, ids, &key, inflate.as_ref().unchecked_ref());
+        if let Some(p) = opening.dyn_ref::<Promise>() {
+            // Each record's failure is in its place; the promise itself does not reject.
+            let _ = JsFuture::from(p.clone()).await;
         }
     }
 }

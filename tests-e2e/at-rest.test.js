@@ -127,6 +127,38 @@ test('encrypt: an altered or swapped payload becomes a corrupt dead letter; the 
   assert.match(r.dead[0].message, /altered|another key/);
 });
 
+test('sealed payloads that cannot be opened become corrupt dead letters saying why: damaged deflate, bytes that are not JSON, encrypted with no key', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'rest-unopenable';
+    let ob = await Outbox.open({ name, compress: true, handlers: { h: () => new Promise(() => {}) } });
+    const txs = [];
+    for (const k of ['a', 'b', 'c', 'd']) txs.push(await ob.enqueue({ handler: 'h', keys: [k], mutations: window.formRecord(k.charCodeAt(0)) }));
+    await ob.close();
+    const [a, b, c, d] = txs.map((t) => t.id);
+    const rawA = await window.rawGet(name, 'payloads', a);
+    // BFINAL with block type 3, which deflate reserves: no reader may take it.
+    rawA.data[0] = 0x07;
+    await window.rawPut(name, 'payloads', rawA, a);
+    await window.rawPut(name, 'payloads', { $sealed: 1, z: false, data: new TextEncoder().encode('{not json') }, b);
+    // This outbox never encrypted, so its database holds no key.
+    await window.rawPut(name, 'payloads', { $sealed: 1, z: false, iv: new Uint8Array(12), data: new Uint8Array(40) }, c);
+    const sent = [];
+    ob = await Outbox.open({ name, handlers: { h: async (ctx) => { sent.push(ctx.mutations.submittedAt.getTime()); } } });
+    await ob.drain();
+    const dead = Object.fromEntries((await ob.deadLetters()).map((x) => [x.id, [x.deadReason, x.lastError.name, x.lastError.message]]));
+    await ob.close();
+    return { sent, dead: [dead[a], dead[b], dead[c], dead[d]] };
+  });
+  assert.deepEqual(r.sent, [1764547200000 + 'd'.charCodeAt(0)]);
+  const [a, b, c, d] = r.dead;
+  for (const x of [a, b, c]) assert.deepEqual(x.slice(0, 2), ['corrupt', 'UnreadablePayload']);
+  assert.match(a[2], /compressed bytes are damaged/);
+  assert.match(b[2], /does not decode: .*JSON/);
+  assert.match(c[2], /encrypted and this database holds no key/);
+  assert.equal(d, undefined);
+});
+
 test('encrypt: a payload read ahead while a coalesced transaction folds into it does not bring back the older mutations', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;

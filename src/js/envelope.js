@@ -19,7 +19,7 @@ export async function jsonBytesAsync(value) {
   return utf8.encode(JSON.stringify(await encodeValue(value)));
 }
 
-export function fromJsonBytes(bytes) {
+function fromJsonBytes(bytes) {
   return decodeValue(JSON.parse(new TextDecoder().decode(bytes)), 'payload');
 }
 
@@ -27,7 +27,7 @@ export function sealed(z, data, iv) {
   return iv ? { $sealed: 1, z, iv, data } : { $sealed: 1, z, data };
 }
 
-export function isSealed(v) {
+function isSealed(v) {
   return v !== null && typeof v === 'object' && v.$sealed === 1;
 }
 
@@ -37,17 +37,38 @@ export async function encrypt(bytes, id, key) {
   return { iv, data: new Uint8Array(data) };
 }
 
+async function decrypt(record, id, key) {
+  if (!key) throw 'it is encrypted and this database holds no key';
+  try {
+    const { iv, data } = record;
+    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: utf8.encode(id) }, key, data));
+  } catch (e) {
+    throw e?.name === 'OperationError' ? 'it was altered or encrypted under another key' : String(e?.message ?? e);
+  }
+}
+
 /**
- * The plaintext of each encrypted record (`iv` present), or a string saying why it
- * cannot be had (altered, another key, no key).
+ * Opens the sealed records among `values` (payload records as read, of transactions
+ * `ids`) in place; null at once when none is sealed, else a promise. One that cannot be
+ * opened (altered, its key gone) becomes `{ $unreadable: why }`. `inflate` is the crate's
+ * deflate reader: the bytes, or null when they are damaged.
  */
-export function decryptAll(records, ids, key) {
-  return Promise.all(records.map(async (r, i) => {
-    if (!key) return 'it is encrypted and this database holds no key';
+export function openAll(values, ids, key, inflate) {
+  if (!values.some(isSealed)) return null;
+  return Promise.all(values.map(async (v, i) => {
+    if (!isSealed(v)) return;
     try {
-      return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: r.iv, additionalData: utf8.encode(ids[i]) }, key, r.data));
-    } catch (e) {
-      return e?.name === 'OperationError' ? 'it was altered or encrypted under another key' : String(e?.message ?? e);
+      let bytes = v.iv ? await decrypt(v, ids[i], key) : v.data;
+      if (v.z === true && !(bytes instanceof Uint8Array && (bytes = inflate(bytes)))) {
+        throw 'its compressed bytes are damaged';
+      }
+      try {
+        values[i] = fromJsonBytes(bytes);
+      } catch (e) {
+        throw `it does not decode: ${e?.message ?? e}`;
+      }
+    } catch (why) {
+      values[i] = { $unreadable: `cannot open the sealed payload: ${why}` };
     }
   }));
 }
