@@ -341,6 +341,8 @@ fn payload_record(mutations: &JsValue, metadata: &JsValue) -> JsValue {
 
 impl Engine {
     pub async fn open(opts: Options) -> Result<Rc<Engine>> {
+        let store = Store::open(&opts.name).await?;
+        store.set_sealing(opts.compress, opts.encrypt).await?;
         let mode = leader::mode(opts.leader_election);
         if mode == Mode::WebLocks && !leader::locks_available() {
             return Err(Error::new(
@@ -348,12 +350,6 @@ impl Engine {
                 "leaderElection 'web-locks': navigator.locks is not available in this context",
             ));
         }
-        // Asked for before the database opens, so that the browser grants the lock
-        // meanwhile rather than after (a few ms of a new leader's first send).
-        let early = (mode == Mode::WebLocks)
-            .then(|| LockRequest::request(&Store::database_name(&opts.name)));
-        let store = Store::open(&opts.name).await?;
-        store.set_sealing(opts.compress, opts.encrypt).await?;
         let handler_abort = abort_controller()?;
         let engine = Rc::new_cyclic(|this| Engine {
             this: this.clone(),
@@ -472,7 +468,7 @@ impl Engine {
             restored: move || {
                 if let Some(e) = w4.upgrade() {
                     e.say("hello");
-                    js::spawn(async move { e.start_election(None).await });
+                    js::spawn(async move { e.start_election().await });
                 }
             },
         });
@@ -500,20 +496,19 @@ impl Engine {
                 }
             });
         }
-        engine.start_election(early).await;
+        engine.start_election().await;
         Ok(engine)
     }
 
-    /// Joins the election (with the lock request `early`, if one was made before the
-    /// engine existed). Resolves once it is known whether this context leads right away
-    /// (then after its start-up), so `isLeader` is meaningful when `open` resolves; with
-    /// the lease that takes a claim window, so it resolves at once as a follower.
-    async fn start_election(self: &Rc<Self>, early: Option<LockRequest>) {
+    /// Joins the election. Resolves once it is known whether this context leads right
+    /// away (then after its start-up), so `isLeader` is meaningful when `open` resolves;
+    /// with the lease that takes a claim window, so it resolves at once as a follower.
+    async fn start_election(self: &Rc<Self>) {
         match self.mode {
             Mode::Always => self.clone().gain().await,
             Mode::OnDemand => {}
             Mode::WebLocks => {
-                let lock = self.request_lock(early);
+                let lock = self.request_lock();
                 let immediate = lock.immediate();
                 self.st.borrow_mut().lock = Some(lock);
                 if JsFuture::from(immediate)
@@ -536,18 +531,14 @@ impl Engine {
         }
     }
 
-    /// Queues for the leader lock (unless `early` already did); this context leads once it
-    /// is granted.
-    fn request_lock(self: &Rc<Self>, early: Option<LockRequest>) -> LockRequest {
-        let mut lock =
-            early.unwrap_or_else(|| LockRequest::request(&Store::database_name(&self.name)));
+    /// Queues for the leader lock; this context leads once it is granted.
+    fn request_lock(self: &Rc<Self>) -> LockRequest {
         let weak = Rc::downgrade(self);
-        lock.bind(move || {
+        LockRequest::request(&Store::database_name(&self.name), move || {
             if let Some(e) = weak.upgrade() {
                 e.on_granted();
             }
-        });
-        lock
+        })
     }
 
     fn on_granted(self: &Rc<Self>) {
@@ -766,7 +757,7 @@ impl Engine {
         self.demote();
         match self.mode {
             Mode::WebLocks => {
-                let lock = self.request_lock(None);
+                let lock = self.request_lock();
                 // Dropping the old request releases the lock we held.
                 let old = self.st.borrow_mut().lock.replace(lock);
                 drop(old);

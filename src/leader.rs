@@ -24,7 +24,7 @@ extern "C" {
     #[wasm_bindgen(js_name = hasLocks)]
     fn has_locks() -> bool;
     #[wasm_bindgen(js_name = acquireLock)]
-    fn acquire_lock(name: &str) -> JsValue;
+    fn acquire_lock(name: &str, on_granted: &Function) -> JsValue;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,23 +107,16 @@ pub fn locks_available() -> bool {
 /// A request for the leader lock: queued, then held until released or dropped.
 pub struct LockRequest {
     handle: JsValue,
-    on_granted: Option<Closure<dyn FnMut()>>,
+    _on_granted: Closure<dyn FnMut()>,
 }
 
 impl LockRequest {
-    /// Queues for the lock; what a grant does is given to [`bind`](Self::bind).
-    pub fn request(name: &str) -> Self {
+    pub fn request(name: &str, on_granted: impl FnMut() + 'static) -> Self {
+        let on_granted = Closure::<dyn FnMut()>::new(on_granted);
+        let handle = acquire_lock(name, on_granted.as_ref().unchecked_ref());
         Self {
-            handle: acquire_lock(name),
-            on_granted: None,
-        }
-    }
-
-    /// Runs `on_granted` once the lock is held: now, if it already is.
-    pub fn bind(&mut self, on_granted: impl FnMut() + 'static) {
-        let on_granted = self.on_granted.insert(Closure::new(on_granted));
-        if let Ok(bind) = js::get(&self.handle, "bind").dyn_into::<Function>() {
-            let _ = bind.call1(&self.handle, on_granted.as_ref());
+            handle,
+            _on_granted: on_granted,
         }
     }
 

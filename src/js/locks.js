@@ -7,25 +7,18 @@ export function hasLocks() {
 }
 
 /**
- * Requests the lock. It stays held until `release()`; `bind(onGranted)` says what to run
- * once it is held (at once if it already is: the request can go out before its owner is
- * ready for the answer). `immediate` resolves true if the lock was free right away (so the
- * caller can wait for the leader's start-up before reporting itself open), false if this
- * context queued.
+ * Requests the lock. `onGranted` runs once it is held; it stays held until `release()`.
+ * `immediate` resolves true if the lock was free right away (so the caller can wait for
+ * the leader's start-up before reporting itself open), false if this context queued.
  */
-export function acquireLock(name) {
+export function acquireLock(name, onGranted) {
   const controller = new AbortController();
   let release;
-  let onGranted;
-  let granted = false;
   let released = false;
   const held = new Promise((resolve) => { release = resolve; });
-  const grant = () => {
-    granted = true;
-    // After `release()` the callback behind `onGranted` may be gone: the lock goes back.
-    if (onGranted && !released) onGranted();
-    return held;
-  };
+  // A grant that comes after `release()` (the free-lock probe was still out) is handed
+  // straight back: the callback behind `onGranted` may be gone by then.
+  const grant = () => { if (!released) onGranted(); return held; };
   const immediate = new Promise((resolve) => {
     navigator.locks.request(name, { ifAvailable: true }, (lock) => {
       if (lock) {
@@ -39,10 +32,6 @@ export function acquireLock(name) {
   });
   return {
     immediate,
-    bind(f) {
-      onGranted = f;
-      if (granted && !released) f();
-    },
     release() {
       released = true;
       controller.abort();
