@@ -26,6 +26,9 @@
 //! per request, and measured too slow for the drain target).
 
 use rustc_hash::FxHashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use js_sys::{Array, Function, Object, Promise};
 use wasm_bindgen::prelude::*;
@@ -343,15 +346,15 @@ impl Tx {
 
     /// Commits now (every request is issued) and waits for it. Read-only transactions
     /// complete once every request has.
-    async fn done(self) -> Result<()> {
-        self.wait(true).await
+    fn done(self) -> TxWait {
+        self.wait(true)
     }
 
-    async fn wait(self, commit: bool) -> Result<()> {
-        JsFuture::from(transaction_done(&self.tx, commit))
-            .await
-            .map(|_| ())
-            .map_err(|e| storage(self.context, e))
+    fn wait(self, commit: bool) -> TxWait {
+        TxWait(Ok((
+            JsFuture::from(transaction_done(&self.tx, commit)),
+            self.context,
+        )))
     }
 
     /// Turns a synchronous failure to issue a request into an abort of the whole
@@ -361,6 +364,61 @@ impl Tx {
             let _ = self.tx.abort();
             storage(self.context, e)
         })
+    }
+}
+
+/// The end of a transaction whose requests are all issued (or why none could be). A
+/// concrete future rather than an `async` body: a write built from borrowed records
+/// returns it without keeping them, and without a state machine of its own.
+pub struct TxWait(std::result::Result<(JsFuture, &'static str), Option<Error>>);
+
+impl TxWait {
+    /// `issued` as a wait, or a wait that fails at once with its error.
+    fn of(issued: Result<TxWait>) -> Self {
+        issued.unwrap_or_else(|e| Self(Err(Some(e))))
+    }
+}
+
+impl Future for TxWait {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match &mut self.get_mut().0 {
+            Ok((done, context)) => Pin::new(done)
+                .poll(cx)
+                .map(|r| r.map(|_| ()).map_err(|e| storage(context, e))),
+            // Polled again after it failed: nothing more to say.
+            Err(e) => e.take().map_or(Poll::Pending, |e| Poll::Ready(Err(e))),
+        }
+    }
+}
+
+/// A transaction whose requests are all issued, answered once it completes from what
+/// the requests left in `out` (a [`TxWait`] with an answer).
+pub struct TxRead<T> {
+    wait: TxWait,
+    out: JsValue,
+    answer: fn(&JsValue) -> Result<T>,
+}
+
+impl<T> Future for TxRead<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.wait)
+            .poll(cx)
+            .map(|r| r.and_then(|()| (this.answer)(&this.out)))
+    }
+}
+
+impl TxRead<()> {
+    fn failed(e: Error) -> Self {
+        Self {
+            wait: TxWait::of(Err(e)),
+            out: JsValue::UNDEFINED,
+            answer: |_| Ok(()),
+        }
     }
 }
 
@@ -513,6 +571,25 @@ impl Store {
         self.watchers.borrow_mut().clear();
     }
 
+    /// Issues `requests` in one transaction and makes `answer` of what they leave once it
+    /// completes; `commit` ends it at once (every request is issued up front).
+    fn read<T>(
+        &self,
+        stores: &[&str],
+        mode: IdbTransactionMode,
+        context: &'static str,
+        commit: bool,
+        requests: impl FnOnce(&Tx) -> Result<JsValue>,
+        answer: fn(&JsValue) -> Result<T>,
+    ) -> TxRead<T> {
+        let issued = self.tx(stores, mode, context).and_then(|tx| {
+            let out = requests(&tx)?;
+            Ok((tx.wait(commit), out))
+        });
+        let (wait, out) = issued.unwrap_or_else(|e| (TxWait::of(Err(e)), JsValue::UNDEFINED));
+        TxRead { wait, out, answer }
+    }
+
     fn tx(&self, stores: &[&str], mode: IdbTransactionMode, context: &'static str) -> Result<Tx> {
         let db = self.db.borrow();
         let db = db
@@ -527,78 +604,80 @@ impl Store {
 
     /// Records of the outbox with `after < seq <= upto` (unbounded where `None`),
     /// metadata only, in `seq` order.
-    pub async fn load(&self, after: Option<Seq>, upto: Option<Seq>) -> Result<Loaded> {
-        self.load_some(after, upto, None, false).await
+    pub fn load(&self, after: Option<Seq>, upto: Option<Seq>) -> TxRead<Loaded> {
+        self.load_some(after, upto, None, false)
     }
 
     /// The first records after `after` that span about `limit` seqs (see `loadRange` in
     /// idb.js; a group record spans its members), and with `dead` every dead letter after
     /// `after`.
-    pub async fn load_first(&self, after: Option<Seq>, limit: u32, dead: bool) -> Result<Loaded> {
-        self.load_some(after, None, Some(limit), dead).await
+    pub fn load_first(&self, after: Option<Seq>, limit: u32, dead: bool) -> TxRead<Loaded> {
+        self.load_some(after, None, Some(limit), dead)
     }
 
-    async fn load_some(
+    fn load_some(
         &self,
         after: Option<Seq>,
         upto: Option<Seq>,
         limit: Option<u32>,
         dead: bool,
-    ) -> Result<Loaded> {
+    ) -> TxRead<Loaded> {
         let stores: &[&str] = if dead { &[OUTBOX, DEAD] } else { &[OUTBOX] };
-        let tx = self.tx(stores, IdbTransactionMode::Readonly, "load")?;
         let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
-        let out = tx.check(load_range(
-            &tx.tx,
-            bound(after),
-            bound(upto),
-            limit,
-            dead,
-            GROUP_MOST,
-        ))?;
         // With a limit, the records' read follows their keys' result: no early commit.
-        tx.wait(false).await?;
-        Ok(loaded(&out))
+        self.read(
+            stores,
+            IdbTransactionMode::Readonly,
+            "load",
+            false,
+            |tx| {
+                let range = load_range(&tx.tx, bound(after), bound(upto), limit, dead, GROUP_MOST);
+                tx.check(range)
+            },
+            |out| Ok(loaded(out)),
+        )
     }
 
     /// Takes over as leader in one IndexedDB transaction: bumps the epoch (every earlier
     /// leader's fenced writes fail from now on) and reads the first records spanning about
     /// `limit` seqs (as `load_first`), with `dead` every dead letter too. Returns the new
     /// epoch.
-    pub async fn take_over(&self, limit: u32, dead: bool) -> Result<(u64, Loaded)> {
+    pub fn take_over(&self, limit: u32, dead: bool) -> TxRead<(u64, Loaded)> {
         let stores: &[&str] = if dead {
             &[META, OUTBOX, DEAD]
         } else {
             &[META, OUTBOX]
         };
-        let tx = self.tx(stores, IdbTransactionMode::Readwrite, "leader epoch")?;
-        let out = tx.check(bump_epoch(&tx.tx))?;
-        let reqs = tx.check(load_range(
-            &tx.tx,
-            JsValue::NULL,
-            JsValue::NULL,
-            Some(limit),
-            dead,
-            GROUP_MOST,
-        ))?;
         // The epoch's put follows its read: no early commit.
-        tx.wait(false).await?;
-        let epoch = js::get(&out, "epoch").as_f64().unwrap_or(0.0) as u64;
-        Ok((epoch, loaded(&reqs)))
+        self.read(
+            stores,
+            IdbTransactionMode::Readwrite,
+            "leader epoch",
+            false,
+            |tx| {
+                let epoch = tx.check(bump_epoch(&tx.tx))?;
+                let none = JsValue::NULL;
+                let reqs = load_range(&tx.tx, none.clone(), none, Some(limit), dead, GROUP_MOST);
+                Ok(Array::of2(&epoch, &tx.check(reqs)?).into())
+            },
+            |out| {
+                let out: &Array = out.unchecked_ref();
+                let epoch = js::get(&out.get(0), "epoch").as_f64().unwrap_or(0.0) as u64;
+                Ok((epoch, loaded(&out.get(1))))
+            },
+        )
     }
 
-    async fn fenced(
-        &self,
-        stores: &[&str],
-        context: &'static str,
-        epoch: u64,
-        ops: &[Op<'_>],
-    ) -> Result<()> {
+    fn fenced(&self, stores: &[&str], context: &'static str, epoch: u64, ops: &[Op<'_>]) -> TxWait {
         let mut scope = vec![META];
         scope.extend_from_slice(stores);
-        let tx = self.tx(&scope, IdbTransactionMode::Readwrite, context)?;
-        tx.check(fenced_ops(&tx.tx, epoch as f64, &ops_array(ops)))?;
-        tx.wait(false).await
+        TxWait::of(
+            self.tx(&scope, IdbTransactionMode::Readwrite, context)
+                .and_then(|tx| {
+                    tx.check(fenced_ops(&tx.tx, epoch as f64, &ops_array(ops)))?;
+                    Ok(tx.wait(false))
+                }),
+        )
     }
 
     /// Where `id` is: pending in the outbox, dead, or gone (acknowledged).
@@ -628,16 +707,20 @@ impl Store {
     }
 
     /// Deletes the removal marks (see `push_forget`) set before `before`.
-    pub async fn prune_removed(&self, before: Millis) -> Result<()> {
-        let tx = self.tx(&[ALIASES], IdbTransactionMode::Readwrite, "prune")?;
-        tx.check(prune_removed(&tx.tx, before as f64))?;
-        // The deletes follow the cursor's results: no early commit.
-        tx.wait(false).await
+    pub fn prune_removed(&self, before: Millis) -> TxWait {
+        TxWait::of(
+            self.tx(&[ALIASES], IdbTransactionMode::Readwrite, "prune")
+                .and_then(|tx| {
+                    tx.check(prune_removed(&tx.tx, before as f64))?;
+                    // The deletes follow the cursor's results: no early commit.
+                    Ok(tx.wait(false))
+                }),
+        )
     }
 
     /// Moves undecodable records to the dead letters (reason `corrupt`), keeping the raw
     /// record for inspection.
-    pub async fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis, epoch: u64) -> Result<()> {
+    pub fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis, epoch: u64) -> TxWait {
         let mut records = Vec::new();
         for c in corrupt {
             let seq = c
@@ -691,7 +774,6 @@ impl Store {
             ops.extend(group.map(|g| Op::Ungroup(g, vec![*seq], false)));
         }
         self.fenced(&[OUTBOX, PAYLOADS, DEAD], "quarantine", epoch, &ops)
-            .await
     }
 
     /// Starts the write of a group commit: records are added during the current task (the
@@ -798,56 +880,55 @@ impl Store {
 
     /// Deletes the payloads of acknowledgement batches (see `acked`), oldest first, until
     /// about `most` (at least one batch): how many went, and whether more batches wait.
-    pub async fn sweep(&self, epoch: u64, most: u32) -> Result<(u32, bool)> {
-        let tx = self.tx(
+    pub fn sweep(&self, epoch: u64, most: u32) -> TxRead<(u32, bool)> {
+        // The deletes follow the reads' results: no early commit.
+        self.read(
             &[META, PAYLOADS, ACKED],
             IdbTransactionMode::Readwrite,
             "sweep",
-        )?;
-        let out = tx.check(sweep_acked(&tx.tx, epoch as f64, most))?;
-        // The deletes follow the reads' results: no early commit.
-        tx.wait(false).await?;
-        let swept = js::get(&out, "swept").as_f64().unwrap_or(0.0) as u32;
-        Ok((swept, js::get(&out, "left").is_truthy()))
+            false,
+            |tx| tx.check(sweep_acked(&tx.tx, epoch as f64, most)),
+            |out| {
+                let swept = js::get(out, "swept").as_f64().unwrap_or(0.0) as u32;
+                Ok((swept, js::get(out, "left").is_truthy()))
+            },
+        )
     }
 
     /// Rewrites a pending transaction's metadata (after a failed attempt). A member of a
     /// group is written on its own from then on.
-    pub async fn update(&self, meta: &TxMeta, epoch: u64) -> Result<()> {
+    pub fn update(&self, meta: &TxMeta, epoch: u64) -> TxWait {
         let record: JsValue = record::encode(meta).into();
         let mut ops = vec![Op::Put(OUTBOX, &record)];
         push_ungroup(&mut ops, [meta], true);
         self.fenced(&[OUTBOX, PAYLOADS], "update", epoch, &ops)
-            .await
     }
 
     /// Moves a transaction from the outbox to the dead letters, in one write.
-    pub async fn bury(&self, meta: &TxMeta, epoch: u64) -> Result<()> {
-        let seq = meta
-            .seq
-            .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
+    pub fn bury(&self, meta: &TxMeta, epoch: u64) -> TxWait {
+        let Some(seq) = meta.seq else {
+            return TxWait::of(Err(Error::new(ErrorCode::NotFound, "no seq")));
+        };
         let record: JsValue = record::encode(meta).into();
         let mut ops = vec![Op::Put(DEAD, &record), Op::Delete(OUTBOX, seq)];
         push_ungroup(&mut ops, [meta], true);
         self.fenced(&[OUTBOX, PAYLOADS, DEAD], "dead-letter", epoch, &ops)
-            .await
     }
 
     /// Cancels a pending transaction: its record (or its place in `group`), payload and
     /// aliases go.
-    pub async fn cancel(
+    pub fn cancel(
         &self,
         (seq, group): (Seq, Option<Seq>),
         id: &str,
         aliases: &[String],
         epoch: u64,
-    ) -> Result<()> {
+    ) -> TxWait {
         let at = JsValue::from_f64(js::now() as f64);
         let mut ops = vec![Op::Delete(OUTBOX, seq)];
         push_forget(&mut ops, id, aliases, &at);
         ops.extend(group.map(|g| Op::Ungroup(g, vec![seq], false)));
         self.fenced(&[OUTBOX, PAYLOADS, ALIASES], "remove", epoch, &ops)
-            .await
     }
 
     /// Folds `newer` into `older` in one write: `older` takes the payload and lists
@@ -880,95 +961,113 @@ impl Store {
             .await
     }
 
-    pub async fn dead_letters(&self) -> Result<Vec<TxMeta>> {
-        let tx = self.tx(&[DEAD], IdbTransactionMode::Readonly, "dead letters")?;
-        let all = tx.check(tx.store(DEAD)?.get_all())?;
-        tx.done().await?;
-        Ok(decode_valid(&result(&all)))
+    pub fn dead_letters(&self) -> TxRead<Vec<TxMeta>> {
+        self.read(
+            &[DEAD],
+            IdbTransactionMode::Readonly,
+            "dead letters",
+            true,
+            |tx| tx.check(tx.store(DEAD)?.get_all()).map(JsValue::from),
+            |all| Ok(decode_valid(&result(all.unchecked_ref()))),
+        )
     }
 
-    pub async fn count_dead(&self) -> Result<u32> {
-        self.count(DEAD).await
+    pub fn count_dead(&self) -> TxRead<u32> {
+        self.count(DEAD)
     }
 
-    pub async fn count_pending(&self) -> Result<u32> {
-        let tx = self.tx(&[OUTBOX], IdbTransactionMode::Readonly, "count")?;
-        let out = tx.check(count_pending_of(&tx.tx))?;
-        tx.done().await?;
-        Ok(js::get(&out, "count").as_f64().unwrap_or(0.0) as u32)
+    pub fn count_pending(&self) -> TxRead<u32> {
+        self.read(
+            &[OUTBOX],
+            IdbTransactionMode::Readonly,
+            "count",
+            true,
+            |tx| tx.check(count_pending_of(&tx.tx)),
+            |out| Ok(js::get(out, "count").as_f64().unwrap_or(0.0) as u32),
+        )
     }
 
     /// Acknowledgement batches whose payloads are not swept yet.
-    pub async fn count_acked(&self) -> Result<u32> {
-        self.count(ACKED).await
+    pub fn count_acked(&self) -> TxRead<u32> {
+        self.count(ACKED)
     }
 
-    async fn count(&self, store: &'static str) -> Result<u32> {
-        let tx = self.tx(&[store], IdbTransactionMode::Readonly, "count")?;
-        let n = tx.check(tx.store(store)?.count())?;
-        tx.done().await?;
-        Ok(result(&n).as_f64().unwrap_or(0.0) as u32)
+    fn count(&self, store: &'static str) -> TxRead<u32> {
+        self.read(
+            &[store],
+            IdbTransactionMode::Readonly,
+            "count",
+            true,
+            |tx| tx.check(tx.store(store)?.count()).map(JsValue::from),
+            |n| Ok(result(n.unchecked_ref()).as_f64().unwrap_or(0.0) as u32),
+        )
     }
 
     /// The dead letter `id` names: its own, or the one it was folded into (coalescing).
-    pub async fn find_dead(&self, id: &str) -> Result<Option<TxMeta>> {
-        let tx = self.tx(
+    pub fn find_dead(&self, id: &str) -> TxRead<Option<TxMeta>> {
+        // The dead letter's read follows the alias's result: no early commit.
+        self.read(
             &[ALIASES, DEAD],
             IdbTransactionMode::Readonly,
             "dead letters",
-        )?;
-        let out = tx.check(find_dead_id(&tx.tx, id))?;
-        // The dead letter's read follows the alias's result: no early commit.
-        tx.wait(false).await?;
-        let raw = js::get(&out, "record");
-        if raw.is_undefined() {
-            return Ok(None);
-        }
-        record::decode(&raw)
-            .map(Some)
-            .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e))
+            false,
+            |tx| tx.check(find_dead_id(&tx.tx, id)),
+            |out| {
+                let raw = js::get(out, "record");
+                if raw.is_undefined() {
+                    return Ok(None);
+                }
+                record::decode(&raw)
+                    .map(Some)
+                    .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e))
+            },
+        )
     }
 
     /// Puts a dead letter back into the outbox under its original seq.
-    pub async fn revive(&self, meta: &TxMeta) -> Result<()> {
-        let seq = meta
-            .seq
-            .ok_or_else(|| Error::new(ErrorCode::NotFound, "no seq"))?;
+    pub fn revive(&self, meta: &TxMeta) -> TxRead<()> {
+        let Some(seq) = meta.seq else {
+            return TxRead::failed(Error::new(ErrorCode::NotFound, "no seq"));
+        };
         let record: JsValue = record::encode(meta).into();
         let ops = [Op::Put(OUTBOX, &record), Op::Delete(DEAD, seq)];
         self.while_dead(&[OUTBOX, DEAD], "retry dead", seq, &ops)
-            .await
     }
 
     /// Deletes a dead letter together with its payload and aliases.
-    pub async fn discard(&self, seq: Seq, meta: &TxMeta) -> Result<()> {
+    pub fn discard(&self, seq: Seq, meta: &TxMeta) -> TxRead<()> {
         let at = JsValue::from_f64(js::now() as f64);
         let mut ops = vec![Op::Delete(DEAD, seq)];
         push_forget(&mut ops, &meta.id, &meta.aliases, &at);
         self.while_dead(&[DEAD, PAYLOADS, ALIASES], "discard", seq, &ops)
-            .await
     }
 
     /// Writes `ops` only if the dead letter `seq` is still there when the write runs:
     /// two contexts may retry and discard the same one at once, and the loser must
     /// neither revive a record whose payload is gone nor delete a revived one's payload.
-    async fn while_dead(
+    fn while_dead(
         &self,
         stores: &[&str],
         context: &'static str,
         seq: Seq,
         ops: &[Op<'_>],
-    ) -> Result<()> {
-        let tx = self.tx(stores, IdbTransactionMode::Readwrite, context)?;
-        let out = tx.check(while_dead(&tx.tx, seq as f64, &ops_array(ops)))?;
-        tx.wait(false).await?;
-        if js::get(&out, "gone").as_bool() == Some(true) {
-            return Err(Error::new(
-                ErrorCode::NotFound,
-                "the dead letter was retried or discarded meanwhile",
-            ));
-        }
-        Ok(())
+    ) -> TxRead<()> {
+        self.read(
+            stores,
+            IdbTransactionMode::Readwrite,
+            context,
+            false,
+            |tx| tx.check(while_dead(&tx.tx, seq as f64, &ops_array(ops))),
+            |out| {
+                if js::get(out, "gone").as_bool() == Some(true) {
+                    return Err(Error::new(
+                        ErrorCode::NotFound,
+                        "the dead letter was retried or discarded meanwhile",
+                    ));
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Adds backup records (metadata, payload, whether dead) in one write, skipping any
