@@ -15,6 +15,7 @@ mod sync;
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
 use std::rc::{Rc, Weak};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -482,7 +483,8 @@ impl Engine {
         let w = Rc::downgrade(&engine);
         let request = opts.persist;
         js::spawn(async move {
-            let persisted = storage_manager::persist(request).await;
+            let persisted = JsFuture::from(storage_manager::persist(request)).await;
+            let persisted = persisted.ok().and_then(|p| p.as_bool());
             if let Some(e) = w.upgrade() {
                 e.st.borrow_mut().persisted = persisted;
             }
@@ -736,19 +738,17 @@ impl Engine {
     }
 
     /// Waits while a new leader is still reading what was stored before it took over.
-    pub(super) async fn until_loaded(&self) {
-        let wait = {
-            let mut st = self.st.borrow_mut();
-            (st.taking_over && st.epoch.is_some()).then(|| {
-                let d = Deferred::new();
-                let p = d.promise.clone();
-                st.loaded_waiters.push(d);
-                p
-            })
+    pub(super) fn until_loaded(&self) -> JsFuture {
+        let mut st = self.st.borrow_mut();
+        let wait = if st.taking_over && st.epoch.is_some() {
+            let d = Deferred::new();
+            let p = d.promise.clone();
+            st.loaded_waiters.push(d);
+            p
+        } else {
+            Promise::resolve(&JsValue::UNDEFINED)
         };
-        if let Some(p) = wait {
-            let _ = JsFuture::from(p).await;
-        }
+        JsFuture::from(wait)
     }
 
     /// A fenced write failed: another context leads now. Step down, and queue for the
@@ -1550,7 +1550,7 @@ impl Engine {
     }
 
     /// A started transaction whose payload could not be read: one failed attempt, retried.
-    async fn unreadable(self: Rc<Self>, seq: Seq, message: String) {
+    fn unreadable(self: Rc<Self>, seq: Seq, message: String) -> impl Future<Output = ()> {
         let error = LastError {
             name: "StorageUnavailable".into(),
             message,
@@ -1561,7 +1561,6 @@ impl Engine {
             attempts.saturating_add(1),
             Outcome::Retry { error, after: None },
         )
-        .await;
     }
 
     async fn attempt(self: Rc<Self>, seq: Seq, payload: Option<JsValue>) {
@@ -1582,7 +1581,10 @@ impl Engine {
         let outcome = match handler {
             Handler::Js(f) => {
                 let ctx = handler_context(&meta, &payload, attempt, &signal);
-                call_handler(f, &ctx.into()).await
+                match call_handler_raw(f, &ctx.into()).await {
+                    Ok(_) => Outcome::Acknowledged,
+                    Err(e) => failure(&e),
+                }
             }
             // A batch handler's transaction started alone (its batch size is 1).
             Handler::Batch { f, .. } => {
@@ -2440,19 +2442,13 @@ fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32, signal: &JsVa
     ctx
 }
 
-/// Calls a handler and awaits what it returns (a value or a promise).
-async fn call_handler_raw(f: &Function, arg: &JsValue) -> std::result::Result<JsValue, JsValue> {
-    match f.call1(&JsValue::UNDEFINED, arg) {
-        Ok(v) => JsFuture::from(Promise::resolve(&v)).await,
-        Err(e) => Err(e),
-    }
-}
-
-async fn call_handler(f: &Function, ctx: &JsValue) -> Outcome {
-    match call_handler_raw(f, ctx).await {
-        Ok(_) => Outcome::Acknowledged,
-        Err(e) => failure(&e),
-    }
+/// Calls a handler: what it returns (a value or a promise), awaited. One that throws at
+/// once fails as one whose promise rejects.
+fn call_handler_raw(f: &Function, arg: &JsValue) -> JsFuture {
+    JsFuture::from(match f.call1(&JsValue::UNDEFINED, arg) {
+        Ok(v) => Promise::resolve(&v),
+        Err(e) => Promise::reject(&e),
+    })
 }
 
 /// What a thrown value means: `NonRetriableError` dead-letters, anything else retries.

@@ -108,18 +108,22 @@ impl Sealer {
         Ok(Some(sealed_record(z, &data, &js::get(&out, "iv"))))
     }
 
-    /// `values` (payload records as read, by `ids`) with sealed ones opened in place. One
-    /// that cannot be opened (altered, or its key is gone) becomes `{ $unreadable: why }`.
-    pub async fn open_all(&self, values: &Array, ids: &Array) {
-        let inflate = Closure::<dyn Fn(Uint8Array) -> JsValue>::new(|z: Uint8Array| {
-            deflate::decompress(&z.to_vec(), INFLATE_LIMIT)
-                .map_or(JsValue::NULL, |d| Uint8Array::from(&d[..]).into())
-        });
-        let key = self.key.clone().unwrap_or(JsValue::NULL);
-        let opening = open_all(values, ids, &key, inflate.as_ref().unchecked_ref());
-        if let Some(p) = opening.dyn_ref::<Promise>() {
-            // Each record's failure is in its place; the promise itself does not reject.
-            let _ = JsFuture::from(p.clone()).await;
+    /// Opens the sealed ones among `values` (payload records as read, by `ids`) in place:
+    /// `None` when there are none, else the wait for them. One that cannot be opened
+    /// (altered, or its key is gone) becomes `{ $unreadable: why }`; the wait itself does
+    /// not fail.
+    pub fn open_all(&self, values: &Array, ids: &Array) -> Option<JsFuture> {
+        thread_local! {
+            // JS calls it while the opening runs, so it lives as long as the module.
+            static INFLATE: Closure<dyn Fn(Uint8Array) -> JsValue> = Closure::new(|z: Uint8Array| {
+                deflate::decompress(&z.to_vec(), INFLATE_LIMIT)
+                    .map_or(JsValue::NULL, |d| Uint8Array::from(&d[..]).into())
+            });
         }
+        let key = self.key.clone().unwrap_or(JsValue::NULL);
+        let opening =
+            INFLATE.with(|inflate| open_all(values, ids, &key, inflate.as_ref().unchecked_ref()));
+        let opening: Promise = opening.dyn_into().ok()?;
+        Some(JsFuture::from(opening))
     }
 }

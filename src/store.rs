@@ -534,9 +534,9 @@ impl Store {
         sealer.seal(record, id).await
     }
 
-    async fn unseal(&self, values: &Array, ids: &Array) {
-        let sealer = self.sealer.borrow().clone();
-        sealer.open_all(values, ids).await;
+    /// Opens the sealed payloads among `values` in place (see [`Sealer::open_all`]).
+    fn unseal(&self, values: &Array, ids: &Array) -> Option<JsFuture> {
+        self.sealer.borrow().open_all(values, ids)
     }
 
     /// Calls `lost` when the database goes away under the outbox: deleted (site data
@@ -818,7 +818,9 @@ impl Store {
                 .await
                 .map_err(|e| storage(tx.context, e))?,
         );
-        self.unseal(&values, &keys).await;
+        if let Some(opening) = self.unseal(&values, &keys) {
+            let _ = opening.await;
+        }
         Ok(ids
             .iter()
             .zip(values.iter())
@@ -834,7 +836,9 @@ impl Store {
         tx.done().await?;
         let keys = Array::from(&js::get(&out, "keys"));
         let values = Array::from(&js::get(&out, "values"));
-        self.unseal(&values, &keys).await;
+        if let Some(opening) = self.unseal(&values, &keys) {
+            let _ = opening.await;
+        }
         Ok(keys
             .iter()
             .zip(values.iter())

@@ -9,7 +9,7 @@ use crate::store::Location;
 impl Engine {
     /// Pending transactions in seq order, with their status.
     pub(super) async fn pending_metas(&self) -> Result<Vec<(TxMeta, Status)>> {
-        self.until_loaded().await;
+        let _ = self.until_loaded().await;
         if self.is_leader() {
             let st = self.st.borrow();
             return Ok(st
@@ -63,7 +63,7 @@ impl Engine {
     pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         // A new leader moves undecodable records here as it reads the outbox.
-        self.until_loaded().await;
+        let _ = self.until_loaded().await;
         let dead = self.store.dead_letters().await?;
         let payloads = self.payload_map(dead.iter().map(payload_key)).await?;
         let out: Array = dead
@@ -318,7 +318,7 @@ impl Engine {
     /// them (a UI may poll this with 100,000 pending), a follower's from the store.
     async fn summary(&self) -> Result<Summary> {
         let mut sum = Summary::default();
-        self.until_loaded().await;
+        let _ = self.until_loaded().await;
         if self.is_leader() {
             let st = self.st.borrow();
             for (seq, m) in &st.pending {
@@ -336,7 +336,8 @@ impl Engine {
         self.check_open()?;
         let dead = self.store.count_dead().await?;
         let sum = self.summary().await?;
-        let estimate = storage_manager::estimate().await;
+        let estimate = JsFuture::from(storage_manager::estimate()).await;
+        let estimate = estimate.ok().and_then(|e| storage_manager::usage(&e));
         let st = self.st.borrow();
         let o = Object::new();
         js::set(
