@@ -42,6 +42,26 @@ fn run_boxed(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValu
     js::promise(async move { f.await.map_err(|e| js::to_js(&e)) })
 }
 
+/// `f` of a valid id (else a rejection), resolving with `undefined`.
+fn with_id<F>(id: &JsValue, f: impl FnOnce(String) -> F) -> Promise
+where
+    F: std::future::Future<Output = Result<()>> + 'static,
+{
+    match id_arg(id) {
+        Ok(id) => run_unit(Box::pin(f(id))),
+        Err(e) => Promise::reject(&js::to_js(&e)),
+    }
+}
+
+/// Not generic, as [`run_boxed`].
+fn run_unit(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>) -> Promise {
+    js::promise(async move {
+        f.await
+            .map(|()| JsValue::UNDEFINED)
+            .map_err(|e| js::to_js(&e))
+    })
+}
+
 fn budget(opts: &JsValue) -> Result<Option<Millis>> {
     if opts.is_undefined() || opts.is_null() {
         return Ok(None);
@@ -109,28 +129,16 @@ impl JsOutbox {
 
     #[wasm_bindgen(js_name = retryDead)]
     pub fn retry_dead(&self, id: JsValue) -> Promise {
-        let engine = self.engine.clone();
-        run(async move {
-            engine.retry_dead(id_arg(&id)?).await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        with_id(&id, |id| self.engine.clone().retry_dead(id))
     }
 
     #[wasm_bindgen(js_name = discardDead)]
     pub fn discard_dead(&self, id: JsValue) -> Promise {
-        let engine = self.engine.clone();
-        run(async move {
-            engine.discard_dead(id_arg(&id)?).await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        with_id(&id, |id| self.engine.clone().discard_dead(id))
     }
 
     pub fn remove(&self, id: JsValue) -> Promise {
-        let engine = self.engine.clone();
-        run(async move {
-            engine.remove(id_arg(&id)?).await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        with_id(&id, |id| self.engine.clone().remove(id))
     }
 
     /// The pending transactions and dead letters as a JSON-safe backup document.
