@@ -2,6 +2,8 @@
 // browser context per system (a restart is a new page on the same storage). Returns the
 // table rows; run.js prints them.
 const N_DRAIN = 2000;
+const OPENS = 7;
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 /** A system that cannot store the items of a row within this long has no figure for it. */
 const FILL_LIMIT_MS = 60000;
 
@@ -61,12 +63,21 @@ export async function peers(browser, origin, log = () => {}) {
       name = await filled(context, origin, system, n, 1000, 200);
       log(`peers: ${system}: ${n} ${name ? 'stored' : 'not stored in time'}`);
       if (!name) continue;
-      q = await page(context, origin);
-      const before = await heap(q, 0);
-      const held = await q.evaluate(({ system, name, n }) => window.peerBench.openHolding(system, name, n), { system, name, n });
-      r[`open${n}Ms`] = held.firstMs || null;
-      if (n === 100000) r.heap100kBytes = (await heap(q, held.wasmBytes)) - before;
-      await q.close();
+      // One open of 10,000 moved between 26 and 67 ms from run to run: the median of up
+      // to OPENS, each in a fresh page (a handler that never answers leaves the items
+      // pending), unless one takes seconds. The open of 100,000 is the one whose heap is
+      // measured.
+      const firsts = [];
+      for (let i = 0; i < (n === 10000 ? OPENS : 1); i++) {
+        q = await page(context, origin);
+        const before = await heap(q, 0);
+        const held = await q.evaluate(({ system, name, n }) => window.peerBench.openHolding(system, name, n), { system, name, n });
+        firsts.push(held.firstMs || null);
+        if (n === 100000) r.heap100kBytes = (await heap(q, held.wasmBytes)) - before;
+        await q.close();
+        if (!held.firstMs || held.firstMs > 5000) break;
+      }
+      r[`open${n}Ms`] = firsts.includes(null) ? null : median(firsts);
     }
     await context.close();
     out[system] = r;

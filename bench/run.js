@@ -62,7 +62,7 @@ try {
     concurrent: ['100 concurrent enqueues', (v) => `${fmt(v)} /s`, true],
     drainPerSec: ['drain 2,000 after reopen, instant handler', (v) => `${fmt(v)} tx/s`, true],
     fiftyKeysSec: ['50 keys, 20 ms handler, concurrency 8', (v) => `${fmt(v, 3)} s`, false],
-    open10000Ms: ['open with 10,000 pending: first send', (v) => `${fmt(v)} ms`, false],
+    open10000Ms: ['open with 10,000 pending: first send (median)', (v) => `${fmt(v)} ms`, false],
     open100000Ms: ['open with 100,000 pending: first send', (v) => `${fmt(v)} ms`, false],
     heap100kBytes: ['JS + wasm heap, 100,000 pending', (v) => `${fmt(v / 1048576, 1)} MB`, false],
   };
