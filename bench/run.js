@@ -68,7 +68,7 @@ try {
   };
   console.log('');
   console.log('against the peers (same page work, same run; ratio: how many times better offline-outbox is)');
-  const pw = [42, ...names.map(() => 30)];
+  const pw = [46, ...names.map(() => 30)];
   const pline = (cells) => cells.map((c, i) => String(c).padEnd(pw[i])).join('  ');
   console.log(pline(['', ...names]));
   for (const [key, [label, f, higherIsBetter]] of Object.entries(show)) {
