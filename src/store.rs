@@ -373,9 +373,9 @@ impl Tx {
 pub struct TxWait(std::result::Result<(JsFuture, &'static str), Option<Error>>);
 
 impl TxWait {
-    /// `issued` as a wait, or a wait that fails at once with its error.
-    fn of(issued: Result<TxWait>) -> Self {
-        issued.unwrap_or_else(|e| Self(Err(Some(e))))
+    /// A wait that fails at once with `e` (the transaction could not be started).
+    fn failed(e: Error) -> Self {
+        Self(Err(Some(e)))
     }
 }
 
@@ -394,7 +394,7 @@ impl Future for TxWait {
 }
 
 /// A transaction whose requests are all issued, answered once it completes from what
-/// the requests left in `out` (a [`TxWait`] with an answer).
+/// the requests left in `out` (a [`TxWait`] with an answer; a write's is `()`).
 pub struct TxRead<T> {
     wait: TxWait,
     out: JsValue,
@@ -415,7 +415,7 @@ impl<T> Future for TxRead<T> {
 impl TxRead<()> {
     fn failed(e: Error) -> Self {
         Self {
-            wait: TxWait::of(Err(e)),
+            wait: TxWait::failed(e),
             out: JsValue::UNDEFINED,
             answer: |_| Ok(()),
         }
@@ -586,7 +586,7 @@ impl Store {
             let out = requests(&tx)?;
             Ok((tx.wait(commit), out))
         });
-        let (wait, out) = issued.unwrap_or_else(|e| (TxWait::of(Err(e)), JsValue::UNDEFINED));
+        let (wait, out) = issued.unwrap_or_else(|e| (TxWait::failed(e), JsValue::UNDEFINED));
         TxRead { wait, out, answer }
     }
 
@@ -668,15 +668,25 @@ impl Store {
         )
     }
 
-    fn fenced(&self, stores: &[&str], context: &'static str, epoch: u64, ops: &[Op<'_>]) -> TxWait {
+    fn fenced(
+        &self,
+        stores: &[&str],
+        context: &'static str,
+        epoch: u64,
+        ops: &[Op<'_>],
+    ) -> TxRead<()> {
         let mut scope = vec![META];
         scope.extend_from_slice(stores);
-        TxWait::of(
-            self.tx(&scope, IdbTransactionMode::Readwrite, context)
-                .and_then(|tx| {
-                    tx.check(fenced_ops(&tx.tx, epoch as f64, &ops_array(ops)))?;
-                    Ok(tx.wait(false))
-                }),
+        self.read(
+            &scope,
+            IdbTransactionMode::Readwrite,
+            context,
+            false,
+            |tx| {
+                tx.check(fenced_ops(&tx.tx, epoch as f64, &ops_array(ops)))?;
+                Ok(JsValue::UNDEFINED)
+            },
+            |_| Ok(()),
         )
     }
 
@@ -707,20 +717,24 @@ impl Store {
     }
 
     /// Deletes the removal marks (see `push_forget`) set before `before`.
-    pub fn prune_removed(&self, before: Millis) -> TxWait {
-        TxWait::of(
-            self.tx(&[ALIASES], IdbTransactionMode::Readwrite, "prune")
-                .and_then(|tx| {
-                    tx.check(prune_removed(&tx.tx, before as f64))?;
-                    // The deletes follow the cursor's results: no early commit.
-                    Ok(tx.wait(false))
-                }),
+    pub fn prune_removed(&self, before: Millis) -> TxRead<()> {
+        // The deletes follow the cursor's results: no early commit.
+        self.read(
+            &[ALIASES],
+            IdbTransactionMode::Readwrite,
+            "prune",
+            false,
+            |tx| {
+                tx.check(prune_removed(&tx.tx, before as f64))?;
+                Ok(JsValue::UNDEFINED)
+            },
+            |_| Ok(()),
         )
     }
 
     /// Moves undecodable records to the dead letters (reason `corrupt`), keeping the raw
     /// record for inspection.
-    pub fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis, epoch: u64) -> TxWait {
+    pub fn quarantine(&self, corrupt: Vec<Corrupt>, now: Millis, epoch: u64) -> TxRead<()> {
         let mut records = Vec::new();
         for c in corrupt {
             let seq = c
@@ -901,7 +915,7 @@ impl Store {
 
     /// Rewrites a pending transaction's metadata (after a failed attempt). A member of a
     /// group is written on its own from then on.
-    pub fn update(&self, meta: &TxMeta, epoch: u64) -> TxWait {
+    pub fn update(&self, meta: &TxMeta, epoch: u64) -> TxRead<()> {
         let record: JsValue = record::encode(meta).into();
         let mut ops = vec![Op::Put(OUTBOX, &record)];
         push_ungroup(&mut ops, [meta], true);
@@ -909,9 +923,9 @@ impl Store {
     }
 
     /// Moves a transaction from the outbox to the dead letters, in one write.
-    pub fn bury(&self, meta: &TxMeta, epoch: u64) -> TxWait {
+    pub fn bury(&self, meta: &TxMeta, epoch: u64) -> TxRead<()> {
         let Some(seq) = meta.seq else {
-            return TxWait::of(Err(Error::new(ErrorCode::NotFound, "no seq")));
+            return TxRead::failed(Error::new(ErrorCode::NotFound, "no seq"));
         };
         let record: JsValue = record::encode(meta).into();
         let mut ops = vec![Op::Put(DEAD, &record), Op::Delete(OUTBOX, seq)];
@@ -927,7 +941,7 @@ impl Store {
         id: &str,
         aliases: &[String],
         epoch: u64,
-    ) -> TxWait {
+    ) -> TxRead<()> {
         let at = JsValue::from_f64(js::now() as f64);
         let mut ops = vec![Op::Delete(OUTBOX, seq)];
         push_forget(&mut ops, id, aliases, &at);
