@@ -22,8 +22,10 @@ lint:
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target wasm32-unknown-unknown
 
+# The JS payload codec's tests need only Node.
 unit:
 	cargo test
+	node --test tests-js/
 
 pkg:
 	./scripts/build-pkg.sh

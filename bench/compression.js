@@ -1,8 +1,10 @@
-// Compression of payloads: the outbox's own deflate (what it ships, src/deflate.rs) against
-// the browser's CompressionStream (deflate-raw) and other pure-Rust codecs compiled to wasm
-// (miniz_oxide's deflate, lz4_flex), on JSON shaped like what offline apps queue. Sizes and
-// times per payload, same page.
+// Compression of payloads: the outbox's own deflate (what it ships, in src/js/envelope.js)
+// against the same codec as it was compiled into the wasm until session 13, the browser's
+// CompressionStream (deflate-raw) and pure-Rust codecs compiled to wasm (miniz_oxide's
+// deflate, lz4_flex), on JSON shaped like what offline apps queue. Sizes and times per
+// payload, same page.
 import initCodecs, { deflate, inflate, lz4, unlz4, outbox_deflate, outbox_inflate } from './codecs/pkg/outbox_bench_codecs.js';
+import { deflate as jsDeflate, inflate as jsInflate } from '../src/js/envelope.js';
 
 // Seeded, so every run compresses the same bytes.
 function rng(seed) {
@@ -54,12 +56,13 @@ async function through(bytes, transform) {
   return new Uint8Array(await new Response(new Blob([bytes]).stream().pipeThrough(transform)).arrayBuffer());
 }
 const codecs = {
-  'offline-outbox deflate (wasm, shipped)': { pack: async (b) => outbox_deflate(b), unpack: async (b) => outbox_inflate(b) },
+  'offline-outbox deflate (JS, shipped)': { pack: async (b) => jsDeflate(b), unpack: async (b) => jsInflate(b, Infinity) },
+  'offline-outbox deflate (Rust in the wasm, before)': { pack: async (b) => outbox_deflate(b), unpack: async (b) => outbox_inflate(b) },
   'CompressionStream deflate-raw': {
     pack: (b) => through(b, new CompressionStream('deflate-raw')),
     unpack: (b) => through(b, new DecompressionStream('deflate-raw')),
   },
-  'miniz_oxide deflate (wasm), level 6 (shipped before)': { pack: async (b) => deflate(b, 6), unpack: async (b) => inflate(b) },
+  'miniz_oxide deflate (wasm), level 6': { pack: async (b) => deflate(b, 6), unpack: async (b) => inflate(b) },
   'miniz_oxide deflate (wasm), level 1': { pack: async (b) => deflate(b, 1), unpack: async (b) => inflate(b) },
   'lz4_flex (wasm)': { pack: async (b) => lz4(b), unpack: async (b) => unlz4(b) },
 };

@@ -2,12 +2,9 @@
 //!
 //! Mutations are written to IndexedDB first, then replayed to the server by named
 //! handlers, with retries and backoff, in per-key order. The pure core (`model`,
-//! `scheduler`, `retry`, `error`, `deflate`) has no web dependency and is tested natively; the web
+//! `scheduler`, `retry`, `error`) has no web dependency and is tested natively; the web
 //! layer (`store`, `engine`, `triggers`, `js`, ...) is compiled for `wasm32` only.
 
-// Native builds compile it for its tests only; the payload envelope is wasm-only.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-mod deflate;
 pub mod error;
 pub mod lease;
 pub mod metrics;

@@ -1,9 +1,8 @@
-//! The outbox's deflate, miniz_oxide's and LZ4 (lz4_flex) over byte arrays, for the
+//! The outbox's deflate as it was in Rust, miniz_oxide's and LZ4 (lz4_flex) over byte arrays, for the
 //! compression benchmark.
 
 use wasm_bindgen::prelude::*;
 
-#[path = "../../../src/deflate.rs"]
 mod outbox_deflate;
 
 #[wasm_bindgen]

@@ -1,4 +1,5 @@
-//! Raw deflate (RFC 1951) for payloads at rest, small enough to ship in the wasm.
+//! The raw deflate the outbox shipped in its wasm until it moved to `src/js/deflate.js`,
+//! kept here so the benchmark measures the JS codec against it.
 //!
 //! The compressor finds matches with a hash chain and one step of lazy matching, then writes
 //! one block with Huffman codes built for it (lengths limited by halving the counts until
@@ -578,6 +579,3 @@ pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, Damaged> {
         }
     }
 }
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests;
