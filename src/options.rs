@@ -52,6 +52,11 @@ impl Handlers {
     pub fn merge(&self, name: &str) -> Option<&Function> {
         self.entry(name)?.2.as_ref()
     }
+
+    /// The registered names, for checks made in JS.
+    pub fn names(&self) -> Array {
+        self.0.iter().map(|(n, ..)| JsValue::from_str(n)).collect()
+    }
 }
 
 const MAX_BATCH: f64 = 10_000.0;

@@ -1,8 +1,15 @@
-// Structured-clone values as JSON, for backups: what IndexedDB stores (Date, Map, Set,
-// binary data, Blob, bigint, undefined, NaN, shared references and cycles...) must come
-// back from a JSON document as the same value. Plain JSON passes through unchanged; any
-// other value becomes an object tagged `$t`, and a plain object that has a `$t` key of
-// its own is escaped, so no user data can pass for a tag.
+// Backups: the value codec, the document `export()` returns and the checks `import()`
+// makes before the crate stores anything.
+//
+// The codec carries structured-clone values as JSON (for backups and sealed payloads):
+// what IndexedDB stores (Date, Map, Set, binary data, Blob, bigint, undefined, NaN,
+// shared references and cycles...) must come back from a JSON document as the same value.
+// Plain JSON passes through unchanged; any other value becomes an object tagged `$t`, and a
+// plain object that has a `$t` key of its own is escaped, so no user data can pass for a tag.
+
+import { fault } from './records.js';
+import { estimateBytes } from './size.js';
+import { httpProblem } from './http.js';
 
 const VIEWS = {
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array,
@@ -210,4 +217,110 @@ export function decodeValue(json, path) {
     }
   };
   return dec(json, path);
+}
+
+// The document. The crate gathers the records (stored form, see records.js) and payloads
+// for `backupDoc`, and writes what `readBackup` returns in one IndexedDB transaction.
+
+const FORMAT = 'offline-outbox-backup';
+const VERSION = 1;
+const utf8 = new TextEncoder();
+
+// What these reject with: the crate reads `code` and `message` into its typed error.
+const invalid = (message) => ({ code: 'InvalidBackup', message });
+const why = (e) => e?.message ?? String(e);
+const isPlain = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const shown = (v) => (isPlain(v) ? JSON.stringify(v) : String(v));
+
+/**
+ * The backup document of the outbox `name`: `pending` then `dead` are stored records,
+ * `payloads` their `{ mutations, metadata }` in the same order (undefined where missing).
+ */
+export async function backupDoc(name, pending, dead, payloads) {
+  let i = 0;
+  const list = (records) => Promise.all(records.map(async (r) => {
+    const payload = payloads[i++];
+    const out = { ...r };
+    try {
+      out.mutations = await encodeValue(payload?.mutations);
+      out.metadata = await encodeValue(payload?.metadata);
+    } catch (e) {
+      throw { code: 'NotSerializable', message: why(e) };
+    }
+    return out;
+  }));
+  const doc = { format: FORMAT, version: VERSION, name, exportedAt: Date.now() };
+  doc.pending = await list(pending);
+  doc.dead = await list(dead);
+  return doc;
+}
+
+/**
+ * The transactions of backup `doc` (the document or its JSON text), checked whole, as
+ * `[record, payload, dead]` in the order to add them: pending and dead interleaved as they
+ * were (by their old seq, which the record no longer carries), so a dead letter retried
+ * later takes its place among them on its keys. `handlers` are the names registered;
+ * `http` whether the one named "http" is the built-in. Throws at the first fault, with
+ * where it is; an unregistered handler is `UnknownHandler`, any other fault `InvalidBackup`.
+ */
+export function readBackup(doc, handlers, http, maxKeys, maxString) {
+  if (typeof doc === 'string') {
+    try {
+      doc = JSON.parse(doc);
+    } catch (e) {
+      throw invalid(`not JSON: ${why(e)}`);
+    }
+  }
+  if (!isPlain(doc)) throw invalid('a backup must be an object or its JSON text');
+  if (doc.format !== FORMAT) throw invalid(`format must be "${FORMAT}"`);
+  if (doc.version !== VERSION) throw invalid(`version ${shown(doc.version)} is not one this outbox reads (it reads ${VERSION})`);
+  const rows = [];
+  const ids = new Set();
+  for (const [field, dead] of [['pending', false], ['dead', true]]) {
+    const list = doc[field];
+    if (!Array.isArray(list)) throw invalid(`${field} must be an array`);
+    list.forEach((raw, i) => rows.push(transaction(raw, `${field}[${i}]`, dead, handlers, http, maxKeys, maxString)));
+  }
+  for (const [r] of rows) {
+    for (const id of [r.id, ...(r.aliases ?? [])]) {
+      if (ids.has(id)) throw invalid(`id "${id}" appears twice`);
+      ids.add(id);
+    }
+  }
+  const order = (row) => row[0].seq ?? Infinity;
+  rows.sort((a, b) => order(a) - order(b));
+  for (const [r] of rows) delete r.seq;
+  return rows;
+}
+
+/** One transaction of the backup (at `at` in it), as `[record, payload, dead]`. */
+function transaction(raw, at, dead, handlers, http, maxKeys, maxString) {
+  if (!isPlain(raw)) throw invalid(`${at}: a transaction must be an object`);
+  const { mutations, metadata, ...r } = raw;
+  const bad = fault(r);
+  if (bad) throw invalid(`${at}: ${bad}`);
+  const bytes = (s) => utf8.encode(s).length;
+  for (const s of [r.id, ...(r.aliases ?? []), r.idempotencyKey, r.handler]) {
+    if (s.length === 0 || bytes(s) > maxString) throw invalid(`${at}: ids, keys and names are 1 to ${maxString} bytes`);
+  }
+  if (r.keys.length > maxKeys || r.keys.some((k) => bytes(k) > maxString)) {
+    throw invalid(`${at}: at most ${maxKeys} keys of at most ${maxString} bytes`);
+  }
+  if (dead !== (r.deadReason !== undefined && r.deadReason !== null)) {
+    throw invalid(`${at}: ${dead ? 'a dead letter needs its deadReason' : 'a pending transaction has no deadReason'}`);
+  }
+  if (!handlers.includes(r.handler)) {
+    throw { code: 'UnknownHandler', message: `${at}: no handler named "${r.handler}" is registered` };
+  }
+  const value = (v, name) => {
+    try {
+      return decodeValue(v, `${at}.${name}`);
+    } catch (e) {
+      throw invalid(why(e));
+    }
+  };
+  const payload = { mutations: value(mutations, 'mutations'), metadata: value(metadata, 'metadata') };
+  const problem = http && r.handler === 'http' && httpProblem(payload.mutations);
+  if (problem) throw invalid(`${at}: ${problem}`);
+  return [{ ...r, bytes: estimateBytes(payload) }, payload, dead];
 }

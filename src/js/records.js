@@ -17,7 +17,7 @@ const whole = (v) => typeof v === 'number' && v >= 0 && v <= MAX_SAFE && Number.
 const strings = (v) => Array.isArray(v) && v.every((s) => typeof s === 'string');
 
 /** Why `r` is not a metadata record, or null. Optional fields may be null or absent. */
-function fault(r) {
+export function fault(r) {
   if (typeof r !== 'object' || r === null) return 'not an object';
   for (const k of ['id', 'handler', 'idempotencyKey']) if (typeof r[k] !== 'string') return `${k} must be a string`;
   if (!strings(r.keys)) return 'keys must be an array of strings';
