@@ -9,22 +9,10 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
 use web_sys::AbortSignal;
 
-use crate::error::{Error, ErrorCode, Result};
-
 #[wasm_bindgen(module = "/src/js/http.js")]
 extern "C" {
-    #[wasm_bindgen(js_name = httpProblem)]
-    fn http_problem(m: &JsValue) -> Option<String>;
     /// Resolves on 2xx; rejects as a handler throws, with `final: true` when retrying
     /// cannot help.
     #[wasm_bindgen(js_name = httpSend)]
     pub fn send(m: &JsValue, idempotency_key: &str, signal: &AbortSignal) -> Promise;
-}
-
-/// Checks at enqueue time that `mutations` describes a request `fetch` will accept.
-pub fn validate(m: &JsValue) -> Result<()> {
-    match http_problem(m) {
-        Some(problem) => Err(Error::new(ErrorCode::InvalidTransaction, problem)),
-        None => Ok(()),
-    }
 }

@@ -4,7 +4,6 @@
 //! this gathers what goes into the one and stores what the other returns.
 
 use super::*;
-use crate::options::{HTTP_HANDLER, MAX_KEYS, MAX_STRING};
 
 #[wasm_bindgen(module = "/src/js/codec.js")]
 extern "C" {
@@ -15,8 +14,6 @@ extern "C" {
         doc: &JsValue,
         handlers: &Array,
         http: bool,
-        max_keys: usize,
-        max_string: usize,
     ) -> std::result::Result<Array, JsValue>;
 }
 
@@ -48,8 +45,7 @@ impl Engine {
     /// document is checked first: any fault rejects with nothing stored.
     pub async fn import(self: Rc<Self>, doc: JsValue) -> Result<JsValue> {
         self.check_open()?;
-        let http = matches!(self.handlers.get(HTTP_HANDLER), Some(Handler::Http));
-        let rows = read_backup(&doc, &self.handlers.names(), http, MAX_KEYS, MAX_STRING)
+        let rows = read_backup(&doc, self.handlers.names(), self.handlers.http_builtin())
             .map_err(|e| js::from_js(&e))?;
         let rows: Vec<Array> = rows.iter().map(|r| Array::from(&r)).collect();
         let metas = record::decode_all(&rows.iter().map(|r| r.get(0)).collect());

@@ -7,9 +7,10 @@
 // Plain JSON passes through unchanged; any other value becomes an object tagged `$t`, and a
 // plain object that has a `$t` key of its own is escaped, so no user data can pass for a tag.
 
-import { fault } from './records.js';
+import { fault as recordFault } from './records.js';
 import { estimateBytes } from './size.js';
 import { httpProblem } from './http.js';
+import { MAX_KEYS, MAX_STRING, fault, isPlain, reader, tooLong } from './options.js';
 
 const VIEWS = {
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array,
@@ -224,12 +225,9 @@ export function decodeValue(json, path) {
 
 const FORMAT = 'offline-outbox-backup';
 const VERSION = 1;
-const utf8 = new TextEncoder();
 
-// What these reject with: the crate reads `code` and `message` into its typed error.
-const invalid = (message) => ({ code: 'InvalidBackup', message });
+const invalid = (message) => fault('InvalidBackup', message);
 const why = (e) => e?.message ?? String(e);
-const isPlain = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const shown = (v) => (isPlain(v) ? JSON.stringify(v) : String(v));
 
 /**
@@ -245,7 +243,7 @@ export async function backupDoc(name, pending, dead, payloads) {
       out.mutations = await encodeValue(payload?.mutations);
       out.metadata = await encodeValue(payload?.metadata);
     } catch (e) {
-      throw { code: 'NotSerializable', message: why(e) };
+      throw fault('NotSerializable', why(e));
     }
     return out;
   }));
@@ -263,7 +261,7 @@ export async function backupDoc(name, pending, dead, payloads) {
  * `http` whether the one named "http" is the built-in. Throws at the first fault, with
  * where it is; an unregistered handler is `UnknownHandler`, any other fault `InvalidBackup`.
  */
-export function readBackup(doc, handlers, http, maxKeys, maxString) {
+export const readBackup = reader('InvalidBackup', 'the backup', (doc, handlers, http) => {
   if (typeof doc === 'string') {
     try {
       doc = JSON.parse(doc);
@@ -279,7 +277,7 @@ export function readBackup(doc, handlers, http, maxKeys, maxString) {
   for (const [field, dead] of [['pending', false], ['dead', true]]) {
     const list = doc[field];
     if (!Array.isArray(list)) throw invalid(`${field} must be an array`);
-    list.forEach((raw, i) => rows.push(transaction(raw, `${field}[${i}]`, dead, handlers, http, maxKeys, maxString)));
+    list.forEach((raw, i) => rows.push(transaction(raw, `${field}[${i}]`, dead, handlers, http)));
   }
   for (const [r] of rows) {
     for (const id of [r.id, ...(r.aliases ?? [])]) {
@@ -291,26 +289,25 @@ export function readBackup(doc, handlers, http, maxKeys, maxString) {
   rows.sort((a, b) => order(a) - order(b));
   for (const [r] of rows) delete r.seq;
   return rows;
-}
+});
 
 /** One transaction of the backup (at `at` in it), as `[record, payload, dead]`. */
-function transaction(raw, at, dead, handlers, http, maxKeys, maxString) {
+function transaction(raw, at, dead, handlers, http) {
   if (!isPlain(raw)) throw invalid(`${at}: a transaction must be an object`);
   const { mutations, metadata, ...r } = raw;
-  const bad = fault(r);
+  const bad = recordFault(r);
   if (bad) throw invalid(`${at}: ${bad}`);
-  const bytes = (s) => utf8.encode(s).length;
   for (const s of [r.id, ...(r.aliases ?? []), r.idempotencyKey, r.handler]) {
-    if (s.length === 0 || bytes(s) > maxString) throw invalid(`${at}: ids, keys and names are 1 to ${maxString} bytes`);
+    if (s.length === 0 || tooLong(s)) throw invalid(`${at}: ids, keys and names are 1 to ${MAX_STRING} bytes`);
   }
-  if (r.keys.length > maxKeys || r.keys.some((k) => bytes(k) > maxString)) {
-    throw invalid(`${at}: at most ${maxKeys} keys of at most ${maxString} bytes`);
+  if (r.keys.length > MAX_KEYS || r.keys.some(tooLong)) {
+    throw invalid(`${at}: at most ${MAX_KEYS} keys of at most ${MAX_STRING} bytes`);
   }
   if (dead !== (r.deadReason !== undefined && r.deadReason !== null)) {
     throw invalid(`${at}: ${dead ? 'a dead letter needs its deadReason' : 'a pending transaction has no deadReason'}`);
   }
   if (!handlers.includes(r.handler)) {
-    throw { code: 'UnknownHandler', message: `${at}: no handler named "${r.handler}" is registered` };
+    throw fault('UnknownHandler', `${at}: no handler named "${r.handler}" is registered`);
   }
   const value = (v, name) => {
     try {

@@ -5,6 +5,7 @@
 // so a sealed payload cannot be passed off as another transaction's.
 
 import { encodeValue, encodeValueNow, decodeValue } from './codec.js';
+import { fault } from './options.js';
 
 const utf8 = new TextEncoder();
 const KEY = 'cryptoKey';
@@ -14,9 +15,7 @@ const COMPRESS_ABOVE = 1024;
 const INFLATE_LIMIT = 256 << 20;
 
 const why = (e) => e?.message ?? String(e);
-// What a seal rejects with: the crate reads `code` and `message` into its typed error.
-const failure = (code, message) => ({ code, message });
-const unserializable = (e) => failure('NotSerializable', `cannot be sealed: ${why(e)}`);
+const unserializable = (e) => fault('NotSerializable', `cannot be sealed: ${why(e)}`);
 
 /** `json` deflated, or null where that does not pay. */
 function packed(json) {
@@ -60,7 +59,7 @@ export async function seal(record, id, key, compress) {
     const data = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: utf8.encode(id) }, key, z ?? json);
     return { $sealed: 1, z: z !== null, iv, data: new Uint8Array(data) };
   } catch (e) {
-    throw failure('StorageUnavailable', `encrypting the payload: ${why(e)}`);
+    throw fault('StorageUnavailable', `encrypting the payload: ${why(e)}`);
   }
 }
 
