@@ -33,9 +33,9 @@ const why = (e) => e?.message ?? String(e);
  * can run the caller's code (a getter, a Proxy trap), and what that throws is bad input too.
  */
 export function reader(code, what, read) {
-  return (...args) => {
+  return (a, b, c) => {
     try {
-      return read(...args);
+      return read(a, b, c);
     } catch (e) {
       throw e instanceof Fault ? e : fault(code, `${what} cannot be read: ${why(e)}`);
     }
@@ -53,8 +53,9 @@ function rejectUnknown(obj, known, what, code) {
   } catch (e) {
     throw fault(code, `its fields cannot be read: ${why(e)}`);
   }
+  if (keys.every((k) => known.includes(k))) return;
   const unknown = keys.filter((k) => !known.includes(k));
-  if (unknown.length) throw fault(code, `unknown ${what} "${unknown.join('", "')}" (known: ${known.join(', ')})`);
+  throw fault(code, `unknown ${what} "${unknown.join('", "')}" (known: ${known.join(', ')})`);
 }
 
 /** A whole number in [min, max]; null when absent. */
@@ -73,6 +74,8 @@ function string(obj, key, code) {
 }
 
 function choice(obj, key, allowed, code) {
+  const v = obj[key];
+  if (v === undefined || allowed.includes(v)) return v ?? null;
   const list = allowed.map((a) => `'${a}'`).join(', ');
   let s;
   try {
@@ -80,8 +83,7 @@ function choice(obj, key, allowed, code) {
   } catch {
     throw fault(code, `${key} must be one of ${list}`);
   }
-  if (s !== null && !allowed.includes(s)) throw fault(code, `${key} must be one of ${list}, not "${s}"`);
-  return s;
+  throw fault(code, `${key} must be one of ${list}, not "${s}"`);
 }
 
 function flag(obj, key, otherwise) {
