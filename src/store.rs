@@ -30,13 +30,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use js_sys::{Array, Function, Object, Promise};
+use js_sys::{Array, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    DomException, IdbDatabase, IdbIndexParameters, IdbObjectStore, IdbObjectStoreParameters,
-    IdbRequest, IdbTransaction, IdbTransactionMode,
+    DomException, IdbDatabase, IdbObjectStore, IdbRequest, IdbTransaction, IdbTransactionMode,
 };
 
 use crate::envelope::Sealer;
@@ -66,8 +65,9 @@ pub const REMOVED_KEPT_MS: Millis = 30 * 24 * 60 * 60 * 1000;
 extern "C" {
     #[wasm_bindgen(js_name = transactionDone)]
     fn transaction_done(tx: &IdbTransaction, commit: bool) -> Promise;
+    /// Upgrades the layout first where it is older than `version`.
     #[wasm_bindgen(js_name = openDatabase)]
-    fn open_database(name: &str, version: u32, upgrade: &Function) -> Promise;
+    fn open_database(name: &str, version: u32) -> Promise;
     #[wasm_bindgen(js_name = fencedOps, catch)]
     fn fenced_ops(tx: &IdbTransaction, epoch: f64, ops: &Array)
         -> std::result::Result<(), JsValue>;
@@ -94,8 +94,6 @@ extern "C" {
         epoch: f64,
         most: u32,
     ) -> std::result::Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_name = moveAliases, catch)]
-    fn move_aliases(tx: &IdbTransaction) -> std::result::Result<(), JsValue>;
     #[wasm_bindgen(js_name = locate, catch)]
     fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = findDead, catch)]
@@ -440,55 +438,8 @@ impl Store {
     }
 
     pub async fn open(name: &str) -> Result<Self> {
-        let upgrade = Closure::<
-            dyn FnMut(IdbDatabase, IdbTransaction, f64) -> std::result::Result<(), JsValue>,
-        >::new(|db: IdbDatabase, tx: IdbTransaction, old: f64| {
-            // Each step upgrades the layout of the version before it in place: records are
-            // never copied or dropped.
-            if old < 1.0 {
-                let auto = IdbObjectStoreParameters::new();
-                auto.set_key_path(&JsValue::from_str("seq"));
-                auto.set_auto_increment(true);
-                db.create_object_store_with_optional_parameters(OUTBOX, &auto)?;
-                db.create_object_store(PAYLOADS)?;
-                let by_seq = IdbObjectStoreParameters::new();
-                by_seq.set_key_path(&JsValue::from_str("seq"));
-                let dead = db.create_object_store_with_optional_parameters(DEAD, &by_seq)?;
-                let unique = IdbIndexParameters::new();
-                unique.set_unique(true);
-                dead.create_index_with_str_and_optional_parameters("id", "id", &unique)?;
-                db.create_object_store(META)?;
-            }
-            if old < 3.0 {
-                db.create_object_store(ALIASES)?;
-                let auto = IdbObjectStoreParameters::new();
-                auto.set_auto_increment(true);
-                db.create_object_store_with_optional_parameters(ACKED, &auto)?;
-                // Version 1 had no coalescing, hence no aliases to move.
-                if old >= 2.0 {
-                    move_aliases(&tx)?;
-                }
-            }
-            if old < 4.0 {
-                let outbox = tx.object_store(OUTBOX)?;
-                let multi = IdbIndexParameters::new();
-                multi.set_multi_entry(true);
-                outbox.create_index_with_str_and_optional_parameters("members", "ids", &multi)?;
-                // Counts group records (only they have `ids`), for the pending count.
-                outbox.create_index_with_str("groups", "ids.length")?;
-            }
-            tx.object_store(META)?.put_with_key(
-                &JsValue::from(SCHEMA_VERSION),
-                &JsValue::from_str("schemaVersion"),
-            )?;
-            Ok(())
-        });
-        let opened = JsFuture::from(open_database(
-            &Self::database_name(name),
-            SCHEMA_VERSION,
-            upgrade.as_ref().unchecked_ref(),
-        ))
-        .await;
+        let opened =
+            JsFuture::from(open_database(&Self::database_name(name), SCHEMA_VERSION)).await;
         let db: IdbDatabase = opened
             .map_err(|e| storage("cannot open IndexedDB", e))?
             .unchecked_into();

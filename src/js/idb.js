@@ -384,22 +384,43 @@ export function findDead(tx, id) {
 }
 
 /**
- * Schema 3: the ids folded into pending transactions move from the outbox's multiEntry
- * `aliases` index (which every enqueue had to maintain) to the `aliases` store, alias id
- * to owner id, which only coalescing writes.
+ * Brings the database from `old` (0 when new) to the current layout (see `store.rs` for
+ * what each store holds), inside the versionchange transaction `tx`. Each step upgrades
+ * the version before it in place: records are never copied or dropped.
  */
-export function moveAliases(tx) {
-  const outbox = tx.objectStore('outbox');
-  const aliases = tx.objectStore('aliases');
-  const req = outbox.index('aliases').getAll();
-  req.onsuccess = () => {
-    for (const meta of req.result) for (const alias of meta.aliases) aliases.put(meta.id, alias);
-    outbox.deleteIndex('aliases');
-  };
+function upgrade(db, tx, old, version) {
+  if (old < 1) {
+    db.createObjectStore('outbox', { keyPath: 'seq', autoIncrement: true });
+    db.createObjectStore('payloads');
+    db.createObjectStore('dead', { keyPath: 'seq' }).createIndex('id', 'id', { unique: true });
+    db.createObjectStore('meta');
+  }
+  if (old < 3) {
+    db.createObjectStore('aliases');
+    db.createObjectStore('acked', { autoIncrement: true });
+    // Version 2's `aliases` index on the outbox becomes the `aliases` store (version 1
+    // had no coalescing, hence no aliases to move).
+    if (old >= 2) {
+      const outbox = tx.objectStore('outbox');
+      const aliases = tx.objectStore('aliases');
+      const req = outbox.index('aliases').getAll();
+      req.onsuccess = () => {
+        for (const meta of req.result) for (const alias of meta.aliases) aliases.put(meta.id, alias);
+        outbox.deleteIndex('aliases');
+      };
+    }
+  }
+  if (old < 4) {
+    const outbox = tx.objectStore('outbox');
+    outbox.createIndex('members', 'ids', { multiEntry: true });
+    // Counts group records (only they have `ids`), for the pending count.
+    outbox.createIndex('groups', 'ids.length');
+  }
+  tx.objectStore('meta').put(version, 'schemaVersion');
 }
 
-/** Opens `name` at `version`; `upgrade(db, tx, oldVersion)` runs inside versionchange. */
-export function openDatabase(name, version, upgrade) {
+/** Opens `name` at schema `version`, upgrading its layout first where it is older. */
+export function openDatabase(name, version) {
   return new Promise((resolve, reject) => {
     let req;
     try {
@@ -410,7 +431,7 @@ export function openDatabase(name, version, upgrade) {
     }
     req.onupgradeneeded = (ev) => {
       try {
-        upgrade(req.result, req.transaction, ev.oldVersion);
+        upgrade(req.result, req.transaction, ev.oldVersion, version);
       } catch (e) {
         req.transaction.abort();
         reject(e);
