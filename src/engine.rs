@@ -35,14 +35,13 @@ use crate::metrics::{Metrics, Progress};
 use crate::model::{
     DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Priority, Seq, Status, TxMeta,
 };
-use crate::network;
 use crate::options::{Capacity, Handler, Handlers, NewTransaction, Options, WifiPreferred};
 use crate::record;
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
 use crate::storage_manager;
 use crate::store::{self, Append, Store};
-use crate::triggers::{Callbacks, Triggers};
+use crate::triggers::{self, Trigger};
 
 /// How many payloads the cache holds ahead of dispatch: the loader reads this many
 /// upcoming ones at a time, so a drain costs one IndexedDB read per window, not per
@@ -255,8 +254,8 @@ struct State {
     metrics: Metrics,
     /// Something ran since the last `drained` event.
     active: bool,
-    triggers: Option<Triggers>,
-    network_watch: Option<network::Watch>,
+    triggers: Option<triggers::Listening>,
+    network_watch: Option<triggers::Listening>,
     /// `drain()` sends low-priority work the network policy would hold.
     force_low: bool,
     /// The network policy's last verdict (it asks the browser about the connection, and
@@ -448,30 +447,18 @@ impl Engine {
         }
         engine.st.borrow_mut().channel = channel;
         engine.say("hello");
-        let weak = || Rc::downgrade(&engine);
-        let (w1, w2, w3, w4) = (weak(), weak(), weak(), weak());
-        let triggers = Triggers::install(Callbacks {
-            online: move || {
-                if let Some(e) = w1.upgrade() {
-                    e.notify_online();
-                }
-            },
-            visible: move || {
-                if let Some(e) = w2.upgrade() {
-                    e.wake();
-                }
-            },
-            hidden: move || {
-                if let Some(e) = w3.upgrade() {
-                    e.leave_election();
-                }
-            },
-            restored: move || {
-                if let Some(e) = w4.upgrade() {
+        let w = Rc::downgrade(&engine);
+        let triggers = triggers::install(move |t| {
+            let Some(e) = w.upgrade() else { return };
+            match t {
+                Trigger::Online => e.notify_online(),
+                Trigger::Visible => e.wake(),
+                Trigger::Hidden => e.leave_election(),
+                Trigger::Restored => {
                     e.say("hello");
                     js::spawn(async move { e.start_election().await });
                 }
-            },
+            }
         });
         engine.st.borrow_mut().triggers = Some(triggers);
         let w = Rc::downgrade(&engine);
@@ -491,7 +478,7 @@ impl Engine {
         });
         if engine.wifi_preferred.is_some() {
             let w = Rc::downgrade(&engine);
-            engine.st.borrow_mut().network_watch = network::watch(move || {
+            engine.st.borrow_mut().network_watch = triggers::watch_network(move || {
                 if let Some(e) = w.upgrade() {
                     e.st.borrow_mut().hold_verdict = None;
                     e.pump();
@@ -1328,7 +1315,7 @@ impl Engine {
             }
         }
         st.hold_until = None;
-        let verdict = network::metered() && {
+        let verdict = triggers::metered() && {
             let oldest_low = st.low_by_age.first().map(|&(t, _)| t);
             let until = oldest_low.map(|t| t.saturating_add(policy.max_hold_ms));
             st.hold_until = until;

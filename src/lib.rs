@@ -28,7 +28,6 @@ mod js;
 #[cfg(target_arch = "wasm32")]
 mod leader;
 #[cfg(target_arch = "wasm32")]
-mod network;
 #[cfg(target_arch = "wasm32")]
 mod options;
 #[cfg(target_arch = "wasm32")]
