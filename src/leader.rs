@@ -13,7 +13,7 @@
 use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{BroadcastChannel, MessageEvent};
+use web_sys::BroadcastChannel;
 
 use crate::js;
 use crate::lease::Msg;
@@ -141,7 +141,9 @@ impl Drop for LockRequest {
 /// The outbox's BroadcastChannel. Messages from this context never come back to it.
 pub struct Channel {
     bc: BroadcastChannel,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    /// `FnMut(JsValue)`, the closure type wasm-bindgen-futures already compiles in: each
+    /// closure signature brings its own glue.
+    _on_message: Closure<dyn FnMut(JsValue)>,
 }
 
 impl Channel {
@@ -149,7 +151,7 @@ impl Channel {
     pub fn open(name: &str, mut on_message: impl FnMut(JsValue) + 'static) -> Option<Self> {
         let bc = BroadcastChannel::new(name).ok()?;
         let cb =
-            Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| on_message(e.data()));
+            Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| on_message(js::get(&e, "data")));
         bc.set_onmessage(Some(cb.as_ref().unchecked_ref()));
         Some(Self {
             bc,

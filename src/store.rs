@@ -288,7 +288,9 @@ pub struct Store {
     sealer: std::cell::RefCell<Sealer>,
 }
 
-type EventClosure = Closure<dyn FnMut(web_sys::Event)>;
+/// The closure type wasm-bindgen-futures already compiles in: each closure signature
+/// brings its own glue.
+type EventClosure = Closure<dyn FnMut(JsValue)>;
 
 /// Maps an IndexedDB failure onto the public codes.
 fn storage(context: &str, e: JsValue) -> Error {
@@ -501,7 +503,7 @@ impl Store {
         let lost = std::rc::Rc::new(lost);
         let on_change = EventClosure::new({
             let (db, lost) = (db.clone(), lost.clone());
-            move |e: web_sys::Event| {
+            move |e: JsValue| {
                 db.close();
                 let deleted = js::get(&e, "newVersion").is_null();
                 lost(if deleted { "deleted" } else { "upgraded" });

@@ -29,7 +29,9 @@ pub enum Trigger {
 
 /// Listeners that stay installed until dropped.
 pub struct Listening {
-    _callback: Closure<dyn Fn(u32)>,
+    /// `FnMut(JsValue)`, the closure type wasm-bindgen-futures already compiles in: each
+    /// closure signature brings its own glue.
+    _callback: Closure<dyn FnMut(JsValue)>,
     remove: Function,
 }
 
@@ -47,8 +49,12 @@ pub fn install(on: impl Fn(Trigger) + 'static) -> Listening {
         Trigger::Hidden,
         Trigger::Restored,
     ];
-    let callback = Closure::<dyn Fn(u32)>::new(move |n: u32| {
-        if let Some(&t) = ALL.get(n as usize) {
+    let callback = Closure::<dyn FnMut(JsValue)>::new(move |n: JsValue| {
+        if let Some(&t) = n
+            .as_f64()
+            .filter(|f| *f >= 0.0)
+            .and_then(|f| ALL.get(f as usize))
+        {
             on(t);
         }
     });
@@ -62,7 +68,7 @@ pub fn install(on: impl Fn(Trigger) + 'static) -> Listening {
 /// Calls `on_change` when the connection changes, until dropped; `None` where the browser
 /// reports no connection.
 pub fn watch_network(on_change: impl Fn() + 'static) -> Option<Listening> {
-    let callback = Closure::<dyn Fn(u32)>::new(move |_| on_change());
+    let callback = Closure::<dyn FnMut(JsValue)>::new(move |_| on_change());
     let remove = watch_connection(callback.as_ref().unchecked_ref())?;
     Some(Listening {
         _callback: callback,
