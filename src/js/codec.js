@@ -10,7 +10,7 @@
 import { fault as recordFault } from './records.js';
 import { estimateBytes } from './size.js';
 import { httpProblem } from './http.js';
-import { MAX_KEYS, MAX_STRING, fault, isPlain, reader, tooLong } from './options.js';
+import { MAX_KEYS, MAX_STRING, fault, why, isPlain, reader, tooLong } from './options.js';
 
 const VIEWS = {
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array,
@@ -227,7 +227,6 @@ const FORMAT = 'offline-outbox-backup';
 const VERSION = 1;
 
 const invalid = (message) => fault('InvalidBackup', message);
-const why = (e) => e?.message ?? String(e);
 const shown = (v) => (isPlain(v) ? JSON.stringify(v) : String(v));
 
 /**

@@ -5,7 +5,7 @@
 // so a sealed payload cannot be passed off as another transaction's.
 
 import { encodeValue, encodeValueNow, decodeValue } from './codec.js';
-import { fault } from './options.js';
+import { fault, why } from './options.js';
 
 const utf8 = new TextEncoder();
 const KEY = 'cryptoKey';
@@ -14,7 +14,6 @@ const COMPRESS_ABOVE = 1024;
 /** A sealed payload inflating past this is treated as damaged rather than allocated. */
 const INFLATE_LIMIT = 256 << 20;
 
-const why = (e) => e?.message ?? String(e);
 const unserializable = (e) => fault('NotSerializable', `cannot be sealed: ${why(e)}`);
 
 /** `json` deflated, or null where that does not pay. */

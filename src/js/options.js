@@ -1,7 +1,8 @@
 // What JS passes in, read and checked: `OutboxOptions` at open and each `NewTransaction` at
 // enqueue. Everything is checked here, before anything is stored, and the crate takes the
 // result as it comes: every field present (null where absent) and of its type. A fault
-// throws `{ code, message }`, which the crate makes an OutboxError.
+// throws a `Fault` (`{ code, message }`), which the crate makes an OutboxError; the other
+// snippets throw it too.
 
 import { httpProblem } from './http.js';
 
@@ -25,8 +26,9 @@ class Fault {
     this.message = message;
   }
 }
-const fault = (code, message) => new Fault(code, message);
-const why = (e) => e?.message ?? String(e);
+export const fault = (code, message) => new Fault(code, message);
+/** An error's message, or whatever was thrown as text. */
+export const why = (e) => e?.message ?? String(e);
 
 /**
  * `read`, made to throw only faults of `code` (or faults it made itself): reading a value
@@ -41,7 +43,6 @@ export function reader(code, what, read) {
     }
   };
 }
-export { fault };
 export const isPlain = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 /** Longer than MAX_STRING bytes of UTF-8 (a UTF-16 unit is at most 3 of them). */
 export const tooLong = (s) => s.length * 3 > MAX_STRING && utf8.encode(s).length > MAX_STRING;
