@@ -6,6 +6,7 @@ use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
+use web_sys::IdbDatabase;
 
 use crate::error::Result;
 use crate::js;
@@ -17,11 +18,12 @@ extern "C" {
     #[wasm_bindgen(js_name = seal)]
     fn seal(record: &JsValue, id: &str, key: &JsValue, compress: bool) -> Promise;
     #[wasm_bindgen(js_name = openAll)]
-    fn open_all(values: &Array, ids: &Array, key: &JsValue) -> JsValue;
+    fn open_all(values: &Array, ids: &Array, key: &JsValue, db: &IdbDatabase) -> JsValue;
 }
 
-/// How payloads are written, and the key that opens encrypted ones (kept even when the
-/// outbox no longer encrypts, so what was written encrypted stays readable).
+/// How payloads are written, and the key that opens encrypted ones (when the outbox does
+/// not encrypt, `open_all` reads it from the database the first time an encrypted payload
+/// written earlier is opened, so what was written encrypted stays readable).
 #[derive(Clone, Default)]
 pub struct Sealer {
     pub compress: bool,
@@ -57,13 +59,14 @@ impl Sealer {
             .map_err(|e| js::from_js(&e))
     }
 
-    /// Opens the sealed ones among `values` (payload records as read, by `ids`) in place:
+    /// Opens the sealed ones among `values` (payload records as read from `db`, by `ids`)
+    /// in place:
     /// `None` when there are none, else the wait for them. One that cannot be opened
     /// (altered, or its key is gone) becomes `{ $unreadable: why }`; the wait itself does
     /// not fail.
-    pub fn open_all(&self, values: &Array, ids: &Array) -> Option<JsFuture> {
+    pub fn open_all(&self, values: &Array, ids: &Array, db: &IdbDatabase) -> Option<JsFuture> {
         let key = self.key.clone().unwrap_or(JsValue::NULL);
-        let opening: Promise = open_all(values, ids, &key).dyn_into().ok()?;
+        let opening: Promise = open_all(values, ids, &key, db).dyn_into().ok()?;
         Some(JsFuture::from(opening))
     }
 }

@@ -102,6 +102,29 @@ test('encrypt: AES-GCM at rest under a non-extractable key; plaintext for handle
   assert.equal(r.exported, 'TOP-SECRET-4417', 'a backup holds plaintext');
 });
 
+test('a leader that does not encrypt sends what a context that does encrypted after it opened', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'rest-mixed';
+    const seen = [];
+    // Opened first, before there is any key: it leads (Web Locks, first come).
+    const plain = await Outbox.open({ name, leaderElection: 'web-locks', handlers: { h: async (ctx) => { seen.push(ctx.mutations.n); } } });
+    const sealing = await Outbox.open({ name, leaderElection: 'web-locks', encrypt: true, handlers: { h: async () => {} } });
+    const t = await sealing.enqueue({ handler: 'h', keys: ['a'], mutations: { n: 7 } });
+    const stored = await window.rawGet(name, 'payloads', t.id);
+    await sealing.settled(t.id);
+    const dead = await plain.deadLetters();
+    const leaders = [plain.isLeader, sealing.isLeader];
+    await sealing.close();
+    await plain.close();
+    return { encrypted: Boolean(stored?.iv), seen, dead: dead.length, leaders };
+  });
+  assert.deepEqual(r.leaders, [true, false]);
+  assert.equal(r.encrypted, true, 'the follower wrote it encrypted');
+  assert.deepEqual(r.seen, [7], 'the leader opened it with the key created after it opened');
+  assert.equal(r.dead, 0);
+});
+
 test('encrypt: an altered or swapped payload becomes a corrupt dead letter; the rest go out', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;

@@ -80,13 +80,27 @@ async function decrypt(record, id, key) {
   }
 }
 
+// The key of each database whose outbox does not encrypt, read when an encrypted payload
+// (one written while it did, or by a context that does) is first met; not remembered
+// while there is none, so a key another context creates later is found.
+const keys = new WeakMap();
+
 /**
- * Opens the sealed records among `values` (payload records as read, of transactions
- * `ids`) in place; null at once when none is sealed, else a promise. One that cannot be
- * opened (altered, its key gone) becomes `{ $unreadable: why }`.
+ * Opens the sealed records among `values` (payload records as read from `db`, of
+ * transactions `ids`) in place; null at once when none is sealed, else a promise. One that
+ * cannot be opened (altered, its key gone) becomes `{ $unreadable: why }`. With `key` null,
+ * the database's key is read if an encrypted one is met.
  */
-export function openAll(values, ids, key) {
+export function openAll(values, ids, key, db) {
   if (!values.some(isSealed)) return null;
+  if (key === null && values.some((v) => isSealed(v) && v.iv)) {
+    const known = keys.get(db);
+    const loading = known ? Promise.resolve(known) : loadKey(db, false).then((k) => {
+      if (k) keys.set(db, k);
+      return k;
+    }, () => null);
+    return loading.then((stored) => openAll(values, ids, stored ?? undefined, db));
+  }
   return Promise.all(values.map(async (v, i) => {
     if (!isSealed(v)) return;
     try {
