@@ -18,17 +18,18 @@ extern "C" {
     #[wasm_bindgen(js_name = seal)]
     fn seal(record: &JsValue, id: &str, key: &JsValue, compress: bool) -> Promise;
     #[wasm_bindgen(js_name = openAll)]
-    fn open_all(values: &Array, ids: &Array, key: &JsValue, db: &IdbDatabase) -> JsValue;
+    fn open_all(values: &Array, ids: &Array, key: &JsValue, db: Option<&IdbDatabase>) -> JsValue;
 }
 
-/// How payloads are written, and the key that opens encrypted ones (when the outbox does
-/// not encrypt, `open_all` reads it from the database the first time an encrypted payload
-/// written earlier is opened, so what was written encrypted stays readable).
+/// How payloads are written, and the key that opens encrypted ones. When the outbox does
+/// not encrypt, `open_all` reads the key from `db` the first time it meets an encrypted
+/// payload (written earlier, or by a context that encrypts), so those stay readable.
 #[derive(Clone, Default)]
 pub struct Sealer {
     pub compress: bool,
     pub encrypt: bool,
     pub key: Option<JsValue>,
+    pub db: Option<IdbDatabase>,
 }
 
 impl Sealer {
@@ -59,14 +60,15 @@ impl Sealer {
             .map_err(|e| js::from_js(&e))
     }
 
-    /// Opens the sealed ones among `values` (payload records as read from `db`, by `ids`)
-    /// in place:
+    /// Opens the sealed ones among `values` (payload records as read, by `ids`) in place:
     /// `None` when there are none, else the wait for them. One that cannot be opened
     /// (altered, or its key is gone) becomes `{ $unreadable: why }`; the wait itself does
     /// not fail.
-    pub fn open_all(&self, values: &Array, ids: &Array, db: &IdbDatabase) -> Option<JsFuture> {
+    pub fn open_all(&self, values: &Array, ids: &Array) -> Option<JsFuture> {
         let key = self.key.clone().unwrap_or(JsValue::NULL);
-        let opening: Promise = open_all(values, ids, &key, db).dyn_into().ok()?;
+        let opening: Promise = open_all(values, ids, &key, self.db.as_ref())
+            .dyn_into()
+            .ok()?;
         Some(JsFuture::from(opening))
     }
 }

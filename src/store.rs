@@ -472,6 +472,7 @@ impl Store {
             compress,
             encrypt,
             key: (!key.is_null()).then_some(key),
+            db: Some(db),
         };
         Ok(())
     }
@@ -494,8 +495,7 @@ impl Store {
 
     /// Opens the sealed payloads among `values` in place (see [`Sealer::open_all`]).
     fn unseal(&self, values: &Array, ids: &Array) -> Option<JsFuture> {
-        let db = self.db.borrow().clone()?;
-        self.sealer.borrow().open_all(values, ids, &db)
+        self.sealer.borrow().open_all(values, ids)
     }
 
     /// Calls `lost` when the database goes away under the outbox: deleted (site data
