@@ -1568,7 +1568,7 @@ impl Engine {
         let outcome = match handler {
             Handler::Js(f) => {
                 let ctx = handler_context(&meta, &payload, attempt, &signal);
-                match call_handler_raw(f, &ctx.into()).await {
+                match call_handler(f, &ctx.into()).await {
                     Ok(_) => Outcome::Acknowledged,
                     Err(e) => failure(&e),
                 }
@@ -1577,7 +1577,7 @@ impl Engine {
             Handler::Batch { f, .. } => {
                 let ctx = handler_context(&meta, &payload, attempt, &signal);
                 let batch = Array::of1(&ctx);
-                batch_outcomes(call_handler_raw(f, &batch.into()).await, 1).remove(0)
+                batch_outcomes(call_handler(f, &batch.into()).await, 1).remove(0)
             }
             Handler::Http => {
                 let sent = http::send(
@@ -1655,7 +1655,7 @@ impl Engine {
             ctxs.push(&handler_context(meta, payload, attempt, &signal));
         }
         let started = js_sys::Date::now();
-        let result = call_handler_raw(f, &ctxs.into()).await;
+        let result = call_handler(f, &ctxs.into()).await;
         if self.st.borrow().generation != generation {
             return;
         }
@@ -2431,7 +2431,7 @@ fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32, signal: &JsVa
 
 /// Calls a handler: what it returns (a value or a promise), awaited. One that throws at
 /// once fails as one whose promise rejects.
-fn call_handler_raw(f: &Function, arg: &JsValue) -> JsFuture {
+fn call_handler(f: &Function, arg: &JsValue) -> JsFuture {
     JsFuture::from(match f.call1(&JsValue::UNDEFINED, arg) {
         Ok(v) => Promise::resolve(&v),
         Err(e) => Promise::reject(&e),

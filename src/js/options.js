@@ -141,7 +141,7 @@ export const readOptions = reader(OPT, 'the options', (v) => {
   const out = {
     name,
     handlers,
-    maxConcurrency: whole(v, 'maxConcurrency', 1, 1024, OPT) ?? 4,
+    maxConcurrency: whole(v, 'maxConcurrency', 1, 1024, OPT),
     maxAgeMs: whole(v, 'maxAgeMs', 1, SAFE, OPT),
     ordering: choice(v, 'ordering', ['per-key', 'fifo'], OPT),
     leaderElection: choice(v, 'leaderElection', ['auto', 'web-locks', 'broadcast-channel', 'none'], OPT),
