@@ -17,9 +17,11 @@
 //! transaction stays cheap at 100,000 pending. The one exception is a change of the
 //! earliest barrier, which revisits the key heads before it (each at most once per change).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::model::{Millis, Ordering, Priority, Seq};
@@ -85,11 +87,35 @@ fn seqs_of(set: &Set) -> impl Iterator<Item = Seq> + '_ {
     set.iter().map(|&(_, s)| s)
 }
 
+/// Consecutive seqs land in consecutive slots (the low bits pick the slot) and stay
+/// apart in hashbrown's 7-bit tag (the top bits): the scheduler touches seqs mostly in
+/// order, so its lookups stay in cache where a mixing hash scatters them.
+#[derive(Default)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0 | self.0 << 57
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[derive(Debug)]
 pub struct Scheduler {
     ordering: Ordering,
     max_concurrency: usize,
-    entries: BTreeMap<Seq, Entry>,
+    /// Hashed rather than a B-tree map: the order lives in `all`, so this costs no
+    /// second B-tree instantiation (about 8 KB of wasm).
+    entries: HashMap<Seq, Entry, BuildHasherDefault<SeqHasher>>,
+    /// Every unfinished seq, as `(0, seq)`.
+    all: Set,
     keys: FxHashMap<Rc<str>, KeyQueue>,
     /// Unfinished barriers.
     barriers: Set,
@@ -113,7 +139,8 @@ impl Scheduler {
         Self {
             ordering,
             max_concurrency: max_concurrency.max(1),
-            entries: BTreeMap::new(),
+            entries: HashMap::default(),
+            all: Set::new(),
             keys: FxHashMap::default(),
             barriers: Set::new(),
             heads: Set::new(),
@@ -205,6 +232,7 @@ impl Scheduler {
                 rider: false,
             },
         );
+        self.all.insert((0, seq));
         if barrier {
             self.barriers.insert((0, seq));
         }
@@ -427,11 +455,11 @@ impl Scheduler {
 
     /// All unfinished seqs in ascending order.
     pub fn seqs(&self) -> impl Iterator<Item = Seq> + '_ {
-        self.entries.keys().copied()
+        seqs_of(&self.all)
     }
 
     fn first_seq(&self) -> Option<Seq> {
-        self.entries.keys().next().copied()
+        self.all.first().map(|&(_, s)| s)
     }
 
     fn first_barrier(&self) -> Option<Seq> {
@@ -512,6 +540,7 @@ impl Scheduler {
         let Some(e) = self.entries.remove(&seq) else {
             return;
         };
+        self.all.remove(&(0, seq));
         match e.state {
             State::Timed => {
                 self.timed.remove(&(e.not_before, seq));
