@@ -217,7 +217,6 @@ struct State {
     rng: Rng,
     listeners: Vec<(u32, Function)>,
     next_id: u32,
-    waiters: FxHashMap<String, Vec<Deferred>>,
     recent: VecDeque<TxMeta>,
     /// The group commit open in this task: every enqueue of the task adds its records to
     /// this one IndexedDB transaction; a microtask seals it. Each enqueue is kept with the
@@ -306,6 +305,8 @@ pub struct Engine {
     me: u64,
     /// Itself, for timers and tasks started from `&self`.
     this: Weak<Engine>,
+    /// Who waits on `settled(id)`.
+    waiters: js::Waiters,
     st: RefCell<State>,
 }
 
@@ -393,7 +394,6 @@ impl Engine {
                 rng: Rng::new(js::random_u64()),
                 listeners: Vec::new(),
                 next_id: 0,
-                waiters: FxHashMap::default(),
                 recent: VecDeque::new(),
                 open_append: None,
                 sealing: VecDeque::new(),
@@ -432,6 +432,7 @@ impl Engine {
                 capacity_dirty: false,
             }),
             name: opts.name,
+            waiters: js::Waiters::new(),
         });
         let weak = Rc::downgrade(&engine);
         let channel = Channel::open(&Store::database_name(&engine.name), move |msg| {
@@ -1764,21 +1765,18 @@ impl Engine {
                 Err(e) => self.report_error(None, &e),
             }
             for meta in batch {
-                let waiters = {
+                {
                     let mut st = self.st.borrow_mut();
                     if st.recent.len() >= RECENT_LIMIT {
                         st.recent.pop_front();
                     }
                     st.recent.push_back(meta.clone());
                     st.unreported = st.unreported.saturating_sub(1);
-                    meta.ids()
-                        .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
-                        .collect::<Vec<_>>()
-                };
-                if !waiters.is_empty() {
+                }
+                if meta.ids().any(|id| self.waiters.has(id)) {
                     let settled = info(&meta, Status::Acknowledged, None);
-                    for w in waiters {
-                        w.resolve(&settled);
+                    for id in meta.ids() {
+                        self.waiters.settle(id, true, &settled);
                     }
                 }
                 for id in meta.ids() {
@@ -1865,29 +1863,23 @@ impl Engine {
             self.settle_quiet();
             return;
         }
-        let waiters = {
+        {
             let mut st = self.st.borrow_mut();
             st.writes -= 1;
-            match &stored {
-                Ok(()) => {
-                    let _ = match self.dead_letters {
-                        DeadLetterPolicy::Skip => st.sched.finish(seq),
-                        DeadLetterPolicy::Block => st.sched.hold(seq),
-                    };
-                    st.take_pending(seq);
-                    st.cache.remove(&seq);
-                    st.totals.dead += 1;
-                    st.capacity_dirty = true;
-                    for id in meta.ids() {
-                        st.ids.remove(id);
-                    }
-                    meta.ids()
-                        .flat_map(|id| st.waiters.remove(id).unwrap_or_default())
-                        .collect::<Vec<_>>()
+            if stored.is_ok() {
+                let _ = match self.dead_letters {
+                    DeadLetterPolicy::Skip => st.sched.finish(seq),
+                    DeadLetterPolicy::Block => st.sched.hold(seq),
+                };
+                st.take_pending(seq);
+                st.cache.remove(&seq);
+                st.totals.dead += 1;
+                st.capacity_dirty = true;
+                for id in meta.ids() {
+                    st.ids.remove(id);
                 }
-                Err(_) => Vec::new(),
             }
-        };
+        }
         match stored {
             Ok(()) => {
                 let err = js::err(
@@ -1897,8 +1889,8 @@ impl Engine {
                         meta.id, error.name, error.message
                     ),
                 );
-                for w in waiters {
-                    w.reject(&err);
+                for id in meta.ids() {
+                    self.waiters.settle(id, false, &err);
                 }
                 for id in meta.ids() {
                     self.emit_outcome(|| {
@@ -2080,11 +2072,7 @@ impl Engine {
                     st.payload_rewrites += 1;
                     st.hold_verdict = None;
                     st.capacity_dirty = true;
-                    let moved = st.waiters.remove(&*new_meta.id).unwrap_or_default();
-                    st.waiters
-                        .entry(meta.id.to_string())
-                        .or_default()
-                        .extend(moved);
+                    self.waiters.move_to(&new_meta.id, &meta.id);
                 }
                 // Not folded: it runs as a transaction of its own.
                 Err(_) if !fenced => {
@@ -2355,13 +2343,12 @@ impl Engine {
         self.lease_actions(lease_actions);
         self.flush_outgoing();
         self.say("bye");
-        let (waiters, drains, rpcs, totals, remaining) = {
+        let (drains, rpcs, totals, remaining) = {
             let mut st = self.st.borrow_mut();
             st.epoch = None;
             st.generation += 1;
             st.channel = None;
             (
-                std::mem::take(&mut st.waiters),
                 std::mem::take(&mut st.drains),
                 std::mem::take(&mut st.rpcs),
                 st.totals,
@@ -2370,12 +2357,9 @@ impl Engine {
         };
         self.finish_loading();
         let err = js::to_js(&Self::closed_error());
-        for w in waiters
-            .into_values()
-            .flatten()
-            .chain(rpcs.into_iter().map(|r| r.done))
-        {
-            w.reject(&err);
+        self.waiters.reject_all(&err);
+        for r in rpcs {
+            r.done.reject(&err);
         }
         for d in drains {
             d.deferred.resolve(&report(&d, totals, remaining, false));

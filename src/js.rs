@@ -186,6 +186,24 @@ pub fn retry_after_ms(e: &JsValue) -> Option<Millis> {
         .map(|v| v as Millis)
 }
 
+#[wasm_bindgen(module = "/src/js/waiters.js")]
+extern "C" {
+    /// The promises `settled(id)` returned, by id (see `waiters.js`).
+    pub type Waiters;
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Waiters;
+    #[wasm_bindgen(method)]
+    pub fn wait(this: &Waiters, id: &str) -> Promise;
+    #[wasm_bindgen(method)]
+    pub fn has(this: &Waiters, id: &str) -> bool;
+    #[wasm_bindgen(method)]
+    pub fn settle(this: &Waiters, id: &str, ok: bool, value: &JsValue);
+    #[wasm_bindgen(method, js_name = move)]
+    pub fn move_to(this: &Waiters, from: &str, to: &str);
+    #[wasm_bindgen(method, js_name = rejectAll)]
+    pub fn reject_all(this: &Waiters, error: &JsValue);
+}
+
 /// A promise with its settle functions, for results that arrive from another task.
 pub struct Deferred {
     pub promise: Promise,

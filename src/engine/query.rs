@@ -208,18 +208,12 @@ impl Engine {
             .await
         {
             Ok(()) => {
-                let waiters: Vec<Deferred> = {
-                    let mut st = self.st.borrow_mut();
-                    ids.iter()
-                        .flat_map(|i| st.waiters.remove(i).unwrap_or_default())
-                        .collect()
-                };
                 let err = js::err(
                     ErrorCode::Removed,
                     format!("transaction \"{id}\" was removed"),
                 );
-                for w in waiters {
-                    w.reject(&err);
+                for i in &ids {
+                    self.waiters.settle(i, false, &err);
                 }
                 for i in &ids {
                     self.emit_outcome(|| event("removed", Some(i)));
@@ -266,49 +260,48 @@ impl Engine {
         if let Err(e) = self.check_open() {
             return Promise::reject(&js::to_js(&e));
         }
-        let d = Deferred::new();
-        let promise = d.promise.clone();
+        let promise;
         {
-            let mut st = self.st.borrow_mut();
+            let st = self.st.borrow();
             if let Some(m) = st.recent.iter().rev().find(|m| *m.id == *id) {
                 return Promise::resolve(&info(m, Status::Acknowledged, None));
             }
-            let known = st.ids.contains_key(id.as_str());
             // Registered before the store is asked, so an outcome announced meanwhile is
             // not missed.
-            st.waiters.entry(id.clone()).or_default().push(d);
-            if known {
+            promise = self.waiters.wait(&id);
+            if st.ids.contains_key(id.as_str()) {
                 return promise;
             }
         }
         let me = self.clone();
         js::spawn(async move {
             let location = me.store.locate(&id).await;
-            let settle: Option<std::result::Result<JsValue, JsValue>> = match location {
+            // (fulfilled?, value)
+            let outcome = match location {
                 Ok(Location::Pending) => None,
-                Ok(Location::Dead(m)) => Some(Err(js::err(
-                    ErrorCode::Dead,
-                    format!(
-                        "transaction {id} is dead: {}",
-                        m.last_error.map(|e| e.message).unwrap_or_default()
+                Ok(Location::Dead(m)) => Some((
+                    false,
+                    js::err(
+                        ErrorCode::Dead,
+                        format!(
+                            "transaction {id} is dead: {}",
+                            m.last_error.map(|e| e.message).unwrap_or_default()
+                        ),
                     ),
-                ))),
-                Ok(Location::Removed) => Some(Err(js::err(
-                    ErrorCode::Removed,
-                    format!("transaction \"{id}\" was removed"),
-                ))),
+                )),
+                Ok(Location::Removed) => Some((
+                    false,
+                    js::err(
+                        ErrorCode::Removed,
+                        format!("transaction \"{id}\" was removed"),
+                    ),
+                )),
                 // None of those: acknowledged before this context saw it.
-                Ok(Location::Gone) => Some(Ok(acknowledged(&id))),
-                Err(e) => Some(Err(js::to_js(&e))),
+                Ok(Location::Gone) => Some((true, acknowledged(&id))),
+                Err(e) => Some((false, js::to_js(&e))),
             };
-            if let Some(outcome) = settle {
-                let waiters = me.st.borrow_mut().waiters.remove(&id).unwrap_or_default();
-                for w in waiters {
-                    match &outcome {
-                        Ok(v) => w.resolve(v),
-                        Err(e) => w.reject(e),
-                    }
-                }
+            if let Some((ok, value)) = outcome {
+                me.waiters.settle(&id, ok, &value);
             }
         });
         promise

@@ -306,9 +306,9 @@ impl Engine {
     fn remote_event(self: &Rc<Self>, ev: &JsValue) {
         let kind = js::get(ev, "type").as_string().unwrap_or_default();
         let id = js::get(ev, "id").as_string();
-        let (listeners, waiters) = {
+        let (listeners, settles) = {
             let mut st = self.st.borrow_mut();
-            let mut waiters = Vec::new();
+            let mut settles = false;
             if let Some(id) = &id {
                 match kind.as_str() {
                     "sending" => {
@@ -325,28 +325,30 @@ impl Engine {
                             "dead" => st.totals.dead += 1,
                             _ => {}
                         }
-                        waiters = st.waiters.remove(id).unwrap_or_default();
+                        settles = true;
                     }
                     _ => {}
                 }
             }
             let l: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
-            (l, waiters)
+            (l, settles)
         };
-        if let Some(id) = &id {
-            for w in waiters {
-                match kind.as_str() {
-                    "sent" => w.resolve(&acknowledged(id)),
-                    "dead" => w.reject(&js::err(
-                        ErrorCode::Dead,
-                        format!("transaction {id} is dead"),
-                    )),
-                    _ => w.reject(&js::err(
+        if let Some(id) = id.as_deref().filter(|id| settles && self.waiters.has(id)) {
+            let (ok, value) = match kind.as_str() {
+                "sent" => (true, acknowledged(id)),
+                "dead" => (
+                    false,
+                    js::err(ErrorCode::Dead, format!("transaction {id} is dead")),
+                ),
+                _ => (
+                    false,
+                    js::err(
                         ErrorCode::Removed,
                         format!("transaction \"{id}\" was removed"),
-                    )),
-                }
-            }
+                    ),
+                ),
+            };
+            self.waiters.settle(id, ok, &value);
         }
         if let Some(ev) = ev.dyn_ref::<Object>() {
             Self::deliver(&listeners, ev);
