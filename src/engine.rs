@@ -40,7 +40,7 @@ use crate::record;
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
 use crate::storage_manager;
-use crate::store::{self, Append, Store};
+use crate::store::{self, Append, Payloads, Store};
 use crate::triggers::{self, Trigger};
 
 /// How many payloads the cache holds ahead of dispatch: the loader reads this many
@@ -1433,10 +1433,10 @@ impl Engine {
             let mut run = Vec::new();
             let mut failed = Vec::new();
             match result {
-                Ok(mut found) => {
+                Ok(found) => {
                     let mut by_seq: FxHashMap<Seq, JsValue> = batch
                         .iter()
-                        .filter_map(|(s, (id, _))| Some((*s, found.remove(&**id)?)))
+                        .filter_map(|(s, (id, _))| Some((*s, found.get(id)?)))
                         .collect();
                     // Used only if no fold rewrote a payload meanwhile: the fold's own
                     // result went to the cache, but a send may have taken it out again
@@ -1620,7 +1620,7 @@ impl Engine {
                 .filter_map(|(s, _)| Some(payload_key(st.pending.get(s)?)))
                 .collect()
         };
-        let mut read = FxHashMap::default();
+        let mut read = Payloads::empty();
         if !wanted.is_empty() {
             match self.store.payloads(&wanted).await {
                 Ok(found) => read = found,
@@ -1637,7 +1637,7 @@ impl Engine {
         for (seq, payload) in group {
             let payload = payload.or_else(|| {
                 let id = self.st.borrow().pending.get(&seq)?.id.clone();
-                read.remove(&*id)
+                read.get(&id)
             });
             if let Some((meta, payload)) = self.admit(seq, payload).await {
                 members.push((seq, meta, payload));
@@ -2009,11 +2009,11 @@ impl Engine {
                 (Some(a), Some(b)) => (a, b),
                 (a, b) => {
                     let ids = [payload_key(&old_meta), payload_key(&new_meta)];
-                    let mut read = self.store.payloads(&ids).await?;
+                    let read = self.store.payloads(&ids).await?;
                     let missing = || Error::new(ErrorCode::StorageUnavailable, "payload missing");
                     (
-                        a.or_else(|| read.remove(&*ids[0].0)).ok_or_else(missing)?,
-                        b.or_else(|| read.remove(&*ids[1].0)).ok_or_else(missing)?,
+                        a.or_else(|| read.get(&ids[0].0)).ok_or_else(missing)?,
+                        b.or_else(|| read.get(&ids[1].0)).ok_or_else(missing)?,
                     )
                 }
             };

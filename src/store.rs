@@ -25,12 +25,11 @@
 //! batched reads and removals cheap (a wrapper awaiting each request costs two callbacks
 //! per request, and measured too slow for the drain target).
 
-use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use js_sys::{Array, Object, Promise};
+use js_sys::{Array, Map, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -111,6 +110,8 @@ extern "C" {
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = allPayloads, catch)]
     fn all_payloads_of(tx: &IdbTransaction) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = byId)]
+    fn by_id(keys: &Array, values: &Array) -> Map;
     #[wasm_bindgen(js_name = appendGroups, catch)]
     fn append_groups(
         tx: &IdbTransaction,
@@ -198,6 +199,20 @@ fn push_ungroup<'a>(
             .into_iter()
             .map(|(group, seqs)| Op::Ungroup(group, seqs, moved)),
     );
+}
+
+/// Payload records by transaction id: a JS `Map`, built where the records are read, so
+/// no id is copied into the wasm to look one up.
+pub struct Payloads(Map);
+
+impl Payloads {
+    pub fn empty() -> Self {
+        Self(Map::new())
+    }
+
+    pub fn get(&self, id: &str) -> Option<JsValue> {
+        Some(self.0.get(&JsValue::from_str(id))).filter(|v| !v.is_undefined())
+    }
 }
 
 /// Where a transaction is, as far as the store knows.
@@ -766,10 +781,7 @@ impl Store {
     /// The payload records of transactions by id, each with the key of the group it was
     /// written in, if any ([`TxMeta::group_key`]); an id with no payload record is absent
     /// from the map.
-    pub async fn payloads(
-        &self,
-        ids: &[(impl AsRef<str>, Option<Seq>)],
-    ) -> Result<FxHashMap<String, JsValue>> {
+    pub async fn payloads(&self, ids: &[(impl AsRef<str>, Option<Seq>)]) -> Result<Payloads> {
         let tx = self.tx(
             &[OUTBOX, PAYLOADS],
             IdbTransactionMode::Readonly,
@@ -794,16 +806,11 @@ impl Store {
         if let Some(opening) = self.unseal(&values, &keys) {
             let _ = opening.await;
         }
-        Ok(ids
-            .iter()
-            .zip(values.iter())
-            .filter(|(_, v)| !v.is_undefined())
-            .map(|((id, _), v)| (id.as_ref().to_owned(), v))
-            .collect())
+        Ok(Payloads(by_id(&keys, &values)))
     }
 
     /// Every payload record, by id (for `peek`, `deadLetters` over many records).
-    pub async fn all_payloads(&self) -> Result<FxHashMap<String, JsValue>> {
+    pub async fn all_payloads(&self) -> Result<Payloads> {
         let tx = self.tx(&[PAYLOADS], IdbTransactionMode::Readonly, "read payloads")?;
         let out = tx.check(all_payloads_of(&tx.tx))?;
         tx.done().await?;
@@ -812,11 +819,7 @@ impl Store {
         if let Some(opening) = self.unseal(&values, &keys) {
             let _ = opening.await;
         }
-        Ok(keys
-            .iter()
-            .zip(values.iter())
-            .filter_map(|(k, v)| Some((k.as_string()?, v)))
-            .collect())
+        Ok(Payloads(by_id(&keys, &values)))
     }
 
     /// Removes acknowledged transactions and their aliases, all in one write: one range

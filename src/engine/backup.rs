@@ -33,7 +33,7 @@ impl Engine {
         };
         let payloads: Array = metas
             .iter()
-            .map(|m| payloads.get(&*m.id).cloned().unwrap_or(JsValue::UNDEFINED))
+            .map(|m| payloads.get(&m.id).unwrap_or(JsValue::UNDEFINED))
             .collect();
         let (pending, dead) = metas.split_at(pending.len());
         let doc = backup_doc(&self.name, &records(pending), &records(dead), &payloads);

@@ -4,7 +4,7 @@
 
 use super::sync::REMOVE_TIMEOUT_MS;
 use super::*;
-use crate::store::Location;
+use crate::store::{Location, Payloads};
 
 impl Engine {
     /// Pending transactions in seq order, with their status.
@@ -42,7 +42,7 @@ impl Engine {
             .await?;
         let out: Array = metas
             .iter()
-            .map(|(m, status)| info(m, *status, payloads.get(&*m.id)))
+            .map(|(m, status)| info(m, *status, payloads.get(&m.id).as_ref()))
             .collect();
         Ok(out.into())
     }
@@ -50,7 +50,7 @@ impl Engine {
     pub(super) async fn payload_map(
         &self,
         ids: impl Iterator<Item = PayloadKey>,
-    ) -> Result<FxHashMap<String, JsValue>> {
+    ) -> Result<Payloads> {
         let ids: Vec<PayloadKey> = ids.collect();
         // Reading the whole store is quicker for many, unless acknowledged payloads wait
         // there to be swept (up to `SWEEP_BACKLOG` of them).
@@ -68,7 +68,7 @@ impl Engine {
         let payloads = self.payload_map(dead.iter().map(payload_key)).await?;
         let out: Array = dead
             .iter()
-            .map(|m| info(m, Status::Dead, payloads.get(&*m.id)))
+            .map(|m| info(m, Status::Dead, payloads.get(&m.id).as_ref()))
             .collect();
         Ok(out.into())
     }

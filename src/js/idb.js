@@ -533,6 +533,15 @@ export function allPayloads(tx) {
   return out;
 }
 
+/** A `Map` of `keys[i]` to `values[i]` without the undefined values; a later key wins. */
+export function byId(keys, values) {
+  const map = new Map();
+  keys.forEach((key, i) => {
+    if (values[i] !== undefined) map.set(key, values[i]);
+  });
+  return map;
+}
+
 /**
  * Adds backup records in one transaction: `[meta, payload, dead, ids]` each, in order.
  * A record any of whose `ids` (its id and aliases) is already here, pending (on its own or
