@@ -306,9 +306,8 @@ impl Engine {
     fn remote_event(self: &Rc<Self>, ev: &JsValue) {
         let kind = js::get(ev, "type").as_string().unwrap_or_default();
         let id = js::get(ev, "id").as_string();
-        let (listeners, settles) = {
+        let listeners = {
             let mut st = self.st.borrow_mut();
-            let mut settles = false;
             if let Some(id) = &id {
                 match kind.as_str() {
                     "sending" => {
@@ -325,30 +324,31 @@ impl Engine {
                             "dead" => st.totals.dead += 1,
                             _ => {}
                         }
-                        settles = true;
                     }
                     _ => {}
                 }
             }
-            let l: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
-            (l, settles)
+            st.listeners
+                .iter()
+                .map(|(_, f)| f.clone())
+                .collect::<Vec<Function>>()
         };
-        if let Some(id) = id.as_deref().filter(|id| settles && self.waiters.has(id)) {
-            let (ok, value) = match kind.as_str() {
-                "sent" => (true, acknowledged(id)),
-                "dead" => (
-                    false,
-                    js::err(ErrorCode::Dead, format!("transaction {id} is dead")),
-                ),
-                _ => (
-                    false,
-                    js::err(
+        if let Some(id) = id.as_deref().filter(|id| self.waiters.has(id)) {
+            match kind.as_str() {
+                "sent" => self.waiters.settle(id, true, &acknowledged(id)),
+                "dead" => {
+                    let err = js::err(ErrorCode::Dead, format!("transaction {id} is dead"));
+                    self.waiters.settle(id, false, &err);
+                }
+                "removed" => {
+                    let err = js::err(
                         ErrorCode::Removed,
                         format!("transaction \"{id}\" was removed"),
-                    ),
-                ),
-            };
-            self.waiters.settle(id, ok, &value);
+                    );
+                    self.waiters.settle(id, false, &err);
+                }
+                _ => {}
+            }
         }
         if let Some(ev) = ev.dyn_ref::<Object>() {
             Self::deliver(&listeners, ev);

@@ -99,6 +99,8 @@ export function openAll(values, ids, key, db) {
       if (k) keys.set(db, k);
       return k;
     }, () => null);
+    // No key found is `undefined`, not null: the second pass does not look again, and
+    // the encrypted ones become unreadable.
     return loading.then((stored) => openAll(values, ids, stored ?? undefined, db));
   }
   return Promise.all(values.map(async (v, i) => {
