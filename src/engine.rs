@@ -14,7 +14,7 @@ mod query;
 mod sync;
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::{Rc, Weak};
 
@@ -36,6 +36,7 @@ use crate::model::{
     DeadLetterPolicy, DeadReason, LastError, Millis, Outcome, Priority, Seq, Status, TxMeta,
 };
 use crate::options::{Capacity, Handler, Handlers, NewTransaction, Options, WifiPreferred};
+use crate::ordset::OrdSet;
 use crate::record;
 use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
@@ -212,7 +213,7 @@ struct State {
     /// What the pending transactions' payloads take in storage (estimated at enqueue).
     pending_bytes: u64,
     /// Pending low-priority transactions by age (the network policy's oldest held one).
-    low_by_age: BTreeSet<(Millis, Seq)>,
+    low_by_age: OrdSet,
     ids: FxHashMap<Rc<str>, Seq>,
     rng: Rng,
     listeners: Vec<(u32, Function)>,
@@ -271,8 +272,8 @@ struct State {
     folds: Vec<Seq>,
     /// Older transaction -> newer ones waiting to fold into it, as `(older, newer)` pairs
     /// in seq order, and `(older, older)` while the older has folds queued or under way
-    /// (it is held meanwhile). The ordered set type the scheduler compiles in already.
-    fold_queue: BTreeSet<(Seq, Seq)>,
+    /// (it is held meanwhile).
+    fold_queue: OrdSet,
     /// Counts the folds that rewrote a payload. A payload read started before one may
     /// return the payload as it was, read under the key it had then (a group member's
     /// place in its group's payload record); such a read must not fill the cache.
@@ -389,7 +390,7 @@ impl Engine {
                 sched: Scheduler::new(opts.ordering, opts.max_concurrency),
                 pending: FxHashMap::default(),
                 pending_bytes: 0,
-                low_by_age: BTreeSet::new(),
+                low_by_age: OrdSet::new(),
                 ids: FxHashMap::default(),
                 rng: Rng::new(js::random_u64()),
                 listeners: Vec::new(),
@@ -423,7 +424,7 @@ impl Engine {
                 coalesce: FxHashMap::default(),
                 folding: FxHashMap::default(),
                 folds: Vec::new(),
-                fold_queue: BTreeSet::new(),
+                fold_queue: OrdSet::new(),
                 fold_waits: Vec::new(),
                 payload_rewrites: 0,
                 lost: false,
@@ -1950,8 +1951,9 @@ impl Engine {
                 let mut st = self.st.borrow_mut();
                 let next = st
                     .fold_queue
-                    .range((older, older + 1)..=(older, Seq::MAX))
+                    .from((older, older + 1))
                     .next()
+                    .filter(|&&(o, _)| o == older)
                     .copied();
                 let mut waits = Vec::new();
                 if let Some(pair) = next {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod lease;
 pub mod metrics;
 pub mod model;
+mod ordset;
 pub mod retry;
 pub mod scheduler;
 

@@ -17,7 +17,7 @@
 //! transaction stays cheap at 100,000 pending. The one exception is a change of the
 //! earliest barrier, which revisits the key heads before it (each at most once per change).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -25,6 +25,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::model::{Millis, Ordering, Priority, Seq};
+use crate::ordset::OrdSet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -74,9 +75,8 @@ pub enum SchedError {
     NotHeld(Seq),
 }
 
-/// Every ordered set here is this one type, so the B-tree code is compiled once rather
-/// than once per element type (about 20 KB of wasm). A set of plain seqs holds `(0, seq)`.
-type Set = BTreeSet<(u64, Seq)>;
+/// Every ordered set here is this one type. A set of plain seqs holds `(0, seq)`.
+type Set = OrdSet;
 
 fn rank(p: Priority) -> u64 {
     p as u64
@@ -111,8 +111,7 @@ impl Hasher for SeqHasher {
 pub struct Scheduler {
     ordering: Ordering,
     max_concurrency: usize,
-    /// Hashed rather than a B-tree map: the order lives in `all`, so this costs no
-    /// second B-tree instantiation (about 8 KB of wasm).
+    /// Hashed: the order lives in `all`, and a hash map is quicker to look up.
     entries: HashMap<Seq, Entry, BuildHasherDefault<SeqHasher>>,
     /// Every unfinished seq, as `(0, seq)`.
     all: Set,
@@ -402,18 +401,14 @@ impl Scheduler {
         }
         self.hold_low = hold;
         if hold {
-            let low: Vec<(u64, Seq)> = self
-                .ready
-                .range((rank(Priority::Low), 0)..)
-                .copied()
-                .collect();
+            let low: Vec<(u64, Seq)> = self.ready.from((rank(Priority::Low), 0)).copied().collect();
             for (p, seq) in low {
                 self.ready.remove(&(p, seq));
                 self.parked.insert((0, seq));
                 self.set_state(seq, State::Parked);
             }
         } else {
-            for (_, seq) in std::mem::take(&mut self.parked) {
+            for &(_, seq) in std::mem::take(&mut self.parked).iter() {
                 self.ready.insert((rank(Priority::Low), seq));
                 self.set_state(seq, State::Ready);
             }
@@ -433,7 +428,7 @@ impl Scheduler {
             }
         }
         let timed = std::mem::take(&mut self.timed);
-        for (_, seq) in timed {
+        for &(_, seq) in timed.iter() {
             self.timed.insert((0, seq));
         }
     }
@@ -586,7 +581,7 @@ impl Scheduler {
 
     fn sync_heads_before_barrier(&mut self) {
         let limit = self.first_barrier().unwrap_or(Seq::MAX);
-        let heads: Vec<Seq> = self.heads.range(..(0, limit)).map(|&(_, s)| s).collect();
+        let heads: Vec<Seq> = seqs_of(&self.heads).take_while(|&s| s < limit).collect();
         for s in heads {
             self.sync(s);
         }
