@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::{Rc, Weak};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Promise};
@@ -197,8 +197,9 @@ struct State {
     outgoing_timer: Option<Timeout>,
     /// The leader's start-up when the lock was free at open.
     gaining: Option<Promise>,
-    /// Followers: ids the leader is sending now (from its events).
-    remote_in_flight: FxHashSet<String>,
+    /// Followers: ids the leader is sending now (from its events). The values mean
+    /// nothing: this is the map type `ids` compiles in already.
+    remote_in_flight: FxHashMap<Rc<str>, Seq>,
     /// Other contexts known to be open (they said hello or answered ours). Ordinary
     /// events are broadcast only when there is someone to hear them. A list: one entry
     /// per open tab or worker.
@@ -384,7 +385,7 @@ impl Engine {
                 outgoing: Vec::new(),
                 outgoing_timer: None,
                 gaining: None,
-                remote_in_flight: FxHashSet::default(),
+                remote_in_flight: FxHashMap::default(),
                 peers: Vec::new(),
                 rpcs: Vec::new(),
                 sched: Scheduler::new(opts.ordering, opts.max_concurrency),

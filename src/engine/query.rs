@@ -24,7 +24,7 @@ impl Engine {
             .metas
             .into_iter()
             .map(|m| {
-                let status = if st.remote_in_flight.contains(&*m.id) {
+                let status = if st.remote_in_flight.contains_key(&*m.id) {
                     Status::InFlight
                 } else {
                     Status::Pending

@@ -311,14 +311,14 @@ impl Engine {
             if let Some(id) = &id {
                 match kind.as_str() {
                     "sending" => {
-                        st.remote_in_flight.insert(id.clone());
+                        st.remote_in_flight.insert(Rc::from(id.as_str()), 0);
                     }
                     "retry" => {
-                        st.remote_in_flight.remove(id);
+                        st.remote_in_flight.remove(id.as_str());
                         st.totals.retried += 1;
                     }
                     "sent" | "dead" | "removed" => {
-                        st.remote_in_flight.remove(id);
+                        st.remote_in_flight.remove(id.as_str());
                         match kind.as_str() {
                             "sent" => st.totals.sent += 1,
                             "dead" => st.totals.dead += 1,
