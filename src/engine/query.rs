@@ -329,64 +329,49 @@ impl Engine {
         self.check_open()?;
         let dead = self.store.count_dead().await?;
         let sum = self.summary().await?;
-        let estimate = JsFuture::from(storage_manager::estimate()).await;
-        let estimate = estimate.ok().and_then(|e| storage_manager::usage(&e));
-        let st = self.st.borrow();
-        let o = Object::new();
-        js::set(
-            &o,
-            "pending",
-            &JsValue::from_f64((sum.count - sum.in_flight) as f64),
-        );
-        js::set(&o, "inFlight", &JsValue::from_f64(sum.in_flight as f64));
-        // Pending after at least one failed attempt: what a UI shows as "retrying".
-        js::set(&o, "retrying", &JsValue::from_f64(sum.retrying as f64));
-        js::set(&o, "dead", &JsValue::from(dead));
-        // Low-priority work held back by the network policy.
-        js::set(&o, "held", &JsValue::from_f64(st.sched.parked() as f64));
-        let number_or_null =
-            |v: Option<Millis>| v.map_or(JsValue::NULL, |t| JsValue::from_f64(t as f64));
-        js::set(&o, "oldestCreatedAt", &number_or_null(sum.oldest));
-        let age = sum.oldest.map(|t| js::now().saturating_sub(t));
-        js::set(&o, "oldestAgeMs", &number_or_null(age));
-        js::set(&o, "bytes", &JsValue::from_f64(sum.bytes as f64));
-        let float_or_null = |v: Option<f64>| v.map_or(JsValue::NULL, JsValue::from_f64);
-        js::set(&o, "successRate", &float_or_null(st.metrics.success_rate()));
-        let latency = Object::new();
-        for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
-            js::set(&latency, name, &float_or_null(st.metrics.percentile(p)));
-        }
-        js::set(&o, "attemptLatencyMs", &latency);
-        let storage = Object::new();
-        let persisted = st.persisted.map_or(JsValue::NULL, JsValue::from_bool);
-        js::set(&storage, "persisted", &persisted);
-        let (usage, quota) = match estimate {
-            Some((u, q)) => (JsValue::from_f64(u), JsValue::from_f64(q)),
-            None => (JsValue::NULL, JsValue::NULL),
+        let (figures, persisted) = {
+            let st = self.st.borrow();
+            let next = if st.epoch.is_some() {
+                st.sched.next_due().filter(|t| *t != Millis::MAX)
+            } else {
+                sum.next
+            };
+            let or_nan = |v: Option<Millis>| v.map_or(f64::NAN, |t| t as f64);
+            let latency = |p| st.metrics.percentile(p).unwrap_or(f64::NAN);
+            let figures = [
+                (sum.count - sum.in_flight) as f64,
+                sum.in_flight as f64,
+                // Pending after at least one failed attempt: what a UI shows as "retrying".
+                sum.retrying as f64,
+                dead as f64,
+                // Low-priority work held back by the network policy.
+                st.sched.parked() as f64,
+                or_nan(sum.oldest),
+                or_nan(sum.oldest.map(|t| js::now().saturating_sub(t))),
+                sum.bytes as f64,
+                st.metrics.success_rate().unwrap_or(f64::NAN),
+                latency(50.0),
+                latency(90.0),
+                latency(99.0),
+                or_nan(next),
+                st.totals.sent as f64,
+                st.totals.retried as f64,
+                st.totals.dead as f64,
+                f64::from(u8::from(st.epoch.is_some() && !st.closed)),
+            ];
+            (figures, st.persisted)
         };
-        js::set(&storage, "usage", &usage);
-        js::set(&storage, "quota", &quota);
-        js::set(&o, "storage", &storage);
-        let next = if st.epoch.is_some() {
-            st.sched.next_due().filter(|t| *t != Millis::MAX)
-        } else {
-            sum.next
-        };
-        js::set(&o, "nextAttemptAt", &number_or_null(next));
-        js::set(&o, "sent", &JsValue::from_f64(st.totals.sent as f64));
-        js::set(&o, "retried", &JsValue::from_f64(st.totals.retried as f64));
-        js::set(
-            &o,
-            "deadLettered",
-            &JsValue::from_f64(st.totals.dead as f64),
-        );
-        js::set(
-            &o,
-            "isLeader",
-            &JsValue::from_bool(st.epoch.is_some() && !st.closed),
-        );
-        Ok(o.into())
+        JsFuture::from(stats_object(&figures, persisted))
+            .await
+            .map_err(|e| js::from_js(&e))
     }
+}
+
+#[wasm_bindgen(module = "/src/js/stats.js")]
+extern "C" {
+    /// The `stats()` object from its figures, in the order `stats` lists them.
+    #[wasm_bindgen(js_name = statsObject)]
+    fn stats_object(figures: &[f64], persisted: Option<bool>) -> Promise;
 }
 
 /// A pending transaction's status as the leader knows it.
