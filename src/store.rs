@@ -1050,31 +1050,23 @@ impl Store {
         )
     }
 
-    /// Adds backup records (metadata, payload, whether dead) in one write, skipping any
-    /// whose id or alias is already here; the new seq of each, `None` where skipped.
-    pub async fn import(&self, records: &[(TxMeta, JsValue, bool)]) -> Result<Vec<Option<Seq>>> {
-        let mut rows = Vec::with_capacity(records.len());
-        for (meta, payload, dead) in records {
-            let payload = &self
-                .seal(payload, &meta.id)
-                .await?
-                .unwrap_or_else(|| payload.clone());
-            let ids: Array = meta.ids().map(JsValue::from_str).collect();
-            let row = Array::of4(
-                &record::encode(meta),
-                payload,
-                &JsValue::from_bool(*dead),
-                &ids,
-            );
-            rows.push(JsValue::from(row));
+    /// Adds backup rows (`[record, payload, dead]`, as `readBackup` gives them) in one
+    /// write, payloads sealed first, skipping any whose id or alias is already here; the
+    /// new seq of each, `None` where skipped.
+    pub async fn import(&self, rows: &Array) -> Result<Vec<Option<Seq>>> {
+        for row in rows.iter() {
+            let row: Array = row.unchecked_into();
+            let id = js::get(&row.get(0), "id").as_string().unwrap_or_default();
+            if let Some(sealed) = self.seal(&row.get(1), &id).await? {
+                row.set(1, sealed);
+            }
         }
-        let rows: Array = rows.into_iter().collect();
         let tx = self.tx(
             &[OUTBOX, PAYLOADS, DEAD, ALIASES],
             IdbTransactionMode::Readwrite,
             "import",
         )?;
-        let out = tx.check(import_records(&tx.tx, &rows))?;
+        let out = tx.check(import_records(&tx.tx, rows))?;
         // More requests follow the existence checks' results: no early commit.
         tx.wait(false).await?;
         Ok(Array::from(&js::get(&out, "seqs"))

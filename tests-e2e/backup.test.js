@@ -179,6 +179,37 @@ test('import checks the whole document first: typed errors, nothing stored', asy
   assert.deepEqual(r.stored, { pending: 0, dead: 0 }, 'a rejected import stores nothing');
 });
 
+test('import stores each record as the outbox writes one: keys once, no nulls or fields of its own, old seq order', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const ob = await Outbox.open({ name: 'backup-normalized', handlers: { hang: () => new Promise(() => {}) } });
+    const rec = (id, seq, over = {}) => ({
+      id, seq, handler: 'hang', keys: ['k'], idempotencyKey: id, priority: 'normal', attempts: 1, createdAt: 1,
+      nextAttemptAt: 1, mutations: id, metadata: { $t: 'undefined' }, ...over,
+    });
+    const report = await ob.import({
+      format: 'offline-outbox-backup', version: 1, name: 'elsewhere', exportedAt: 1,
+      pending: [
+        rec('b', 5, { keys: ['k', 'j', 'k', 'j'], coalesceKey: null, lastError: null, aliases: [], deadAt: null, mine: 'x' }),
+        rec('a', 2),
+      ],
+      dead: [],
+    });
+    // The leader takes imported records in through its sync, just after.
+    for (let i = 0; i < 100 && (await ob.peek()).length < 2; i++) await new Promise((res) => setTimeout(res, 10));
+    const doc = await ob.export();
+    const peek = await ob.peek();
+    await ob.close();
+    return { report, records: doc.pending, peekKeys: peek.map((t) => [t.id, t.keys]) };
+  });
+  assert.deepEqual(r.report, { pending: 2, dead: 0, skipped: 0 });
+  assert.deepEqual(r.records.map((t) => t.id), ['a', 'b'], 'in the order of their old seqs');
+  const b = r.records[1];
+  assert.deepEqual(b.keys, ['k', 'j']);
+  for (const field of ['mine', 'coalesceKey', 'lastError', 'aliases', 'deadAt']) assert.ok(!(field in b), `${field} not stored`);
+  assert.deepEqual(r.peekKeys, [['a', ['k']], ['b', ['k', 'j']]]);
+});
+
 /**
  * A follower imports a dead letter on `doc`, a later transaction on `doc` and one on
  * `other` while the leader runs under the 'block' policy. With `lose`, the follower's word

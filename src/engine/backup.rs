@@ -47,33 +47,21 @@ impl Engine {
         self.check_open()?;
         let rows = read_backup(&doc, self.handlers.names(), self.handlers.http_builtin())
             .map_err(|e| js::from_js(&e))?;
-        let rows: Vec<Array> = rows.iter().map(|r| Array::from(&r)).collect();
-        let metas = record::decode_all(&rows.iter().map(|r| r.get(0)).collect());
-        let rows = rows
-            .iter()
-            .zip(metas)
-            .map(|(row, meta)| {
-                // readBackup checked each record as packRecords does: this cannot fail.
-                let meta = meta.map_err(|e| Error::new(ErrorCode::InvalidBackup, e))?;
-                let meta = TxMeta {
-                    keys: TxMeta::dedup_keys(meta.keys),
-                    ..meta
-                };
-                Ok((meta, row.get(1), row.get(2).is_truthy()))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let seqs = self.store.import(&rows).await?;
         let (mut added, mut dead, mut skipped) = (Vec::new(), 0u32, 0u32);
-        for ((mut meta, _, is_dead), seq) in rows.into_iter().zip(seqs) {
+        for (row, seq) in rows.iter().zip(seqs) {
             let Some(seq) = seq else {
                 skipped += 1;
                 continue;
             };
-            meta.seq = Some(seq);
-            if is_dead {
+            let row: Array = row.unchecked_into();
+            if row.get(2).is_truthy() {
                 dead += 1;
             } else {
-                added.push(meta);
+                added.push((
+                    js::get(&row.get(0), "id").as_string().unwrap_or_default(),
+                    seq,
+                ));
             }
         }
         // The leader takes the records in through its sync, which reads the dead letters
@@ -84,10 +72,10 @@ impl Engine {
         } else {
             self.post(&leader::message("wake", &[]));
         }
-        for meta in &added {
+        for (id, seq) in &added {
             self.emit(|| {
-                let ev = event("enqueued", Some(&meta.id));
-                js::set(&ev, "seq", &JsValue::from_f64(meta.seq.unwrap_or(0) as f64));
+                let ev = event("enqueued", Some(id));
+                js::set(&ev, "seq", &JsValue::from_f64(*seq as f64));
                 ev
             });
         }

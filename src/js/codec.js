@@ -7,7 +7,7 @@
 // Plain JSON passes through unchanged; any other value becomes an object tagged `$t`, and a
 // plain object that has a `$t` key of its own is escaped, so no user data can pass for a tag.
 
-import { fault as recordFault } from './records.js';
+import { fault as recordFault, makeRecord } from './records.js';
 import { estimateBytes } from './size.js';
 import { httpProblem } from './http.js';
 import { MAX_KEYS, MAX_STRING, fault, why, isPlain, reader, tooLong } from './options.js';
@@ -256,7 +256,8 @@ export async function backupDoc(name, pending, dead, payloads) {
  * The transactions of backup `doc` (the document or its JSON text), checked whole, as
  * `[record, payload, dead]` in the order to add them: pending and dead interleaved as they
  * were (by their old seq, which the record no longer carries), so a dead letter retried
- * later takes its place among them on its keys. `handlers` are the names registered;
+ * later takes its place among them on its keys. Each record is in stored form, as the
+ * crate writes one (no seq, each key once, no fields of its own). `handlers` are the names registered;
  * `http` whether the one named "http" is the built-in. Throws at the first fault, with
  * where it is; an unregistered handler is `UnknownHandler`, any other fault `InvalidBackup`.
  */
@@ -284,13 +285,11 @@ export const readBackup = reader('InvalidBackup', 'the backup', (doc, handlers, 
       ids.add(id);
     }
   }
-  const order = (row) => row[0].seq ?? Infinity;
-  rows.sort((a, b) => order(a) - order(b));
-  for (const [r] of rows) delete r.seq;
-  return rows;
+  rows.sort((a, b) => a[3] - b[3]);
+  return rows.map(([r, payload, dead]) => [r, payload, dead]);
 });
 
-/** One transaction of the backup (at `at` in it), as `[record, payload, dead]`. */
+/** One transaction of the backup (at `at` in it), as `[record, payload, dead, old seq]`. */
 function transaction(raw, at, dead, handlers, http) {
   if (!isPlain(raw)) throw invalid(`${at}: a transaction must be an object`);
   const { mutations, metadata, ...r } = raw;
@@ -318,5 +317,8 @@ function transaction(raw, at, dead, handlers, http) {
   const payload = { mutations: value(mutations, 'mutations'), metadata: value(metadata, 'metadata') };
   const problem = http && r.handler === 'http' && httpProblem(payload.mutations);
   if (problem) throw invalid(`${at}: ${problem}`);
-  return [{ ...r, bytes: estimateBytes(payload) }, payload, dead];
+  const record = makeRecord(undefined, r.id, r.handler, [...new Set(r.keys)], r.idempotencyKey, r.priority,
+    r.attempts, r.createdAt, r.nextAttemptAt, r.lastError?.name, r.lastError?.message, r.deadReason ?? undefined,
+    r.deadAt ?? undefined, estimateBytes(payload), r.coalesceKey ?? undefined, r.aliases?.length ? r.aliases : undefined);
+  return [record, payload, dead, r.seq ?? Infinity];
 }

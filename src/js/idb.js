@@ -543,8 +543,8 @@ export function byId(keys, values) {
 }
 
 /**
- * Adds backup records in one transaction: `[meta, payload, dead, ids]` each, in order.
- * A record any of whose `ids` (its id and aliases) is already here, pending (on its own or
+ * Adds backup records in one transaction: `[meta, payload, dead]` each, in order.
+ * A record any of whose ids (its id and aliases) is already here, pending (on its own or
  * in a group), dead, folded into another or marked removed (the app's removal stands), is
  * skipped, checked inside this same transaction so two imports of one backup cannot both
  * add it. Seqs come from the outbox's key generator in record
@@ -580,8 +580,8 @@ export function importRecords(tx, records) {
       if (--checks === 0) write();
     };
   };
-  records.forEach(([, , , ids], i) => {
-    for (const id of ids) {
+  records.forEach(([meta], i) => {
+    for (const id of [meta.id, ...(meta.aliases ?? [])]) {
       checks += 4;
       seen(i)(payloads.getKey(id));
       seen(i)(members.getKey(id));
