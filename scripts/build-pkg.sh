@@ -29,10 +29,11 @@ echo "export { OutboxError, NonRetriableError } from './${snippet}';" >> pkg/off
 # --low-memory-unused lets it fold constant offsets into loads and stores (about 1 KB): it
 # assumes nothing lives in the first KiB of memory, and Rust's wasm32 layout puts the
 # stack first, growing down from 1 MiB, with data above it, so only a stack within 1 KiB
-# of overflowing would reach there.
+# of overflowing would reach there. The target-features section only tells tools which
+# features the module uses; browsers ignore it.
 features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
   --enable-mutable-globals --enable-reference-types --enable-multivalue)
-node_modules/.bin/wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers "${features[@]}" \
+node_modules/.bin/wasm-opt -Oz --converge --low-memory-unused --strip-debug --strip-producers --strip-target-features "${features[@]}" \
   pkg/offline_outbox_bg.wasm -o pkg/offline_outbox_bg.wasm
 node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js "${features[@]}"
 
