@@ -211,6 +211,9 @@ extern "C" {
         coalesce_key: Option<&str>,
         aliases: Option<Array>,
     ) -> Object;
+    /// The `corrupt` dead letter for a record under `seq` that does not decode.
+    #[wasm_bindgen(js_name = corruptRecord)]
+    pub fn corrupt_record(raw: &JsValue, seq: f64, reason: &str, now: f64) -> JsValue;
     #[wasm_bindgen(js_name = infoOf)]
     fn info_of(
         record: &Object,

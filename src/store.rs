@@ -40,7 +40,7 @@ use web_sys::{
 use crate::envelope::Sealer;
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
-use crate::model::{DeadReason, LastError, Millis, Seq, TxMeta};
+use crate::model::{Millis, Seq, TxMeta};
 use crate::record;
 
 /// 1: outbox, payloads, dead (+ `id` index), meta. 2: the outbox's `aliases` index (ids of
@@ -717,43 +717,9 @@ impl Store {
                 .filter(|f| *f >= 0.0 && f.fract() == 0.0)
                 .map(|f| f as Seq);
             let Some(seq) = seq else { continue };
-            let field = |k: &'static str| js::get(&c.raw, k).as_string();
-            let number = |k: &'static str| {
-                js::get(&c.raw, k)
-                    .as_f64()
-                    .filter(|f| f.is_finite() && *f >= 0.0)
-            };
-            let meta = TxMeta {
-                seq: Some(seq),
-                // A unique id even when the record's own is missing or clashes.
-                id: field("id")
-                    .map_or_else(
-                        || format!("corrupt-{seq}"),
-                        |id| format!("{id}#corrupt-{seq}"),
-                    )
-                    .into(),
-                handler: field("handler").unwrap_or_default(),
-                keys: Vec::new(),
-                idempotency_key: field("idempotencyKey"),
-                priority: Default::default(),
-                attempts: number("attempts").map_or(0, |f| f as u32),
-                created_at: number("createdAt").map_or(now, |f| f as Millis),
-                next_attempt_at: now,
-                last_error: Some(Box::new(LastError {
-                    name: "DecodeError".into(),
-                    message: c.reason,
-                })),
-                dead_reason: Some(DeadReason::Corrupt),
-                dead_at: Some(now),
-                bytes: 0,
-                coalesce_key: None,
-                aliases: Vec::new(),
-                group: 0,
-            };
-            let record = record::encode(&meta);
-            js::set(&record, "raw", &c.raw);
+            let record = record::corrupt_record(&c.raw, seq as f64, &c.reason, now as f64);
             let group = crate::model::group_key(seq, c.group);
-            records.push((seq, group, JsValue::from(record)));
+            records.push((seq, group, record));
         }
         let mut ops = Vec::with_capacity(records.len() * 2);
         for (seq, group, record) in &records {

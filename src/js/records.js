@@ -108,6 +108,22 @@ export function makeRecord(seq, id, handler, keys, idempotencyKey, priority, att
   return r;
 }
 
+/**
+ * The dead letter (reason `corrupt`) for `raw`, a record under `seq` that does not decode:
+ * what can be read of it, under an id unique even when its own is missing or clashes, and
+ * the raw record kept for inspection.
+ */
+export function corruptRecord(raw, seq, reason, now) {
+  const field = (k) => (typeof raw?.[k] === 'string' ? raw[k] : undefined);
+  const number = (k) => (Number.isFinite(raw?.[k]) && raw[k] >= 0 ? Math.trunc(raw[k]) : undefined);
+  const id = field('id');
+  const r = makeRecord(seq, id === undefined ? `corrupt-${seq}` : `${id}#corrupt-${seq}`, field('handler') ?? '', [],
+    field('idempotencyKey'), 'normal', Math.min(number('attempts') ?? 0, 0xffffffff), number('createdAt') ?? now, now,
+    'DecodeError', reason, 'corrupt', now, 0);
+  r.raw = raw;
+  return r;
+}
+
 /** A transaction as the API reports it (TransactionInfo), from its record. */
 export function infoOf(r, seq, status, payload) {
   const t = {
