@@ -52,3 +52,11 @@ pub use api::{
 pub use error::{Error, ErrorCode};
 #[cfg(target_arch = "wasm32")]
 pub use outbox::JsOutbox;
+
+/// Talc instead of the default dlmalloc: 1.1 KiB less of the gzipped package, and less
+/// memory with 100,000 pending (42.5 against 44.3 MB of wasm memory), at the same speed.
+// SAFETY: TalckWasm must own the wasm memory's growth and run single-threaded: nothing
+// else here grows the memory, and without atomics the module has one thread.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::TalckWasm = unsafe { talc::TalckWasm::new_global() };
