@@ -1457,8 +1457,12 @@ impl Engine {
                         }
                     }
                     for (seq, p) in by_seq {
-                        if current && st.pending.contains_key(&seq) && !st.sched.is_in_flight(seq) {
-                            st.cache.entry(seq).or_insert(p);
+                        if current
+                            && st.pending.contains_key(&seq)
+                            && !st.sched.is_in_flight(seq)
+                            && !st.cache.contains_key(&seq)
+                        {
+                            st.cache.insert(seq, p);
                         }
                     }
                 }

@@ -106,10 +106,14 @@ pub fn word(s: &'static str) -> JsValue {
     }
     let id = (s.as_ptr() as u64) << 32 | s.len() as u64;
     WORDS.with(|w| {
-        w.borrow_mut()
-            .entry(id)
-            .or_insert_with(|| JsValue::from_str(s))
-            .clone()
+        let mut w = w.borrow_mut();
+        // Not `entry`: that is one more instantiation of the map's code.
+        if let Some(v) = w.get(&id) {
+            return v.clone();
+        }
+        let v = JsValue::from_str(s);
+        w.insert(id, v.clone());
+        v
     })
 }
 
