@@ -211,6 +211,8 @@ extern "C" {
         coalesce_key: Option<&str>,
         aliases: Option<Array>,
     ) -> Object;
+    /// What `settled` reports for a transaction this context holds no record of.
+    pub fn acknowledged(id: &str) -> JsValue;
     /// The `corrupt` dead letter for a record under `seq` that does not decode.
     #[wasm_bindgen(js_name = corruptRecord)]
     pub fn corrupt_record(raw: &JsValue, seq: f64, reason: &str, now: f64) -> JsValue;

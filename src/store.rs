@@ -95,6 +95,7 @@ extern "C" {
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = locate, catch)]
     fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
+    fn outcome(found: &JsValue, id: &str) -> JsValue;
     #[wasm_bindgen(js_name = findDead, catch)]
     fn find_dead_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = importRecords, catch)]
@@ -213,16 +214,6 @@ impl Payloads {
     pub fn get(&self, id: &str) -> Option<JsValue> {
         Some(self.0.get(&JsValue::from_str(id))).filter(|v| !v.is_undefined())
     }
-}
-
-/// Where a transaction is, as far as the store knows.
-pub enum Location {
-    Pending,
-    Dead(TxMeta),
-    /// Removed, or discarded from the dead letters, within [`REMOVED_KEPT_MS`].
-    Removed,
-    /// None of the above: acknowledged (or never enqueued).
-    Gone,
 }
 
 /// A record found in `outbox` that does not decode.
@@ -664,30 +655,25 @@ impl Store {
         )
     }
 
-    /// Where `id` is: pending in the outbox, dead, or gone (acknowledged).
-    pub async fn locate(&self, id: &str) -> Result<Location> {
+    /// How `settled(id)` ends, from where `id` is in the store: `None` while it is
+    /// pending, else whether it was fulfilled and with what (`outcome` in `js/idb.js`).
+    pub async fn settled_outcome(&self, id: &str) -> Result<Option<(bool, JsValue)>> {
         let tx = self.tx(
             &[OUTBOX, PAYLOADS, DEAD, ALIASES, ACKED],
             IdbTransactionMode::Readonly,
             "locate",
         )?;
-        let out = tx.check(locate_id(&tx.tx, id))?;
+        let found = tx.check(locate_id(&tx.tx, id))?;
         // The lookups follow the alias's result: no early commit.
         tx.wait(false).await?;
-        let dead = js::get(&out, "dead");
-        if !dead.is_undefined() {
-            return record::decode(&dead)
-                .map(Location::Dead)
-                .map_err(|e| Error::new(ErrorCode::StorageUnavailable, e));
-        }
-        let own = js::get(&out, "payload").is_truthy() && !js::get(&out, "acked").is_truthy();
-        if own || js::get(&out, "member").is_truthy() {
-            Ok(Location::Pending)
-        } else if js::get(&out, "removed").is_truthy() {
-            Ok(Location::Removed)
-        } else {
-            Ok(Location::Gone)
-        }
+        let out = outcome(&found, id);
+        Ok((!out.is_undefined()).then(|| {
+            let out: Array = out.unchecked_into();
+            match out.get(0).is_truthy() {
+                true => (true, out.get(1)),
+                false => (false, js::to_js(&js::from_js(&out.get(1)))),
+            }
+        }))
     }
 
     /// Deletes the removal marks (see `push_forget`) set before `before`.

@@ -94,6 +94,51 @@ test('a full life cycle through the public API', async () => {
   assert.equal(r.name, 'contract-life');
 });
 
+test('settled() of a transaction this context never held answers from the store', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const name = 'contract-settled-store';
+    const handlers = {
+      ok: async () => {},
+      bad: async () => { throw new NonRetriableError('refused'); },
+      hang: () => new Promise(() => {}),
+    };
+    const a = await Outbox.open({ name, handlers });
+    const acked = await a.enqueue({ handler: 'ok', keys: ['a'], mutations: 1 });
+    const dead = await a.enqueue({ handler: 'bad', keys: ['d'], mutations: 2 });
+    await a.enqueue({ handler: 'hang', keys: ['k'], mutations: 3 });
+    const removed = await a.enqueue({ handler: 'hang', keys: ['k'], mutations: 4 });
+    const pending = await a.enqueue({ handler: 'hang', keys: ['k'], mutations: 5 });
+    await a.settled(acked.id);
+    await a.settled(dead.id).catch(() => {});
+    await a.remove(removed.id);
+    await a.close();
+    // b leads and loads what is pending; c follows and holds nothing in memory.
+    const b = await Outbox.open({ name, handlers, leaderElection: 'web-locks' });
+    const c = await Outbox.open({ name, handlers, leaderElection: 'web-locks' });
+    const outcome = (p) => Promise.race([
+      p.then((t) => ['fulfilled', t], (e) => ['rejected', e instanceof window.lib.OutboxError, e.code, e.message]),
+      new Promise((res) => setTimeout(() => res(['waiting']), 300)),
+    ]);
+    const out = {
+      leader: [b.isLeader, c.isLeader],
+      acked: await outcome(b.settled(acked.id)),
+      dead: await outcome(b.settled(dead.id)),
+      removed: await outcome(b.settled(removed.id)),
+      pending: await outcome(c.settled(pending.id)),
+      ids: { acked: acked.id, dead: dead.id, removed: removed.id },
+    };
+    await c.close();
+    await b.close();
+    return out;
+  });
+  assert.deepEqual(r.leader, [true, false]);
+  assert.deepEqual(r.acked, ['fulfilled', { id: r.ids.acked, status: 'acknowledged' }]);
+  assert.deepEqual(r.dead, ['rejected', true, 'Dead', `transaction ${r.ids.dead} is dead: refused`]);
+  assert.deepEqual(r.removed, ['rejected', true, 'Removed', `transaction "${r.ids.removed}" was removed`]);
+  assert.deepEqual(r.pending, ['waiting']);
+});
+
 test('built-in http handler replays with fetch and an Idempotency-Key', async () => {
   srv.api.reset();
   srv.api.script = [{ status: 503, headers: { 'Retry-After': '0' } }, { status: 200 }, { status: 404, body: 'no such thing' }];

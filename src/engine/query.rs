@@ -4,7 +4,7 @@
 
 use super::sync::REMOVE_TIMEOUT_MS;
 use super::*;
-use crate::store::{Location, Payloads};
+use crate::store::Payloads;
 
 impl Engine {
     /// Pending transactions in seq order, with their status.
@@ -275,31 +275,11 @@ impl Engine {
         }
         let me = self.clone();
         js::spawn(async move {
-            let location = me.store.locate(&id).await;
-            // (fulfilled?, value)
-            let outcome = match location {
-                Ok(Location::Pending) => None,
-                Ok(Location::Dead(m)) => Some((
-                    false,
-                    js::err(
-                        ErrorCode::Dead,
-                        format!(
-                            "transaction {id} is dead: {}",
-                            m.last_error.map(|e| e.message).unwrap_or_default()
-                        ),
-                    ),
-                )),
-                Ok(Location::Removed) => Some((
-                    false,
-                    js::err(
-                        ErrorCode::Removed,
-                        format!("transaction \"{id}\" was removed"),
-                    ),
-                )),
-                // None of those: acknowledged before this context saw it.
-                Ok(Location::Gone) => Some((true, acknowledged(&id))),
-                Err(e) => Some((false, js::to_js(&e))),
-            };
+            let outcome = me
+                .store
+                .settled_outcome(&id)
+                .await
+                .unwrap_or_else(|e| Some((false, js::to_js(&e))));
             if let Some((ok, value)) = outcome {
                 me.waiters.settle(&id, ok, &value);
             }
@@ -412,16 +392,4 @@ impl Summary {
                 .map_or(m.next_attempt_at, |n| n.min(m.next_attempt_at)),
         );
     }
-}
-
-/// What `settled` reports for a transaction this context holds no record of.
-pub(super) fn acknowledged(id: &str) -> JsValue {
-    let o = Object::new();
-    js::set(&o, "id", &JsValue::from_str(id));
-    js::set(
-        &o,
-        "status",
-        &JsValue::from_str(Status::Acknowledged.as_str()),
-    );
-    o.into()
 }

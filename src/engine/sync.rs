@@ -3,7 +3,6 @@
 //! events (batched, once per task), and requests only the leader can serve (`remove`,
 //! `drain`) with their replies. Messages carry ids and small fields, never payloads.
 
-use super::query::acknowledged;
 use super::*;
 use crate::leader::{decode_lease, encode_lease, message};
 use crate::lease::Action;
@@ -335,7 +334,7 @@ impl Engine {
         };
         if let Some(id) = id.as_deref().filter(|id| self.waiters.has(id)) {
             match kind.as_str() {
-                "sent" => self.waiters.settle(id, true, &acknowledged(id)),
+                "sent" => self.waiters.settle(id, true, &record::acknowledged(id)),
                 "dead" => {
                     let err = js::err(ErrorCode::Dead, format!("transaction {id} is dead"));
                     self.waiters.settle(id, false, &err);

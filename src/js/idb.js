@@ -2,6 +2,8 @@
 // together and awaited once, on the transaction's completion: one callback per
 // transaction instead of two per request.
 
+import { acknowledged } from './records.js';
+
 /** Why `tx` aborted. */
 const abortError = (tx) => tx.error ?? new DOMException('transaction aborted', 'AbortError');
 
@@ -341,6 +343,18 @@ export function locate(tx, id) {
     d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
   });
   return out;
+}
+
+/**
+ * How `settled(id)` ends, from what `locate` found: undefined while the transaction is
+ * pending (whoever sends it settles it), else `[fulfilled, value]`, where a rejection's
+ * value is the `{ code, message }` of its OutboxError.
+ */
+export function outcome(found, id) {
+  if (found.dead) return [false, { code: 'Dead', message: `transaction ${id} is dead: ${found.dead.lastError?.message ?? ''}` }];
+  if ((found.payload && !found.acked) || found.member) return undefined;
+  if (found.removed) return [false, { code: 'Removed', message: `transaction "${id}" was removed` }];
+  return [true, acknowledged(id)];
 }
 
 /**

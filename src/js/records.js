@@ -124,6 +124,11 @@ export function corruptRecord(raw, seq, reason, now) {
   return r;
 }
 
+/** What `settled` reports for a transaction this context holds no record of. */
+export function acknowledged(id) {
+  return { id, status: 'acknowledged' };
+}
+
 /** A transaction as the API reports it (TransactionInfo), from its record. */
 export function infoOf(r, seq, status, payload) {
   const t = {
