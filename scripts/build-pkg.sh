@@ -48,6 +48,10 @@ node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js "
 node_modules/.bin/esbuild pkg/offline_outbox.js --bundle --minify --format=esm --allow-overwrite \
   --external:'*/errors.js' --log-override:duplicate-object-key=silent --log-level=warning \
   --outfile=pkg/offline_outbox.js
+# terser's second pass and its frequency-ordered names gzip 0.5 KB smaller than esbuild's
+# output alone.
+node_modules/.bin/terser pkg/offline_outbox.js --module --compress passes=2 --mangle toplevel=true \
+  -o pkg/offline_outbox.js
 errors=$(ls pkg/snippets/*/src/js/errors.js)
 node_modules/.bin/esbuild "$errors" --minify --keep-names --format=esm --allow-overwrite \
   --log-level=warning --outfile="$errors"
