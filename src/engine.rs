@@ -26,7 +26,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::AbortController;
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{decimal, Error, ErrorCode, Result};
 use crate::http;
 use crate::js::{self, Deferred};
 use crate::leader::{self, Channel, HeldLock, LockRequest, Mode, ReplyOrLock};
@@ -642,10 +642,12 @@ impl Engine {
     fn expired_error(&self) -> LastError {
         LastError {
             name: "Expired".into(),
-            message: format!(
-                "not sent within maxAgeMs ({} ms)",
-                self.max_age_ms.unwrap_or(0)
-            ),
+            message: [
+                "not sent within maxAgeMs (",
+                &decimal(self.max_age_ms.unwrap_or(0)),
+                " ms)",
+            ]
+            .concat(),
         }
     }
 
@@ -850,7 +852,7 @@ impl Engine {
 
     /// The Background Sync tag of this outbox.
     fn sync_tag(&self) -> String {
-        format!("offline-outbox:{}", self.name)
+        ["offline-outbox:", &self.name].concat()
     }
 
     /// This context runs handlers now.
@@ -1890,10 +1892,15 @@ impl Engine {
             Ok(()) => {
                 let err = js::err(
                     ErrorCode::Dead,
-                    format!(
-                        "transaction {} is dead: {}: {}",
-                        meta.id, error.name, error.message
-                    ),
+                    [
+                        "transaction ",
+                        &meta.id,
+                        " is dead: ",
+                        &error.name,
+                        ": ",
+                        &error.message,
+                    ]
+                    .concat(),
                 );
                 for id in meta.ids() {
                     self.waiters.settle(id, false, &err);
@@ -2044,7 +2051,7 @@ impl Engine {
                     .map_err(|e| {
                         Error::new(
                             ErrorCode::InvalidTransaction,
-                            format!("merge threw {}: {}", e.name, e.message),
+                            ["merge threw ", &e.name, ": ", &e.message].concat(),
                         )
                     })?,
                 None => newer_mutations,
@@ -2055,7 +2062,7 @@ impl Engine {
             // leader did deliver the older content, a server deduping on the old key must
             // not swallow the new one.
             meta.set_idempotency_key(new_meta.idempotency_key().to_owned());
-            meta.aliases.push(new_meta.id.to_string());
+            meta.aliases.push(String::from(&*new_meta.id));
             meta.aliases.extend(new_meta.aliases.iter().cloned());
             meta.bytes = js::size_of(&payload);
             self.store
@@ -2457,10 +2464,14 @@ fn batch_outcomes(result: std::result::Result<JsValue, JsValue>, n: usize) -> Ve
                         Outcome::Retry {
                             error: LastError {
                                 name: "BatchOutcomeMissing".into(),
-                                message: format!(
-                                    "the batch handler returned {} outcomes for {n} transactions",
-                                    arr.length()
-                                ),
+                                message: [
+                                    "the batch handler returned ",
+                                    &decimal(arr.length().into()),
+                                    " outcomes for ",
+                                    &decimal(n as u64),
+                                    " transactions",
+                                ]
+                                .concat(),
                             },
                             after: None,
                         }

@@ -139,10 +139,11 @@ pub fn clone_for_storage(value: &JsValue) -> Result<Option<JsValue>, Error> {
         Ok(v) => Ok(Some(v)),
         Err(e) if error_name(&e).as_deref() == Some("DataCloneError") => Err(Error::new(
             ErrorCode::NotSerializable,
-            format!(
-                "cannot be stored: {}",
-                describe(&e).message.chars().take(200).collect::<String>()
-            ),
+            [
+                "cannot be stored: ",
+                &describe(&e).message.chars().take(200).collect::<String>(),
+            ]
+            .concat(),
         )),
         Err(_) => Ok(None),
     }

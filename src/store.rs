@@ -313,7 +313,7 @@ fn storage(context: &str, e: JsValue) -> Error {
     let detail = js::describe(&e);
     Error::new(
         code,
-        format!("{context}: {}: {}", detail.name, detail.message),
+        [context, ": ", &detail.name, ": ", &detail.message].concat(),
     )
 }
 
@@ -442,7 +442,7 @@ fn decode_valid(values: &JsValue) -> Vec<TxMeta> {
 
 impl Store {
     pub fn database_name(name: &str) -> String {
-        format!("offline-outbox:{name}")
+        ["offline-outbox:", name].concat()
     }
 
     pub async fn open(name: &str) -> Result<Self> {

@@ -77,7 +77,7 @@ impl Engine {
         self.store.find_dead(id).await?.ok_or_else(|| {
             Error::new(
                 ErrorCode::NotFound,
-                format!("no dead letter with id \"{id}\""),
+                ["no dead letter with id \"", id, "\""].concat(),
             )
         })
     }
@@ -176,13 +176,13 @@ impl Engine {
             let seq = *st.ids.get(id.as_str()).ok_or_else(|| {
                 Error::new(
                     ErrorCode::NotFound,
-                    format!("no pending transaction with id \"{id}\""),
+                    ["no pending transaction with id \"", &id, "\""].concat(),
                 )
             })?;
             if st.sched.is_in_flight(seq) {
                 return Err(Error::new(
                     ErrorCode::InFlight,
-                    format!("transaction \"{id}\" is being sent"),
+                    ["transaction \"", &id, "\" is being sent"].concat(),
                 ));
             }
             // Out of the scheduler first, so it cannot start while the delete commits.
@@ -210,7 +210,7 @@ impl Engine {
             Ok(()) => {
                 let err = js::err(
                     ErrorCode::Removed,
-                    format!("transaction \"{id}\" was removed"),
+                    ["transaction \"", &id, "\" was removed"].concat(),
                 );
                 for i in &ids {
                     self.waiters.settle(i, false, &err);

@@ -336,13 +336,13 @@ impl Engine {
             match kind.as_str() {
                 "sent" => self.waiters.settle(id, true, &record::acknowledged(id)),
                 "dead" => {
-                    let err = js::err(ErrorCode::Dead, format!("transaction {id} is dead"));
+                    let err = js::err(ErrorCode::Dead, ["transaction ", id, " is dead"].concat());
                     self.waiters.settle(id, false, &err);
                 }
                 "removed" => {
                     let err = js::err(
                         ErrorCode::Removed,
-                        format!("transaction \"{id}\" was removed"),
+                        ["transaction \"", id, "\" was removed"].concat(),
                     );
                     self.waiters.settle(id, false, &err);
                 }
@@ -379,7 +379,7 @@ impl Engine {
                         if let Some(r) = entry {
                             r.done.reject(&js::err(
                                 ErrorCode::StorageUnavailable,
-                                format!("no leader answered within {ms} ms"),
+                                ["no leader answered within ", &decimal(ms.into()), " ms"].concat(),
                             ));
                         }
                     });
@@ -425,7 +425,7 @@ impl Engine {
                 }
                 _ => Err(Error::new(
                     ErrorCode::InvalidOptions,
-                    format!("unknown request \"{op}\""),
+                    ["unknown request \"", &op, "\""].concat(),
                 )),
             };
             let mut fields = vec![
