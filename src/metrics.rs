@@ -2,14 +2,14 @@
 //! progress of the current run of work (from leaving idle to the next `drained`).
 //! Pure: durations and outcomes are passed in.
 
-use std::collections::VecDeque;
-
 /// Latencies kept for the percentiles: the most recent attempts.
 const WINDOW: usize = 1_024;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    latencies: VecDeque<f64>,
+    /// A ring: once full, `next` is where the next latency replaces the oldest.
+    latencies: Vec<f64>,
+    next: usize,
     succeeded: u64,
     failed: u64,
     /// Transactions settled (acknowledged or dead) in the current run.
@@ -26,10 +26,13 @@ pub struct Progress {
 impl Metrics {
     /// One attempt ended after `ms`; `ok` when the handler acknowledged.
     pub fn record(&mut self, ms: f64, ok: bool) {
-        if self.latencies.len() == WINDOW {
-            self.latencies.pop_front();
+        let ms = if ms > 0.0 { ms } else { 0.0 };
+        if self.latencies.len() < WINDOW {
+            self.latencies.push(ms);
+        } else {
+            self.latencies[self.next] = ms;
         }
-        self.latencies.push_back(if ms > 0.0 { ms } else { 0.0 });
+        self.next = (self.next + 1) % WINDOW;
         if ok {
             self.succeeded += 1;
         } else {
@@ -100,6 +103,19 @@ mod tests {
         }
         assert_eq!(m.percentile(99.0), Some(1.0));
         assert_eq!(m.success_rate(), Some(0.5));
+    }
+
+    #[test]
+    fn each_new_latency_replaces_the_oldest() {
+        let mut m = Metrics::default();
+        for i in 0..WINDOW {
+            m.record(i as f64, true);
+        }
+        for _ in 0..10 {
+            m.record(1e9, true);
+        }
+        assert_eq!(m.percentile(0.0), Some(10.0));
+        assert_eq!(m.percentile(100.0), Some(1e9));
     }
 
     #[test]
