@@ -393,7 +393,7 @@ impl Engine {
                 pending_bytes: 0,
                 low_by_age: OrdSet::new(),
                 ids: FxHashMap::default(),
-                rng: Rng::new(js::random_u64()),
+                rng: Rng::new(js::random_bits()),
                 listeners: Vec::new(),
                 next_id: 0,
                 recent: VecDeque::new(),

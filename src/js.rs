@@ -246,55 +246,16 @@ impl Deferred {
     }
 }
 
-/// 64 bits from the platform's cryptographic randomness (seeds, ids).
-pub fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    fill_random(&mut buf);
-    u64::from_le_bytes(buf)
+#[wasm_bindgen(module = "/src/js/random.js")]
+extern "C" {
+    /// A random (version 4) UUID.
+    #[wasm_bindgen(js_name = uuid)]
+    pub fn uuid_v4() -> String;
+    #[wasm_bindgen(js_name = bits)]
+    fn random_bits_f64() -> f64;
 }
 
-/// Random bytes from a pool refilled 512 bytes at a time: one `getRandomValues` call per
-/// 32 UUIDs instead of two per UUID, which showed in the enqueue profile.
-fn fill_random(out: &mut [u8]) {
-    thread_local! {
-        static POOL: std::cell::RefCell<([u8; 512], usize)> = const { std::cell::RefCell::new(([0; 512], 512)) };
-    }
-    POOL.with(|pool| {
-        let (bytes, used) = &mut *pool.borrow_mut();
-        if *used + out.len() > bytes.len() {
-            // Only fails where no crypto exists at all; a clock-derived value still
-            // spreads jitter and ids.
-            if getrandom::fill(bytes).is_err() {
-                let mut x = (js_sys::Date::now() * 1000.0) as u64
-                    ^ (js_sys::Math::random() * 2f64.powi(52)) as u64;
-                for b in bytes.iter_mut() {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    *b = (x >> 56) as u8;
-                }
-            }
-            *used = 0;
-        }
-        out.copy_from_slice(&bytes[*used..*used + out.len()]);
-        *used += out.len();
-    });
-}
-
-/// A random (version 4) UUID.
-pub fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    fill_random(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
-    for (i, x) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push(HEX[(x >> 4) as usize] as char);
-        out.push(HEX[(x & 15) as usize] as char);
-    }
-    out
+/// 53 random bits (a seed, a context id): all that survives a trip through a JS number.
+pub fn random_bits() -> u64 {
+    random_bits_f64() as u64
 }

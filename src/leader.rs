@@ -223,5 +223,5 @@ pub fn decode_lease(kind: &str, v: &JsValue) -> Option<Msg> {
 
 /// A context id: random, below 2^53 so it survives a trip through a JS number.
 pub fn context_id() -> u64 {
-    js::random_u64() >> 11
+    js::random_bits()
 }

@@ -94,6 +94,17 @@ test('a full life cycle through the public API', async () => {
   assert.equal(r.name, 'contract-life');
 });
 
+test('transaction ids are distinct version 4 UUIDs, also past a refill of the random pool', async () => {
+  const ids = await page.evaluate(async () => {
+    const ob = await window.lib.Outbox.open({ name: 'contract-ids', handlers: { hang: () => new Promise(() => {}) } });
+    const infos = await Promise.all(Array.from({ length: 70 }, (_, i) => ob.enqueue({ handler: 'hang', keys: [`k${i}`], mutations: i })));
+    await ob.close();
+    return infos.map((t) => t.id);
+  });
+  assert.equal(new Set(ids).size, 70);
+  for (const id of ids) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+});
+
 test('settled() of a transaction this context never held answers from the store', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox, NonRetriableError } = window.lib;
