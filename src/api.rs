@@ -261,16 +261,13 @@ pub enum Event {
 
 /// Keeps a [`Outbox::subscribe`] listener registered; dropping it unsubscribes.
 pub struct Subscription {
-    engine: std::rc::Weak<Engine>,
-    id: u32,
+    unsubscribe: Function,
     _listener: Closure<dyn FnMut(JsValue)>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(e) = self.engine.upgrade() {
-            e.unsubscribe(self.id);
-        }
+        let _ = self.unsubscribe.call0(&JsValue::UNDEFINED);
     }
 }
 
@@ -771,8 +768,7 @@ impl Outbox {
         });
         let f: Function = closure.as_ref().clone().unchecked_into();
         Subscription {
-            id: self.engine.subscribe(f),
-            engine: Rc::downgrade(&self.engine),
+            unsubscribe: self.engine.listeners.add(&f),
             _listener: closure,
         }
     }

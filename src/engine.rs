@@ -217,7 +217,6 @@ struct State {
     low_by_age: OrdSet,
     ids: FxHashMap<Rc<str>, Seq>,
     rng: Rng,
-    listeners: Vec<(u32, Function)>,
     next_id: u32,
     recent: VecDeque<TxMeta>,
     /// The group commit open in this task: every enqueue of the task adds its records to
@@ -309,6 +308,8 @@ pub struct Engine {
     this: Weak<Engine>,
     /// Who waits on `settled(id)`.
     waiters: js::Waiters,
+    /// The functions `subscribe` registered.
+    pub listeners: js::Listeners,
     st: RefCell<State>,
 }
 
@@ -394,7 +395,6 @@ impl Engine {
                 low_by_age: OrdSet::new(),
                 ids: FxHashMap::default(),
                 rng: Rng::new(js::random_bits()),
-                listeners: Vec::new(),
                 next_id: 0,
                 recent: VecDeque::new(),
                 open_append: None,
@@ -435,6 +435,7 @@ impl Engine {
             }),
             name: opts.name,
             waiters: js::Waiters::new(),
+            listeners: js::Listeners::new(),
         });
         let weak = Rc::downgrade(&engine);
         let channel = Channel::open(&Store::database_name(&engine.name), move |msg| {
@@ -960,52 +961,27 @@ impl Engine {
         }
     }
 
-    /// The local listeners and whether to broadcast; `None` when no one would hear.
-    fn audience(&self, always_broadcast: bool) -> Option<(Vec<Function>, bool)> {
+    /// Whether to broadcast; `None` when no one would hear.
+    fn audience(&self, always_broadcast: bool) -> Option<bool> {
         let st = self.st.borrow();
-        let listeners: Vec<Function> = st.listeners.iter().map(|(_, f)| f.clone()).collect();
         let broadcast = st.channel.is_some() && (always_broadcast || !st.peers.is_empty());
-        (!listeners.is_empty() || broadcast).then_some((listeners, broadcast))
+        (self.listeners.any() || broadcast).then_some(broadcast)
     }
 
-    fn send_event(&self, (listeners, broadcast): (Vec<Function>, bool), ev: Object) {
+    fn send_event(&self, broadcast: bool, ev: Object) {
         if broadcast {
             self.queue_outgoing(ev.clone().into());
         }
-        Self::deliver(&listeners, &ev);
+        self.listeners.deliver(&ev);
     }
 
     /// The `leader` event concerns only this context.
     fn emit_leader(&self, is_leader: bool) {
-        let listeners: Vec<Function> = self
-            .st
-            .borrow()
-            .listeners
-            .iter()
-            .map(|(_, f)| f.clone())
-            .collect();
-        let ev = event("leader", None);
-        js::set(&ev, "isLeader", &JsValue::from_bool(is_leader));
-        Self::deliver(&listeners, &ev);
-    }
-
-    fn deliver(listeners: &[Function], ev: &Object) {
-        for f in listeners {
-            // A listener that throws must not stop the outbox or the other listeners.
-            let _ = f.call1(&JsValue::UNDEFINED, ev);
+        if self.listeners.any() {
+            let ev = event("leader", None);
+            js::set(&ev, "isLeader", &JsValue::from_bool(is_leader));
+            self.listeners.deliver(&ev);
         }
-    }
-
-    pub fn subscribe(&self, listener: Function) -> u32 {
-        let mut st = self.st.borrow_mut();
-        st.next_id += 1;
-        let id = st.next_id;
-        st.listeners.push((id, listener));
-        id
-    }
-
-    pub fn unsubscribe(&self, id: u32) {
-        self.st.borrow_mut().listeners.retain(|(i, _)| *i != id);
     }
 
     // ---- enqueue: validate, write at once, commit with the rest of this task's ----------

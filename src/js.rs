@@ -209,6 +209,21 @@ extern "C" {
     pub fn reject_all(this: &Waiters, error: &JsValue);
 }
 
+#[wasm_bindgen(module = "/src/js/listeners.js")]
+extern "C" {
+    /// The functions `subscribe` registered (see `listeners.js`).
+    pub type Listeners;
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Listeners;
+    /// Adds a listener; returns the function that removes it.
+    #[wasm_bindgen(method)]
+    pub fn add(this: &Listeners, f: &Function) -> Function;
+    #[wasm_bindgen(method)]
+    pub fn any(this: &Listeners) -> bool;
+    #[wasm_bindgen(method)]
+    pub fn deliver(this: &Listeners, ev: &JsValue);
+}
+
 /// A promise with its settle functions, for results that arrive from another task.
 pub struct Deferred {
     pub promise: Promise,

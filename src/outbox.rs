@@ -176,14 +176,7 @@ impl JsOutbox {
         let f: Function = listener
             .dyn_into()
             .map_err(|_| js::err(ErrorCode::InvalidOptions, "subscribe takes a function"))?;
-        let id = self.engine.subscribe(f);
-        let weak = Rc::downgrade(&self.engine);
-        let unsubscribe = Closure::<dyn FnMut()>::new(move || {
-            if let Some(e) = weak.upgrade() {
-                e.unsubscribe(id);
-            }
-        });
-        Ok(unsubscribe.into_js_value().unchecked_into())
+        Ok(self.engine.listeners.add(&f))
     }
 
     pub fn close(&self) -> Promise {

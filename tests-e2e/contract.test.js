@@ -94,6 +94,29 @@ test('a full life cycle through the public API', async () => {
   assert.equal(r.name, 'contract-life');
 });
 
+test('listeners: in subscription order, each subscription on its own, a throwing one stops nothing', async () => {
+  const r = await page.evaluate(async () => {
+    const ob = await window.lib.Outbox.open({ name: 'contract-listeners', handlers: { hang: () => new Promise(() => {}) } });
+    const seen = [];
+    const f = (e) => { if (e.type === 'enqueued') seen.push('f'); };
+    const unsubscribeFirst = ob.subscribe(f);
+    const unsubscribeSecond = ob.subscribe(f);
+    ob.subscribe(() => { throw new Error('a listener fails'); });
+    ob.subscribe((e) => { if (e.type === 'enqueued') { seen.push('g'); unsubscribeSecond(); } });
+    const tx = { handler: 'hang', keys: ['k'], mutations: 1 };
+    await ob.enqueue(tx);
+    await ob.enqueue(tx);
+    unsubscribeFirst();
+    await ob.enqueue(tx);
+    let bad;
+    try { ob.subscribe(42); } catch (e) { bad = e.code; }
+    await ob.close();
+    return { seen, bad };
+  });
+  assert.deepEqual(r.seen, ['f', 'f', 'g', 'f', 'g', 'g']);
+  assert.equal(r.bad, 'InvalidOptions');
+});
+
 test('transaction ids are distinct version 4 UUIDs, also past a refill of the random pool', async () => {
   const ids = await page.evaluate(async () => {
     const ob = await window.lib.Outbox.open({ name: 'contract-ids', handlers: { hang: () => new Promise(() => {}) } });

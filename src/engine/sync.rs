@@ -305,7 +305,7 @@ impl Engine {
     fn remote_event(self: &Rc<Self>, ev: &JsValue) {
         let kind = js::get(ev, "type").as_string().unwrap_or_default();
         let id = js::get(ev, "id").as_string();
-        let listeners = {
+        {
             let mut st = self.st.borrow_mut();
             if let Some(id) = &id {
                 match kind.as_str() {
@@ -327,11 +327,7 @@ impl Engine {
                     _ => {}
                 }
             }
-            st.listeners
-                .iter()
-                .map(|(_, f)| f.clone())
-                .collect::<Vec<Function>>()
-        };
+        }
         if let Some(id) = id.as_deref().filter(|id| self.waiters.has(id)) {
             match kind.as_str() {
                 "sent" => self.waiters.settle(id, true, &record::acknowledged(id)),
@@ -349,9 +345,7 @@ impl Engine {
                 _ => {}
             }
         }
-        if let Some(ev) = ev.dyn_ref::<Object>() {
-            Self::deliver(&listeners, ev);
-        }
+        self.listeners.deliver(ev);
     }
 
     /// Asks the leader to do `op`; the promise settles with its reply, or rejects after
