@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -60,18 +60,6 @@ extern "C" {
     /// (some 15 KiB of wasm) into the package for this one use.
     #[wasm_bindgen(js_name = String)]
     fn js_string(value: &JsValue) -> String;
-
-    // For values an app passes in: a Proxy's traps or a getter may throw, and that must
-    // come back as a bad-input error, not unwind through the module.
-    #[wasm_bindgen(catch, js_namespace = Object, js_name = keys)]
-    pub fn keys_of(value: &JsValue) -> Result<Array, JsValue>;
-    #[wasm_bindgen(catch, js_namespace = Object, js_name = entries)]
-    pub fn entries_of(value: &JsValue) -> Result<Array, JsValue>;
-    #[wasm_bindgen(catch, js_namespace = Object, js_name = values)]
-    pub fn values_of(value: &JsValue) -> Result<Array, JsValue>;
-    /// A plain copy of an array(-like) value, read once.
-    #[wasm_bindgen(catch, js_namespace = Array, js_name = from)]
-    pub fn array_from(value: &JsValue) -> Result<Array, JsValue>;
 }
 
 /// The `OutboxError` for a Rust error.
@@ -124,10 +112,6 @@ pub fn get(obj: &JsValue, key: &'static str) -> JsValue {
 pub fn set(obj: &Object, key: &'static str, value: &JsValue) {
     // Setting a data property on a plain object we created cannot fail.
     let _ = Reflect::set(obj, &word(key), value);
-}
-
-pub fn is_plain_object(v: &JsValue) -> bool {
-    v.is_object() && !js_sys::Array::is_array(v) && !v.is_function()
 }
 
 /// The structured clone IndexedDB will store, taken now: it checks up front that the

@@ -15,6 +15,8 @@ use crate::retry::{Jitter, RetryPolicy};
 extern "C" {
     #[wasm_bindgen(js_name = readOptions, catch)]
     fn read_options(v: &JsValue) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = readDrain, catch)]
+    fn read_drain(v: &JsValue) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = readTransaction, catch)]
     fn read_transaction(
         v: &JsValue,
@@ -143,6 +145,13 @@ fn num(o: &JsValue, key: &'static str) -> Option<u64> {
 
 fn text(o: &JsValue, key: &'static str) -> Option<String> {
     js::get(o, key).as_string()
+}
+
+/// `drain()`'s budget, checked by `readDrain`.
+pub fn drain_budget(v: &JsValue) -> Result<Option<Millis>> {
+    read_drain(v)
+        .map(|b| b.as_f64().map(|f| f as Millis))
+        .map_err(|e| js::from_js(&e))
 }
 
 pub fn parse_options(v: &JsValue) -> Result<Options> {

@@ -11,7 +11,6 @@ use wasm_bindgen::JsCast;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
-use crate::model::Millis;
 
 /// The JS `Outbox` (Rust code uses [`crate::Outbox`]).
 #[wasm_bindgen(js_name = Outbox)]
@@ -60,31 +59,6 @@ fn run_unit(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>>>>)
             .map(|()| JsValue::UNDEFINED)
             .map_err(|e| js::to_js(&e))
     })
-}
-
-fn budget(opts: &JsValue) -> Result<Option<Millis>> {
-    if opts.is_undefined() || opts.is_null() {
-        return Ok(None);
-    }
-    let bad = |m: &str| Error::new(ErrorCode::InvalidOptions, m);
-    if !js::is_plain_object(opts) {
-        return Err(bad("drain options must be an object"));
-    }
-    let keys = js::keys_of(opts).map_err(|_| bad("drain options cannot be read"))?;
-    if keys
-        .iter()
-        .any(|k| k.as_string().as_deref() != Some("budgetMs"))
-    {
-        return Err(bad("drain takes only { budgetMs }"));
-    }
-    let b = js::get(opts, "budgetMs");
-    if b.is_undefined() {
-        return Ok(None);
-    }
-    match b.as_f64() {
-        Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as Millis)),
-        _ => Err(bad("budgetMs must be a non-negative number")),
-    }
 }
 
 #[wasm_bindgen(js_class = Outbox)]
@@ -165,7 +139,7 @@ impl JsOutbox {
 
     /// Runs until nothing is runnable now (or `budgetMs` passes) and reports what happened.
     pub fn drain(&self, opts: JsValue) -> Promise {
-        match budget(&opts) {
+        match crate::options::drain_budget(&opts) {
             Ok(b) => self.engine.drain(b),
             Err(e) => Promise::reject(&js::to_js(&e)),
         }

@@ -166,6 +166,17 @@ export const readOptions = reader(OPT, 'the options', (v) => {
   return out;
 });
 
+/** `drain()`'s options: the budget in whole milliseconds, or null for none. */
+export const readDrain = reader(OPT, 'the drain options', (v) => {
+  if (v === undefined || v === null) return null;
+  if (!isPlain(v)) throw fault(OPT, 'drain options must be an object');
+  if (Object.keys(v).some((k) => k !== 'budgetMs')) throw fault(OPT, 'drain takes only { budgetMs }');
+  const b = v.budgetMs;
+  if (b === undefined) return null;
+  if (typeof b === 'number' && Number.isFinite(b) && b >= 0) return Math.trunc(b);
+  throw fault(OPT, 'budgetMs must be a non-negative number');
+});
+
 /**
  * A `NewTransaction` checked whole, for an outbox whose handlers are `handlers` (names;
  * `http` whether the one named "http" is the built-in) as `[handler, keys, mutations,
