@@ -70,9 +70,11 @@ impl JsOutbox {
         Ok(JsOutbox { engine })
     }
 
+    /// A JS string (typed `string` in the package's d.ts): returned as a `String`, it
+    /// would take a shim to copy it out of wasm memory.
     #[wasm_bindgen(getter)]
-    pub fn name(&self) -> String {
-        self.engine.name().to_string()
+    pub fn name(&self) -> JsValue {
+        JsValue::from_str(self.engine.name())
     }
 
     #[wasm_bindgen(getter, js_name = isLeader)]
