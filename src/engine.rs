@@ -1078,13 +1078,11 @@ impl Engine {
         let NewTransaction {
             handler,
             keys,
-            mutations,
-            metadata,
+            payload,
             priority,
             idempotency_key,
             coalesce_key,
         } = crate::options::parse_transaction(tx, &self.handlers)?;
-        let payload = payload_record(&mutations, &metadata);
         // The snapshot is what IndexedDB will hold: later changes by the caller to the
         // objects it passed do not reach the handler.
         let snapshot = js::clone_for_storage(&payload)?;
@@ -1102,7 +1100,7 @@ impl Engine {
             idempotency_key: None,
             id: id.into(),
             handler,
-            keys: TxMeta::dedup_keys(keys),
+            keys,
             priority,
             attempts: 0,
             created_at: now,

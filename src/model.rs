@@ -220,8 +220,9 @@ impl TxMeta {
         group_key(self.seq?, self.group)
     }
 
-    /// Keys in first-seen order without repeats: a transaction listing a key twice still
-    /// holds one place in that key's queue.
+    /// Keys in first-seen order without repeats, as `readTransaction` gives them: what
+    /// the native tests model an enqueue with.
+    #[cfg(test)]
     pub fn dedup_keys(keys: Vec<String>) -> Vec<String> {
         let mut out: Vec<String> = Vec::with_capacity(keys.len());
         for k in keys {

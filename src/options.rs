@@ -131,9 +131,10 @@ pub struct WifiPreferred {
 
 pub struct NewTransaction {
     pub handler: String,
+    /// Each once.
     pub keys: Vec<String>,
-    pub mutations: JsValue,
-    pub metadata: JsValue,
+    /// `{ mutations, metadata }`.
+    pub payload: JsValue,
     pub priority: Priority,
     pub idempotency_key: Option<String>,
     pub coalesce_key: Option<String>,
@@ -234,14 +235,13 @@ pub fn parse_transaction(v: &JsValue, handlers: &Handlers) -> Result<NewTransact
             .iter()
             .filter_map(|k| k.as_string())
             .collect(),
-        mutations: t.get(2),
-        metadata: t.get(3),
+        payload: t.get(2),
         priority: t
-            .get(4)
+            .get(3)
             .as_string()
             .and_then(|p| Priority::parse(&p))
             .unwrap_or_default(),
-        idempotency_key: t.get(5).as_string(),
-        coalesce_key: t.get(6).as_string(),
+        idempotency_key: t.get(4).as_string(),
+        coalesce_key: t.get(5).as_string(),
     })
 }

@@ -179,8 +179,10 @@ export const readDrain = reader(OPT, 'the drain options', (v) => {
 
 /**
  * A `NewTransaction` checked whole, for an outbox whose handlers are `handlers` (names;
- * `http` whether the one named "http" is the built-in) as `[handler, keys, mutations,
- * metadata, priority, idempotencyKey, coalesceKey]`, null where absent.
+ * `http` whether the one named "http" is the built-in) as `[handler, keys, payload,
+ * priority, idempotencyKey, coalesceKey]`, null where absent: each key once, in first-seen
+ * order (a transaction listing a key twice holds one place in its queue), and the payload
+ * record `{ mutations, metadata }` as it is stored.
  */
 export const readTransaction = reader(TX, 'the transaction', (v, handlers, http) => {
   if (!isPlain(v)) throw fault(TX, 'a transaction must be an object');
@@ -201,5 +203,5 @@ export const readTransaction = reader(TX, 'the transaction', (v, handlers, http)
   const { mutations, metadata } = v;
   const problem = http && name === 'http' && httpProblem(mutations);
   if (problem) throw fault(TX, problem);
-  return [name, keys, mutations, metadata, priority, idempotencyKey, coalesceKey];
+  return [name, [...new Set(keys)], { mutations, metadata }, priority, idempotencyKey, coalesceKey];
 });
