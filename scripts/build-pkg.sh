@@ -53,8 +53,11 @@ node_modules/.bin/esbuild pkg/offline_outbox.js --bundle --minify --format=esm -
   --external:'*/errors.js' --log-override:duplicate-object-key=silent --log-level=warning \
   --outfile=pkg/offline_outbox.js
 # terser's second pass and its frequency-ordered names gzip 0.5 KB smaller than esbuild's
-# output alone.
-node_modules/.bin/terser pkg/offline_outbox.js --module --compress passes=2 --mangle toplevel=true \
+# output alone; ES2020 output (the sources use ?? and ?. already) and arrows for function
+# expressions that use neither `this` nor `arguments` (none is ever called with `new`)
+# 0.1 KB more.
+node_modules/.bin/terser pkg/offline_outbox.js --module --ecma 2020 --compress passes=2,unsafe_arrows=true \
+  --mangle toplevel=true \
   -o pkg/offline_outbox.js
 errors=$(ls pkg/snippets/*/src/js/errors.js)
 node_modules/.bin/esbuild "$errors" --minify --keep-names --format=esm --allow-overwrite \
