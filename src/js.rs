@@ -50,12 +50,14 @@ pub fn size_of(value: &JsValue) -> u64 {
     estimate_bytes(value) as u64
 }
 
+#[wasm_bindgen(module = "/src/js/options.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = cloneForStorage, catch)]
+    fn clone_now(value: &JsValue) -> Result<JsValue, JsValue>;
+}
+
 #[wasm_bindgen]
 extern "C" {
-    /// Absent in old engines, hence `catch` on a missing function too.
-    #[wasm_bindgen(catch, js_name = structuredClone)]
-    fn structured_clone(value: &JsValue) -> Result<JsValue, JsValue>;
-
     /// JS's own conversion: formatting numbers in Rust would pull its float printing
     /// (some 15 KiB of wasm) into the package for this one use.
     #[wasm_bindgen(js_name = String)]
@@ -119,18 +121,8 @@ pub fn set(obj: &Object, key: &'static str, value: &JsValue) {
 /// others) and is the snapshot the handler later sees. `None` where `structuredClone` is
 /// missing; the write itself then reports the failure.
 pub fn clone_for_storage(value: &JsValue) -> Result<Option<JsValue>, Error> {
-    match structured_clone(value) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if error_name(&e).as_deref() == Some("DataCloneError") => Err(Error::new(
-            ErrorCode::NotSerializable,
-            [
-                "cannot be stored: ",
-                &describe(&e).message.chars().take(200).collect::<String>(),
-            ]
-            .concat(),
-        )),
-        Err(_) => Ok(None),
-    }
+    let clone = clone_now(value).map_err(|e| from_js(&e))?;
+    Ok((!clone.is_undefined()).then_some(clone))
 }
 
 fn error_name(e: &JsValue) -> Option<String> {

@@ -166,6 +166,20 @@ export const readOptions = reader(OPT, 'the options', (v) => {
   return out;
 });
 
+/**
+ * The structured clone IndexedDB will store, taken now; undefined where structuredClone
+ * is missing (the write itself then reports the failure). A value that cannot be cloned
+ * is a NotSerializable fault.
+ */
+export function cloneForStorage(value) {
+  try {
+    return structuredClone(value);
+  } catch (e) {
+    if (e?.name === 'DataCloneError') throw fault('NotSerializable', `cannot be stored: ${why(e).slice(0, 200)}`);
+    return undefined;
+  }
+}
+
 /** `drain()`'s options: the budget in whole milliseconds, or null for none. */
 export const readDrain = reader(OPT, 'the drain options', (v) => {
   if (v === undefined || v === null) return null;
