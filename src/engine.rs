@@ -327,6 +327,14 @@ pub fn info(meta: &TxMeta, status: Status, payload: Option<&JsValue>) -> JsValue
     record::info(&record::encode(meta), None, status.as_str(), payload)
 }
 
+/// What `settled(id)` rejects with once the transaction was removed, here or elsewhere.
+fn removed_error(id: &str) -> JsValue {
+    js::err(
+        ErrorCode::Removed,
+        ["transaction \"", id, "\" was removed"].concat(),
+    )
+}
+
 fn event(kind: &str, id: Option<&str>) -> Object {
     let o = Object::new();
     js::set(&o, "type", &JsValue::from_str(kind));

@@ -208,10 +208,7 @@ impl Engine {
             .await
         {
             Ok(()) => {
-                let err = js::err(
-                    ErrorCode::Removed,
-                    ["transaction \"", &id, "\" was removed"].concat(),
-                );
+                let err = removed_error(&id);
                 for i in &ids {
                     self.waiters.settle(i, false, &err);
                 }

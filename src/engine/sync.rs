@@ -335,13 +335,7 @@ impl Engine {
                     let err = js::err(ErrorCode::Dead, ["transaction ", id, " is dead"].concat());
                     self.waiters.settle(id, false, &err);
                 }
-                "removed" => {
-                    let err = js::err(
-                        ErrorCode::Removed,
-                        ["transaction \"", id, "\" was removed"].concat(),
-                    );
-                    self.waiters.settle(id, false, &err);
-                }
+                "removed" => self.waiters.settle(id, false, &removed_error(id)),
                 _ => {}
             }
         }
