@@ -85,6 +85,12 @@ type Sealing = VecDeque<(u64, Option<Result<Enqueue>>)>;
 /// was written in, if any.
 type PayloadKey = (Rc<str>, Option<Seq>);
 
+fn resolve_all(waiters: Vec<Deferred>) {
+    for w in waiters {
+        w.resolve(&JsValue::UNDEFINED);
+    }
+}
+
 fn payload_key(meta: &TxMeta) -> PayloadKey {
     (meta.id.clone(), meta.group_key())
 }
@@ -188,6 +194,8 @@ struct State {
     /// compete, and the first send waits on the longer one.
     sync_deferred: bool,
     loaded_waiters: Vec<Deferred>,
+    /// What waits for the next sync read to start and read to the end (`until_synced`).
+    synced_waiters: Vec<Deferred>,
     lock: Option<LockRequest>,
     lease: Option<Lease>,
     lease_timer: Option<Timeout>,
@@ -387,6 +395,7 @@ impl Engine {
                 taking_over: false,
                 sync_deferred: false,
                 loaded_waiters: Vec::new(),
+                synced_waiters: Vec::new(),
                 lock: None,
                 lease: None,
                 lease_timer: None,
@@ -733,9 +742,7 @@ impl Engine {
             st.taking_over = false;
             std::mem::take(&mut st.loaded_waiters)
         };
-        for w in waiters {
-            w.resolve(&JsValue::UNDEFINED);
-        }
+        resolve_all(waiters);
     }
 
     /// Waits while a new leader is still reading what was stored before it took over.

@@ -67,11 +67,13 @@ impl Engine {
         // The leader takes the records in through its sync, which reads the dead letters
         // committed with them in the same IndexedDB transaction (block policy), so none
         // of the imported transactions can start ahead of one.
-        if self.is_leader() {
-            self.request_sync();
+        // On the leader: taken in before this resolves, so `peek()` and `export()` show them.
+        let synced = if self.is_leader() {
+            Some(self.until_synced())
         } else {
             self.post(&leader::message("wake", &[]));
-        }
+            None
+        };
         for (id, seq) in &added {
             self.emit(|| {
                 let ev = event("enqueued", Some(id));
@@ -83,6 +85,9 @@ impl Engine {
         js::set(&out, "pending", &JsValue::from(added.len() as u32));
         js::set(&out, "dead", &JsValue::from(dead));
         js::set(&out, "skipped", &JsValue::from(skipped));
+        if let Some(synced) = synced {
+            let _ = synced.await;
+        }
         Ok(out.into())
     }
 }

@@ -178,10 +178,29 @@ impl Engine {
         js::spawn(self.clone().sync_loop());
     }
 
+    /// Requests a sync and resolves once a read that started after this call has read
+    /// to the end (or the sync stopped: leadership lost, or closed).
+    pub(super) fn until_synced(self: &Rc<Self>) -> JsFuture {
+        self.request_sync();
+        let mut st = self.st.borrow_mut();
+        let wait = if st.syncing {
+            let d = Deferred::new();
+            let p = d.promise.clone();
+            st.synced_waiters.push(d);
+            p
+        } else {
+            Promise::resolve(&JsValue::UNDEFINED)
+        };
+        JsFuture::from(wait)
+    }
+
     async fn sync_loop(self: Rc<Self>) {
+        // Those waiting for a read that started after they asked (`until_synced`).
+        let mut waiting = Vec::new();
         loop {
             let (after, generation) = {
-                let st = self.st.borrow();
+                let mut st = self.st.borrow_mut();
+                waiting.append(&mut st.synced_waiters);
                 (st.last_synced, st.generation)
             };
             // In chunks: a new leader reads most of a long outbox here, and the chunk is
@@ -225,6 +244,9 @@ impl Engine {
                     continue;
                 }
                 st.syncing = false;
+                waiting.append(&mut st.synced_waiters);
+                drop(st);
+                resolve_all(waiting);
                 return;
             }
             let mut more = false;
@@ -268,6 +290,9 @@ impl Engine {
                 self.pump();
                 continue;
             }
+            drop(st);
+            resolve_all(std::mem::take(&mut waiting));
+            st = self.st.borrow_mut();
             if st.taking_over {
                 drop(st);
                 self.finish_loading();
