@@ -100,17 +100,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// `n` in decimal. Messages are joined with `concat` and quote their numbers with this:
 /// without `format!` the wasm links none of the formatting machinery (about 1 KB gzipped).
-pub fn decimal(mut n: u64) -> String {
-    let mut digits = Vec::new();
-    loop {
-        digits.push(b'0' + (n % 10) as u8);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+pub fn decimal(n: u64) -> String {
+    // Digit by digit from the highest power of ten in `n`: no buffer to reverse and no
+    // UTF-8 check to link.
+    let mut unit = 1;
+    while n / unit >= 10 {
+        unit *= 10;
     }
-    digits.reverse();
-    String::from_utf8(digits).unwrap_or_default()
+    let mut s = String::new();
+    while unit > 0 {
+        s.push(char::from(b'0' + (n / unit % 10) as u8));
+        unit /= 10;
+    }
+    s
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
