@@ -1,7 +1,7 @@
 // A randomized stress run, not part of `make test` (its calls race on purpose, so each run
 // differs): three tabs share one outbox and make 150 random calls each at once (enqueues
-// awaited or not, bursts, coalescing, remove, retryDead/discardDead, drain, close and
-// reopen), then every id is asked of every tab. It fails when a call hangs, when two tabs
+// awaited or not, bursts, coalescing, imports, remove, retryDead/discardDead, drain, close
+// and reopen), then every id is asked of every tab. It fails when a call hangs, when two tabs
 // answer an id differently, when an id acknowledged everywhere never reached the server,
 // or when one removed everywhere did.
 //
@@ -86,6 +86,18 @@ const runs = await Promise.all(pages.map((p, tab) => p.evaluate(async ({ name, m
       await ob.close();
       ob = await open();
       watch(ob);
+    } else if (r < 0.87) {
+      // A backup from elsewhere: fresh ids, taken in like enqueues (import resolves once
+      // the leader has them).
+      const pending = Array.from({ length: 1 + Math.floor(rnd() * 3) }, (_, i) => {
+        const id = `imported-${tab}-${n}`;
+        const key = pick(['a', 'b', 'c']);
+        const t = { id, seq: i + 1, handler: 'post', keys: [key], idempotencyKey: id, priority: 'normal', attempts: 0,
+          createdAt: Date.now(), nextAttemptAt: 1, mutations: { key, n }, metadata: { $t: 'undefined' } };
+        nOf[id] = n++;
+        return t;
+      });
+      await ob.import({ format: 'offline-outbox-backup', version: 1, name: 'elsewhere', exportedAt: 1, pending, dead: [] });
     } else if (r < 0.9) {
       await ob.peek();
     } else {
