@@ -314,7 +314,8 @@ export class Outbox {
   export(): Promise<OutboxBackup>;
   /** Adds a backup's transactions not already here after everything pending, keeping
    *  ids, idempotency keys and attempts, in one write. The whole document is checked
-   *  first: `InvalidBackup` (or `UnknownHandler`) and nothing stored if any record is bad. */
+   *  first: `InvalidBackup` (or `UnknownHandler`) and nothing stored if any record is bad.
+   *  Resolves once stored (and, on the leader, taken in: `peek()` right after shows them). */
   import(backup: OutboxBackup | string): Promise<ImportReport>;
   /** Resets backoff delays and drains now. */
   notifyOnline(): void;
