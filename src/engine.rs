@@ -85,6 +85,19 @@ type Sealing = VecDeque<(u64, Option<Result<Enqueue>>)>;
 /// was written in, if any.
 type PayloadKey = (Rc<str>, Option<Seq>);
 
+/// A wait added to `waiters` (settled by `resolve_all`), or none unless `wait`.
+fn wait_in(waiters: &mut Vec<Deferred>, wait: bool) -> JsFuture {
+    let p = if wait {
+        let d = Deferred::new();
+        let p = d.promise.clone();
+        waiters.push(d);
+        p
+    } else {
+        Promise::resolve(&JsValue::UNDEFINED)
+    };
+    JsFuture::from(p)
+}
+
 fn resolve_all(waiters: Vec<Deferred>) {
     for w in waiters {
         w.resolve(&JsValue::UNDEFINED);
@@ -748,15 +761,8 @@ impl Engine {
     /// Waits while a new leader is still reading what was stored before it took over.
     pub(super) fn until_loaded(&self) -> JsFuture {
         let mut st = self.st.borrow_mut();
-        let wait = if st.taking_over && st.epoch.is_some() {
-            let d = Deferred::new();
-            let p = d.promise.clone();
-            st.loaded_waiters.push(d);
-            p
-        } else {
-            Promise::resolve(&JsValue::UNDEFINED)
-        };
-        JsFuture::from(wait)
+        let wait = st.taking_over && st.epoch.is_some();
+        wait_in(&mut st.loaded_waiters, wait)
     }
 
     /// A fenced write failed: another context leads now. Step down, and queue for the

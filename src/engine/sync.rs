@@ -183,15 +183,8 @@ impl Engine {
     pub(super) fn until_synced(self: &Rc<Self>) -> JsFuture {
         self.request_sync();
         let mut st = self.st.borrow_mut();
-        let wait = if st.syncing {
-            let d = Deferred::new();
-            let p = d.promise.clone();
-            st.synced_waiters.push(d);
-            p
-        } else {
-            Promise::resolve(&JsValue::UNDEFINED)
-        };
-        JsFuture::from(wait)
+        let wait = st.syncing;
+        wait_in(&mut st.synced_waiters, wait)
     }
 
     async fn sync_loop(self: Rc<Self>) {
