@@ -4,13 +4,13 @@
 // retry (honouring `Retry-After`); any other status is final. It lives in JS because it
 // is nothing but calls into fetch, Headers and URL: as Rust it took 3.7 KB of the
 // gzipped wasm.
+import { isPlain } from './options.js';
 
 const FIELDS = ['method', 'url', 'headers', 'body'];
 // RFC 9110's token characters.
 const TOKEN = /^[\w!#$%&'*+.^`|~-]+$/;
 const EXCERPT = 200;
 
-const isPlain = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const hasBody = (b) => b !== undefined && b !== null;
 
 /** Why `m` is not a request `fetch` will accept (checked at enqueue), or undefined. */
