@@ -66,8 +66,8 @@ impl Engine {
         }
         // The leader takes the records in through its sync, which reads the dead letters
         // committed with them in the same IndexedDB transaction (block policy), so none
-        // of the imported transactions can start ahead of one.
-        // On the leader: taken in before this resolves, so `peek()` and `export()` show them.
+        // of the imported transactions can start ahead of one. Here, that sync is waited
+        // for (below), so `peek()` and `export()` show the records once this resolves.
         let synced = if self.is_leader() {
             Some(self.until_synced())
         } else {
