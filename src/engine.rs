@@ -348,6 +348,14 @@ pub fn info(meta: &TxMeta, status: Status, payload: Option<&JsValue>) -> JsValue
     record::info(&record::encode(meta), None, status.as_str(), payload)
 }
 
+/// What `settled(id)` rejects with once the transaction is dead, with `why` after it
+/// where the context knows why.
+fn dead_error(id: &str, why: &[&str]) -> JsValue {
+    let mut message = ["transaction ", id, " is dead"].concat();
+    message.extend(why.iter().copied());
+    js::err(ErrorCode::Dead, message)
+}
+
 /// What `settled(id)` rejects with once the transaction was removed, here or elsewhere.
 fn removed_error(id: &str) -> JsValue {
     js::err(
@@ -1885,18 +1893,7 @@ impl Engine {
         }
         match stored {
             Ok(()) => {
-                let err = js::err(
-                    ErrorCode::Dead,
-                    [
-                        "transaction ",
-                        &meta.id,
-                        " is dead: ",
-                        &error.name,
-                        ": ",
-                        &error.message,
-                    ]
-                    .concat(),
-                );
+                let err = dead_error(&meta.id, &[": ", &error.name, ": ", &error.message]);
                 for id in meta.ids() {
                     self.waiters.settle(id, false, &err);
                 }

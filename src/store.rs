@@ -656,8 +656,12 @@ impl Store {
     }
 
     /// How `settled(id)` ends, from where `id` is in the store: `None` while it is
-    /// pending, else whether it was fulfilled and with what (`outcome` in `js/idb.js`).
-    pub async fn settled_outcome(&self, id: &str) -> Result<Option<(bool, JsValue)>> {
+    /// pending, else whether it was fulfilled and with what, a rejection as the dead
+    /// letter's last error message or `None` if removed (`outcome` in `js/idb.js`).
+    pub async fn settled_outcome(
+        &self,
+        id: &str,
+    ) -> Result<Option<std::result::Result<JsValue, Option<String>>>> {
         let tx = self.tx(
             &[OUTBOX, PAYLOADS, DEAD, ALIASES, ACKED],
             IdbTransactionMode::Readonly,
@@ -670,8 +674,8 @@ impl Store {
         Ok((!out.is_undefined()).then(|| {
             let out: Array = out.unchecked_into();
             match out.get(0).is_truthy() {
-                true => (true, out.get(1)),
-                false => (false, js::to_js(&js::from_js(&out.get(1)))),
+                true => Ok(out.get(1)),
+                false => Err(out.get(1).as_string()),
             }
         }))
     }

@@ -272,14 +272,14 @@ impl Engine {
         }
         let me = self.clone();
         js::spawn(async move {
-            let outcome = me
-                .store
-                .settled_outcome(&id)
-                .await
-                .unwrap_or_else(|e| Some((false, js::to_js(&e))));
-            if let Some((ok, value)) = outcome {
-                me.waiters.settle(&id, ok, &value);
-            }
+            let (ok, value) = match me.store.settled_outcome(&id).await {
+                Ok(None) => return,
+                Ok(Some(Ok(acked))) => (true, acked),
+                Ok(Some(Err(Some(why)))) => (false, dead_error(&id, &[": ", &why])),
+                Ok(Some(Err(None))) => (false, removed_error(&id)),
+                Err(e) => (false, js::to_js(&e)),
+            };
+            me.waiters.settle(&id, ok, &value);
         });
         promise
     }

@@ -349,10 +349,7 @@ impl Engine {
         if let Some(id) = id.as_deref().filter(|id| self.waiters.has(id)) {
             match kind.as_str() {
                 "sent" => self.waiters.settle(id, true, &record::acknowledged(id)),
-                "dead" => {
-                    let err = js::err(ErrorCode::Dead, ["transaction ", id, " is dead"].concat());
-                    self.waiters.settle(id, false, &err);
-                }
+                "dead" => self.waiters.settle(id, false, &dead_error(id, &[])),
                 "removed" => self.waiters.settle(id, false, &removed_error(id)),
                 _ => {}
             }

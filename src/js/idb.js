@@ -347,13 +347,14 @@ export function locate(tx, id) {
 
 /**
  * How `settled(id)` ends, from what `locate` found: undefined while the transaction is
- * pending (whoever sends it settles it), else `[fulfilled, value]`, where a rejection's
- * value is the `{ code, message }` of its OutboxError.
+ * pending (whoever sends it settles it), `[true, info]` once acknowledged, `[false, why]`
+ * if dead (`why` its last error's message) and `[false, null]` if removed; the engine
+ * words the rejections.
  */
 export function outcome(found, id) {
-  if (found.dead) return [false, { code: 'Dead', message: `transaction ${id} is dead: ${found.dead.lastError?.message ?? ''}` }];
+  if (found.dead) return [false, found.dead.lastError?.message ?? ''];
   if ((found.payload && !found.acked) || found.member) return undefined;
-  if (found.removed) return [false, { code: 'Removed', message: `transaction "${id}" was removed` }];
+  if (found.removed) return [false, null];
   return [true, acknowledged(id)];
 }
 
