@@ -307,7 +307,9 @@ export class Outbox {
   retryDead(id: string): Promise<void>;
   discardDead(id: string): Promise<void>;
   /** Cancels a pending transaction, with every id folded into it (coalescing; a fold under
-   *  way into it finishes first); `InFlight` if it is being sent, `NotFound` if unknown. */
+   *  way into it finishes first); `InFlight` if it is being sent, `NotFound` if unknown.
+   *  An earlier attempt cut off by `close()` or a change of leader may have reached the
+   *  server: that one cannot be taken back. */
   remove(id: string): Promise<void>;
   stats(): Promise<OutboxStats>;
   /** The pending transactions (in-flight ones included) and the dead letters. */

@@ -738,7 +738,9 @@ impl Outbox {
         self.engine.clone().discard_dead(id.to_string()).await
     }
 
-    /// Cancels a pending transaction that is not being sent.
+    /// Cancels a pending transaction that is not being sent. An earlier attempt cut off by
+    /// `close` or a change of leader may have reached the server: that one cannot be taken
+    /// back.
     pub async fn remove(&self, id: &str) -> Result<()> {
         self.engine.clone().remove(id.to_string()).await
     }
