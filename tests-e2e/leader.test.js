@@ -122,6 +122,40 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     });
   }
 
+  test(`${mode}: close() cuts off an attempt that reached the server; the next leader removes it and never sends it`, async () => {
+    srv.api.reset();
+    // The server holds its answer, so the attempt is under way when the leader closes.
+    srv.api.delayMs = 5000;
+    const context = await browser.newContext();
+    const name = `cut-off-${mode}`;
+    const pages = await tabs(context, 2, { name, mode }, async ({ name, mode }) => {
+      window.ob = await window.lib.Outbox.open({
+        name, leaderElection: mode,
+        handlers: { post: (ctx) => { window.signal = ctx.signal; return window.handlers.post(ctx); } },
+      });
+    });
+    const li = await waitForOneLeader(pages);
+    const [leader, next] = [pages[li], pages[1 - li]];
+    const id = await next.evaluate(async () => (await window.ob.enqueue({ handler: 'post', keys: ['k'], mutations: { key: 'k', n: 1 } })).id);
+    await waitFor(() => srv.api.received.length === 1, 5000, 'the attempt to reach the server');
+    // Offline, the next leader attempts nothing (this page alone; the leader's fetch goes on).
+    const cdp = await context.newCDPSession(next);
+    const offline = (offline) => cdp.send('Network.emulateNetworkConditions', { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await offline(true);
+    assert.equal(await leader.evaluate(async () => { await window.ob.close(); return window.signal.aborted; }), true);
+    await waitFor(() => next.evaluate(() => window.ob.isLeader), 5000, 'the next leader');
+    const out = await next.evaluate(async (id) => {
+      await window.ob.remove(id);
+      return window.ob.settled(id).then(() => 'acknowledged', (e) => e.code);
+    }, id);
+    assert.equal(out, 'Removed');
+    await offline(false);
+    await next.evaluate(async () => { window.ob.notifyOnline(); await window.ob.drain({ budgetMs: 500 }); });
+    assert.equal(srv.api.received.length, 1, 'sent once, by the attempt close() cut off');
+    srv.api.delayMs = 0;
+    await context.close();
+  });
+
   test(`${mode}: the leader's own enqueue waits for a follower's lower seq on its key, even unannounced`, async () => {
     const context = await browser.newContext();
     const name = `own-after-follower-${mode}`;
