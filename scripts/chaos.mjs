@@ -2,7 +2,8 @@
 // differs): three tabs share one outbox and make 150 random calls each at once (enqueues
 // awaited or not, bursts, coalescing, imports, remove, retryDead/discardDead, drain, close
 // and reopen), then every id is asked of every tab. It fails when a call hangs, when two tabs
-// answer an id differently, when an id acknowledged everywhere never reached the server,
+// answer an id differently, when a key's transactions first reached the server out of seq
+// order, when an id acknowledged everywhere never reached the server,
 // or when one removed everywhere did, unless an attempt of it was cut off: a `sending` no
 // context ever reported the outcome of (its leader closed, aborting the handler, or lost
 // its place). Such an attempt may have reached the server; remove() cannot take it back.
@@ -57,11 +58,13 @@ const runs = await Promise.all(pages.map((p, tab) => p.evaluate(async ({ name, m
   const rnd = () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; };
   const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
   const nOf = {};
+  const keysOf = {};
   const later = [];
   let n = tab * 100000;
   const enqueue = (keys, coalesce) => {
     const t = { handler: 'post', keys, mutations: { key: keys[0], n: n++ }, priority: pick(['high', 'normal', 'low']) };
     if (coalesce) t.coalesceKey = `ck-${keys[0]}`;
+    keysOf[t.mutations.n] = keys;
     return ob.enqueue(t).then((x) => { nOf[x.id] = t.mutations.n; }, () => {});
   };
   for (let i = 0; i < calls; i++) {
@@ -96,6 +99,7 @@ const runs = await Promise.all(pages.map((p, tab) => p.evaluate(async ({ name, m
         const key = pick(['a', 'b', 'c']);
         const t = { id, seq: i + 1, handler: 'post', keys: [key], idempotencyKey: id, priority: 'normal', attempts: 0,
           createdAt: Date.now(), nextAttemptAt: 1, mutations: { key, n }, metadata: { $t: 'undefined' } };
+        keysOf[n] = [key];
         nOf[id] = n++;
         return t;
       });
@@ -109,12 +113,13 @@ const runs = await Promise.all(pages.map((p, tab) => p.evaluate(async ({ name, m
   await Promise.all(later);
   window.ob = ob;
   window.events = events;
-  return nOf;
+  return { nOf, keysOf };
 }, { name, mode, tab, seed, extra: JSON.parse(extraArg), calls: CALLS })));
 clearTimeout(hang);
 
 // Let the work left drain, then ask every tab about every id.
-const nOf = Object.assign({}, ...runs);
+const nOf = Object.assign({}, ...runs.map((r) => r.nOf));
+const keysOf = Object.assign({}, ...runs.map((r) => r.keysOf));
 const ids = Object.keys(nOf);
 await sleep(1500);
 const answers = await Promise.all(pages.map((p) => p.evaluate((ids) => Promise.all(ids.map((id) => Promise.race([
@@ -141,6 +146,34 @@ for (const [, , type, id, more] of events) {
 // A folded id is sent as part of the transaction it joined.
 const cutOff = (id) => started.get(id)?.size > 0 || (foldedInto.has(id) && cutOff(foldedInto.get(id)));
 let removedAfterCutOff = 0;
+
+// Per-key order: each record's first arrival (by idempotency key), per key, in seq order.
+// A record's seq is its lowest member's (a fold joins the earliest pending record with the
+// same keys). Records with a member that was ever dead are left out (retryDead puts it back
+// after later ones ran), and so are those with a member whose seq no event gave.
+const idOfN = new Map(ids.map((id) => [nOf[id], id]));
+const seqOf = new Map();
+const everDead = new Set();
+for (const [, , type, id, more] of events) {
+  if (type === 'enqueued') seqOf.set(id, more);
+  if (type === 'dead') everDead.add(id);
+}
+const lastSeq = {};
+const arrived = new Set();
+let orderChecked = 0;
+for (const { key, body } of srv.api.received) {
+  if (arrived.has(key)) continue;
+  arrived.add(key);
+  const { n, log } = JSON.parse(body);
+  const members = (log ?? [n]).map((m) => idOfN.get(m));
+  if (members.some((id) => !id || everDead.has(id) || !seqOf.has(id))) continue;
+  const seq = Math.min(...members.map((id) => seqOf.get(id)));
+  orderChecked++;
+  for (const k of keysOf[n]) {
+    if (lastSeq[k] > seq) failures.push(`key ${k}: seq ${seq} first reached the server after seq ${lastSeq[k]}`);
+    lastSeq[k] = Math.max(lastSeq[k] ?? 0, seq);
+  }
+}
 const tally = {};
 ids.forEach((id, i) => {
   const said = answers.map((a) => a[i]);
@@ -152,7 +185,7 @@ ids.forEach((id, i) => {
     else failures.push(`${id}: removed, yet at the server`);
   }
 });
-console.log(JSON.stringify({ mode, seed, ids: ids.length, tally, removedAfterCutOff }));
+console.log(JSON.stringify({ mode, seed, ids: ids.length, tally, removedAfterCutOff, orderChecked }));
 for (const f of failures) console.log(`FAIL: ${f}`);
 if (failures.length && process.env.CHAOS_TRACE) {
   // Every event about the failing ids and the ids folded with them, in time order.
