@@ -27,7 +27,9 @@ export async function startServer() {
     script: [],            // queued { status, headers, body } answers for /api/mutate
     delayMs: 0,
     statusSeen: new Map(), // idempotency key -> times /api/status/<code> was called
-    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); },
+    // A request still held (delayMs) when the next test resets is not recorded as answered.
+    round: 0,
+    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.round++; },
     unique() { return [...this.byKey.values()]; },
   };
   const server = http.createServer(async (req, res) => {
@@ -55,9 +57,10 @@ export async function startServer() {
         const key = req.headers['idempotency-key'] ?? null;
         const entry = { key, method: req.method, body, headers: req.headers, at: Date.now() };
         api.received.push(entry);
+        const round = api.round;
         if (api.delayMs) await new Promise((r) => setTimeout(r, api.delayMs));
-        const answer = api.script.shift() ?? { status: 200 };
-        if (answer.status >= 200 && answer.status < 300 && key && !api.byKey.has(key)) api.byKey.set(key, entry);
+        const answer = (round === api.round ? api.script.shift() : null) ?? { status: 200 };
+        if (answer.status >= 200 && answer.status < 300 && key && !api.byKey.has(key) && round === api.round) api.byKey.set(key, entry);
         res.writeHead(answer.status, { 'content-type': 'text/plain', ...(answer.headers ?? {}) });
         res.end(answer.body ?? 'ok');
         return;

@@ -125,7 +125,7 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   test(`${mode}: close() cuts off an attempt that reached the server; the next leader removes it and never sends it`, async () => {
     srv.api.reset();
     // The server holds its answer, so the attempt is under way when the leader closes.
-    srv.api.delayMs = 5000;
+    srv.api.delayMs = 2000;
     const context = await browser.newContext();
     const name = `cut-off-${mode}`;
     const pages = await tabs(context, 2, { name, mode }, async ({ name, mode }) => {
@@ -152,7 +152,7 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     await offline(false);
     await next.evaluate(async () => { window.ob.notifyOnline(); await window.ob.drain({ budgetMs: 500 }); });
     assert.equal(srv.api.received.length, 1, 'sent once, by the attempt close() cut off');
-    srv.api.delayMs = 0;
+    srv.api.reset();
     await context.close();
   });
 
