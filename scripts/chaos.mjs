@@ -126,18 +126,16 @@ const answers = await Promise.all(pages.map((p) => p.evaluate((ids) => Promise.a
   window.ob.settled(id).then(() => 'acknowledged', (e) => e.code),
   new Promise((r) => setTimeout(() => r('waiting'), 8000)),
 ]))), ids)));
-const atServer = new Set();
-for (const e of srv.api.received) {
-  const body = JSON.parse(e.body);
-  atServer.add(body.n);
-  for (const m of body.log ?? []) atServer.add(m);
-}
 // Every tab hears every context's events, so an outcome any tab heard was reported.
 const events = (await Promise.all(pages.map((p) => p.evaluate(() => window.events)))).flat().sort((a, b) => a[0] - b[0]);
 const started = new Map();
 const foldedInto = new Map();
+const seqOf = new Map();
+const everDead = new Set();
 for (const [, , type, id, more] of events) {
   if (type === 'coalesced') foldedInto.set(id, more);
+  if (type === 'enqueued') seqOf.set(id, more);
+  if (type === 'dead') everDead.add(id);
   const attempts = started.get(id) ?? started.set(id, new Set()).get(id);
   if (type === 'sending') attempts.add(more);
   else if (type === 'retry') attempts.delete(more);
@@ -147,24 +145,21 @@ for (const [, , type, id, more] of events) {
 const cutOff = (id) => started.get(id)?.size > 0 || (foldedInto.has(id) && cutOff(foldedInto.get(id)));
 let removedAfterCutOff = 0;
 
-// Per-key order: each record's first arrival (by idempotency key), per key, in seq order.
-// A record's seq is its lowest member's (a fold joins the earliest pending record with the
-// same keys). Records with a member that was ever dead are left out (retryDead puts it back
-// after later ones ran), and so are those with a member whose seq no event gave.
+// What reached the server, and per-key order: each record's first arrival (by idempotency
+// key), per key, in seq order. A record's seq is its lowest member's (a fold joins the
+// earliest pending record with the same keys). Records with a member that was ever dead are
+// left out (retryDead puts it back after later ones ran), and so are those with a member
+// whose seq no event gave.
 const idOfN = new Map(ids.map((id) => [nOf[id], id]));
-const seqOf = new Map();
-const everDead = new Set();
-for (const [, , type, id, more] of events) {
-  if (type === 'enqueued') seqOf.set(id, more);
-  if (type === 'dead') everDead.add(id);
-}
+const atServer = new Set();
 const lastSeq = {};
 const arrived = new Set();
 let orderChecked = 0;
 for (const { key, body } of srv.api.received) {
+  const { n, log } = JSON.parse(body);
+  for (const m of log ?? [n]) atServer.add(m);
   if (arrived.has(key)) continue;
   arrived.add(key);
-  const { n, log } = JSON.parse(body);
   const members = (log ?? [n]).map((m) => idOfN.get(m));
   if (members.some((id) => !id || everDead.has(id) || !seqOf.has(id))) continue;
   const seq = Math.min(...members.map((id) => seqOf.get(id)));

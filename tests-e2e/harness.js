@@ -59,8 +59,9 @@ export async function startServer() {
         api.received.push(entry);
         const round = api.round;
         if (api.delayMs) await new Promise((r) => setTimeout(r, api.delayMs));
-        const answer = (round === api.round ? api.script.shift() : null) ?? { status: 200 };
-        if (answer.status >= 200 && answer.status < 300 && key && !api.byKey.has(key) && round === api.round) api.byKey.set(key, entry);
+        const current = round === api.round;
+        const answer = (current ? api.script.shift() : null) ?? { status: 200 };
+        if (current && answer.status >= 200 && answer.status < 300 && key && !api.byKey.has(key)) api.byKey.set(key, entry);
         res.writeHead(answer.status, { 'content-type': 'text/plain', ...(answer.headers ?? {}) });
         res.end(answer.body ?? 'ok');
         return;

@@ -140,7 +140,7 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     await waitFor(() => srv.api.received.length === 1, 5000, 'the attempt to reach the server');
     // Offline, the next leader attempts nothing (this page alone; the leader's fetch goes on).
     const cdp = await context.newCDPSession(next);
-    const offline = (offline) => cdp.send('Network.emulateNetworkConditions', { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    const offline = (on) => cdp.send('Network.emulateNetworkConditions', { offline: on, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     await offline(true);
     assert.equal(await leader.evaluate(async () => { await window.ob.close(); return window.signal.aborted; }), true);
     await waitFor(() => next.evaluate(() => window.ob.isLeader), 5000, 'the next leader');
