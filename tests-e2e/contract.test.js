@@ -212,6 +212,8 @@ test('typed errors for bad input and bad options', async () => {
     await grab(Outbox.open(trap({ name: 'x' })));
     await grab(Outbox.open({ name: 'x', handlers: trap({}) }));
     await grab(ob.enqueue({ handler: 'http', keys: [], mutations: trap({}) }));
+    await grab(ob.enqueue({ handler: 'ok', keys: [], mutations: trap({}) }));
+    await grab(ob.enqueue({ handler: 'ok', keys: [], mutations: 1, metadata: Object.defineProperty({}, 'x', { enumerable: true, get() { throw new Error('getter'); } }) }));
     await grab(ob.drain(trap({})));
     await grab(ob.import({ format: 'offline-outbox-backup', version: 1, name: 'x', exportedAt: 1, pending: trap([]), dead: [] }));
     const stats = await ob.stats();
@@ -222,7 +224,8 @@ test('typed errors for bad input and bad options', async () => {
     'OutboxError:InvalidOptions', 'OutboxError:UnknownHandler', 'OutboxError:InvalidTransaction',
     'OutboxError:NotSerializable', 'OutboxError:InvalidTransaction',
     'OutboxError:InvalidTransaction', 'OutboxError:InvalidOptions', 'OutboxError:InvalidOptions',
-    'OutboxError:InvalidTransaction', 'OutboxError:InvalidOptions', 'OutboxError:InvalidBackup',
+    'OutboxError:InvalidTransaction', 'OutboxError:NotSerializable', 'OutboxError:NotSerializable',
+    'OutboxError:InvalidOptions', 'OutboxError:InvalidBackup',
   ]);
   assert.equal(r.pending, 0);
 });

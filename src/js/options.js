@@ -168,15 +168,16 @@ export const readOptions = reader(OPT, 'the options', (v) => {
 
 /**
  * The structured clone IndexedDB will store, taken now; undefined where structuredClone
- * is missing (the write itself then reports the failure). A value that cannot be cloned
- * is a NotSerializable fault.
+ * is missing (the write itself then reports the failure). A value that cannot be cloned,
+ * or whose reading throws (a getter, a Proxy trap), is a NotSerializable fault: left to
+ * the write, the getter's own error would reach the caller untyped.
  */
 export function cloneForStorage(value) {
+  if (typeof structuredClone !== 'function') return undefined;
   try {
     return structuredClone(value);
   } catch (e) {
-    if (e?.name === 'DataCloneError') throw fault('NotSerializable', `cannot be stored: ${why(e).slice(0, 200)}`);
-    return undefined;
+    throw fault('NotSerializable', `cannot be stored: ${why(e).slice(0, 200)}`);
   }
 }
 
