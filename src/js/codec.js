@@ -33,6 +33,23 @@ function fromBase64(s, path) {
   return out;
 }
 
+/** Error types structured clone keeps by name; any other error comes back an `Error`. */
+const ERRORS = { Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError };
+
+/** Sets `out[k]` as an own property, also where `k` is `__proto__` (which `=` takes as the prototype). */
+function put(out, k, v) {
+  if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else out[k] = v;
+}
+
+/** Own enumerable names of array `a` that are not indices, which structured clone keeps. */
+function named(a) {
+  const keys = Object.keys(a);
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (i in a) n++;
+  return n === keys.length ? null : keys.slice(n);
+}
+
 function special(n) {
   if (Number.isNaN(n)) return 'NaN';
   if (n === Infinity) return 'Infinity';
@@ -74,7 +91,11 @@ function encode(value, blobs) {
     if (Array.isArray(v)) {
       const out = [];
       for (let i = 0; i < v.length; i++) out.push(i in v ? enc(v[i]) : { $t: 'hole' });
-      return out;
+      const extra = named(v);
+      if (!extra) return out;
+      const props = {};
+      for (const k of extra) put(props, k, enc(v[k]));
+      return { $t: 'array', v: out, props };
     }
     if (v instanceof Date) { const t = v.getTime(); return { $t: 'date', v: Number.isNaN(t) ? null : t }; }
     if (v instanceof RegExp) return { $t: 'regexp', v: v.source, flags: v.flags };
@@ -83,7 +104,9 @@ function encode(value, blobs) {
     if (v instanceof ArrayBuffer) return { $t: 'arraybuffer', v: toBase64(new Uint8Array(v)) };
     if (ArrayBuffer.isView(v)) {
       const type = Object.keys(VIEWS).find((k) => v instanceof VIEWS[k]);
-      return { $t: 'view', type, v: toBase64(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)) };
+      // The whole buffer, by reference where shared, as structured clone keeps it.
+      const length = type === 'DataView' ? v.byteLength : v.length;
+      return { $t: 'view', type, buffer: enc(v.buffer), offset: v.byteOffset, length };
     }
     if (typeof Blob !== 'undefined' && v instanceof Blob) {
       const out = typeof File !== 'undefined' && v instanceof File
@@ -97,7 +120,7 @@ function encode(value, blobs) {
       return { $t: 'boxed', v: enc(v.valueOf()) };
     }
     const out = {};
-    for (const k of Object.keys(v)) out[k] = enc(v[k]);
+    for (const k of Object.keys(v)) put(out, k, enc(v[k]));
     return Object.prototype.hasOwnProperty.call(v, '$t') ? { $t: 'object', v: out } : out;
   };
   return enc(value);
@@ -120,12 +143,7 @@ export function decodeValue(json, path) {
       out.length = j.length;
       return out;
     }
-    if (!Object.prototype.hasOwnProperty.call(j, '$t')) {
-      const out = {};
-      objects.push(out);
-      for (const k of Object.keys(j)) out[k] = dec(j[k], `${at}.${k}`);
-      return out;
-    }
+    if (!Object.prototype.hasOwnProperty.call(j, '$t')) return fields({}, j, at);
     const t = j.$t;
     const bad = (what) => { throw new TypeError(`${at}: ${what}`); };
     switch (t) {
@@ -178,12 +196,24 @@ export function decodeValue(json, path) {
       case 'view': {
         const C = VIEWS[j.type];
         if (!C) bad(`unknown view type ${JSON.stringify(j.type)}`);
-        const bytes = fromBase64(j.v, at);
         const per = C.BYTES_PER_ELEMENT ?? 1;
-        if (bytes.length % per) bad(`${j.type} bytes are not a whole number of elements`);
-        const v = C === DataView ? new DataView(bytes.buffer) : new C(bytes.buffer, 0, bytes.length / per);
-        objects.push(v);
-        return v;
+        // Written before the buffer was kept: the view's own bytes, as `v`.
+        if (!('buffer' in j)) {
+          const bytes = fromBase64(j.v, at);
+          if (bytes.length % per) bad(`${j.type} bytes are not a whole number of elements`);
+          const v = new C(bytes.buffer, 0, bytes.length / per);
+          objects.push(v);
+          return v;
+        }
+        const slot = objects.push(null) - 1;
+        const buffer = dec(j.buffer, `${at}.buffer`);
+        if (!(buffer instanceof ArrayBuffer)) bad('a view needs an array buffer');
+        try {
+          objects[slot] = new C(buffer, j.offset, j.length);
+        } catch {
+          bad(`${j.type} does not fit its buffer`);
+        }
+        return objects[slot];
       }
       case 'blob': case 'file': {
         const bytes = fromBase64(j.v, at);
@@ -195,8 +225,9 @@ export function decodeValue(json, path) {
         return b;
       }
       case 'error': {
-        const e = new Error(String(j.message ?? ''));
-        e.name = String(j.name ?? 'Error');
+        const known = Object.hasOwn(ERRORS, j.name);
+        const e = new (known ? ERRORS[j.name] : Error)(String(j.message ?? ''));
+        if (!known) e.name = String(j.name ?? 'Error');
         if (typeof j.stack === 'string') e.stack = j.stack;
         objects.push(e);
         return e;
@@ -206,16 +237,27 @@ export function decodeValue(json, path) {
         objects.push(b);
         return b;
       }
-      case 'object': {
+      case 'object':
         if (!j.v || typeof j.v !== 'object' || Array.isArray(j.v)) bad('escaped object must hold an object');
-        const out = {};
-        objects.push(out);
-        for (const k of Object.keys(j.v)) out[k] = dec(j.v[k], `${at}.${k}`);
+        return fields({}, j.v, at);
+      case 'array': {
+        if (!Array.isArray(j.v) || !j.props || typeof j.props !== 'object' || Array.isArray(j.props)) bad('array must hold items and props');
+        const out = dec(j.v, at);
+        for (const k of Object.keys(j.props)) {
+          if (k === 'length') bad('array props cannot set its length');
+          put(out, k, dec(j.props[k], `${at}.${k}`));
+        }
         return out;
       }
       default:
         return bad(`unknown tag ${JSON.stringify(t)}`);
     }
+  };
+  // `out` takes the fields of JSON object `j`, numbered before them.
+  const fields = (out, j, at) => {
+    objects.push(out);
+    for (const k of Object.keys(j)) put(out, k, dec(j[k], `${at}.${k}`));
+    return out;
   };
   return dec(json, path);
 }
