@@ -121,8 +121,9 @@ export interface OutboxOptions {
 }
 
 /** The built-in `http` handler's mutations, checked at `enqueue`: a request `fetch` would
- *  refuse (method not a token, URL that does not parse, headers `Headers` rejects, a body
- *  on GET or HEAD) rejects with `InvalidTransaction`. */
+ *  refuse (method not a token or CONNECT, TRACE or TRACK; URL that does not parse or is
+ *  not http or https; headers `Headers` rejects; a body on GET or HEAD) rejects with
+ *  `InvalidTransaction`. */
 export interface HttpMutation {
   method: string;
   url: string;

@@ -73,8 +73,10 @@ test('a request fetch would refuse is refused at enqueue, naming what is wrong, 
       'not an object',
       { method: 'POST', url: '/x', extra: 1 },
       { method: 'PO ST', url: '/x' },
+      { method: 'trace', url: '/x' },
       { method: 'POST', url: 42 },
       { method: 'POST', url: 'http://[::1' },
+      { method: 'POST', url: 'ftp://example.test/x' },
       { method: 'POST', url: '/x', headers: { a: 1 } },
       { method: 'POST', url: '/x', headers: { 'bad name': 'x' } },
       { method: 'POST', url: '/x', body: { json: true } },
@@ -100,15 +102,17 @@ test('a request fetch would refuse is refused at enqueue, naming what is wrong, 
     'InvalidTransaction: http mutations must be { method, url, headers?, body? }',
     'InvalidTransaction: unknown http field "extra"',
     'InvalidTransaction: http method must be an HTTP token such as "POST"',
+    'InvalidTransaction: fetch refuses the trace method',
     'InvalidTransaction: http url must be a string',
     'InvalidTransaction: http url "http://[::1" does not parse',
+    'InvalidTransaction: http url "ftp://example.test/x" is not http or https',
     'InvalidTransaction: http headers must be an object of strings',
-    r.out[6],
+    r.out[8],
     'InvalidTransaction: http body must be a string, an ArrayBuffer or a typed array',
     'InvalidTransaction: a GET or HEAD request cannot have a body',
     'InvalidTransaction: http mutations cannot be read',
   ]);
-  assert.match(r.out[6], /^InvalidTransaction: http headers are not valid: /);
+  assert.match(r.out[8], /^InvalidTransaction: http headers are not valid: /);
   assert.deepEqual([r.pending, r.dead], [0, 0]);
   assert.equal(srv.api.statusSeen.size, 1, 'only the good request went out');
 });

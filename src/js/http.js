@@ -28,13 +28,17 @@ export function httpProblem(m) {
   const unknown = keys.find((k) => !FIELDS.includes(k));
   if (unknown !== undefined) return `unknown http field "${unknown}"`;
   if (typeof method !== 'string' || !TOKEN.test(method)) return 'http method must be an HTTP token such as "POST"';
+  // fetch refuses these on every attempt: retrying them could never succeed.
+  if (/^(connect|trace|track)$/i.test(method)) return `fetch refuses the ${method} method`;
   if (typeof url !== 'string') return 'http url must be a string';
   if (typeof URL === 'function') {
+    let scheme;
     try {
-      new URL(url, globalThis.location?.href);
+      scheme = new URL(url, globalThis.location?.href).protocol;
     } catch {
       return `http url "${url}" does not parse`;
     }
+    if (!/^https?:$/.test(scheme)) return `http url "${url}" is not http or https`;
   }
   if (!headersOk) return 'http headers must be an object of strings';
   try {
