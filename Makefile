@@ -22,7 +22,7 @@ lint:
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --target wasm32-unknown-unknown
 
-# The JS payload codec's tests need only Node.
+# The JS codecs' tests need only Node.
 unit:
 	cargo test
 	node --test tests-js/

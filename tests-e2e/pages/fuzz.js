@@ -1,0 +1,242 @@
+// Seeded random calls through the public API, run in the test page by fuzz.test.js: valid
+// calls and calls with one field perturbed, on an outbox where some transactions wait a
+// day for a retry and hold back what shares their keys (so remove, coalescing and imports
+// meet pending work). Each call either resolves or rejects with an OutboxError carrying a
+// documented code; a rejected call changes nothing stored (the outbox's export, byte for
+// byte, and the database list); what an accepted enqueue carries reaches its handler (or
+// the dead letters) equal to its structured clone. Returns what broke, as readable lines.
+
+import { prng, values, same, show } from '../../tests-js/values.js';
+
+const CODES = new Set([
+  'InvalidTransaction', 'InvalidOptions', 'UnknownHandler', 'NotSerializable', 'QuotaExceeded',
+  'StorageUnavailable', 'Closed', 'Dead', 'NotFound', 'InFlight', 'Removed', 'NotLeader', 'InvalidBackup',
+]);
+const HANG_MS = 10_000;
+
+/**
+ * Replaces, deletes or adds beside one random field of a plain-data tree (options, a
+ * transaction, a backup), copying only the objects on the way to it: the tree may hold
+ * getters that throw and proxies that trap, which are only ever passed along, never read.
+ */
+function perturb(tree, rand, v) {
+  const paths = [];
+  const seen = new Set(); // a cycle is walked once
+  const walk = (node, path) => {
+    paths.push(path);
+    if (seen.has(node)) return;
+    if (node && typeof node === 'object') seen.add(node);
+    for (const [k, d] of Object.entries(fields(node))) if ('value' in d) walk(d.value, [...path, k]);
+  };
+  walk(tree, []);
+  const path = paths.length > 1 ? v.pick(paths.slice(1)) : [];
+  const value = v.any(2, true);
+  if (path.length === 0) return { tree: value, what: `whole → ${show(value)}` };
+  const root = copy(tree);
+  let parent = root;
+  for (const k of path.slice(0, -1)) parent = parent[k] = copy(parent[k]);
+  const key = path[path.length - 1];
+  const r = rand();
+  if (r < 0.15) delete parent[key];
+  else if (r < 0.25) parent[`${key}Extra`] = value;
+  else parent[key] = value;
+  return { tree: root, what: `${path.join('.')} ${r < 0.15 ? 'deleted' : `${r < 0.25 ? 'gets a neighbour' : '→'} ${show(value)}`}` };
+}
+
+/** The own property descriptors of a plain object or array; none for anything else. */
+function fields(node) {
+  try {
+    const plain = Array.isArray(node) || (node && typeof node === 'object' && Object.getPrototypeOf(node) === Object.prototype);
+    if (!plain) return {};
+    const all = Object.getOwnPropertyDescriptors(node);
+    delete all.length;
+    return all;
+  } catch {
+    return {}; // a proxy's trap
+  }
+}
+
+/** A shallow copy that keeps accessors as accessors. */
+const copy = (node) => Object.defineProperties(Array.isArray(node) ? new Array(node.length) : {}, fields(node));
+
+const timeout = (p, what) => Promise.race([
+  p, new Promise((_, reject) => setTimeout(() => reject(new Error(`hung: ${what}`)), HANG_MS)),
+]);
+
+async function databases() {
+  return (await indexedDB.databases()).map((d) => d.name).sort().join('\n');
+}
+
+export async function run({ seed, steps, options }) {
+  const { Outbox, OutboxError, NonRetriableError } = window.lib;
+  const rand = prng(seed);
+  const v = values(rand);
+  const failures = [];
+  const fail = (step, what, why) => failures.push(`seed ${seed} step ${step}: ${what}: ${why}`);
+  const received = new Map(); // id -> { mutations, metadata } as the handler saw them
+  const handlers = {
+    ok: async (ctx) => { received.set(ctx.id, { mutations: ctx.mutations, metadata: ctx.metadata }); },
+    dead: async () => { throw new NonRetriableError('refused'); },
+    // Fails once and retries a day later: pending, holding back what shares its keys.
+    hold: async () => { throw new Error('later'); },
+    batch: {
+      sendBatch: async (batch) => { for (const ctx of batch) received.set(ctx.id, { mutations: ctx.mutations, metadata: ctx.metadata }); },
+    },
+  };
+  const name = `fuzz-${seed}-${options.compress ? 'z' : ''}${options.encrypt ? 'e' : ''}`;
+  // A failed attempt retries only a day later, so no timer fires between a call and its check.
+  const DAY = 86_400_000;
+  const retry = { maxAttempts: 2, baseDelayMs: DAY, maxDelayMs: DAY, jitter: 'none' };
+  const ob = await Outbox.open({ name, handlers, leaderElection: 'none', retry, ...options });
+  // Takes out what waits for a retry, and so whatever it held back runs.
+  const release = async (all) => {
+    for (const t of await ob.peek()) {
+      if (t.attempts > 0) {
+        await ob.remove(t.id);
+        gone.add(t.id);
+        if (!all) return;
+      }
+    }
+  };
+  const ids = [];
+  const expected = new Map(); // id -> the structured clone of what was enqueued, and its handler
+  const gone = new Set(); // ids removed or discarded
+  const snapshot = async () => {
+    const b = await ob.export();
+    delete b.exportedAt;
+    return JSON.stringify(b);
+  };
+  // Whether a rejection was right: a documented code, and nothing stored changed.
+  const rejected = async (step, what, e, before) => {
+    if (!(e instanceof OutboxError) || !CODES.has(e.code)) {
+      fail(step, what, `threw ${e?.name}: ${String(e?.message).slice(0, 200)}`);
+      return;
+    }
+    if (before !== undefined && (await snapshot()) !== before) fail(step, what, `rejected (${e.code}) yet changed the outbox`);
+  };
+  const tally = {}; // "op outcome" -> calls, to show what a run reached
+  // Runs one call: its value as `out`, or its checked rejection as `e`.
+  const attempt = async (step, op, what, call, before) => {
+    try {
+      const out = await timeout(call(), what);
+      tally[`${op} ok`] = (tally[`${op} ok`] ?? 0) + 1;
+      return { out };
+    } catch (e) {
+      tally[`${op} ${e?.code ?? e?.name}`] = (tally[`${op} ${e?.code ?? e?.name}`] ?? 0) + 1;
+      await rejected(step, what, e, before);
+      return { e };
+    }
+  };
+  const idArg = () => (rand() < 0.7 && ids.length ? v.pick(ids) : v.any(1, true));
+
+  for (let step = 0; step < steps; step++) {
+    await timeout(ob.drain(), 'drain');
+    const before = await snapshot();
+    const r = rand();
+    if (r < 0.5) {
+      // enqueue: valid apart from what the data refuses, or with one field perturbed.
+      const handler = rand() < 0.05 ? 'hold' : v.pick(['ok', 'ok', 'batch', 'dead', 'http']);
+      const base = {
+        handler,
+        keys: Array.from({ length: v.int(3) }, () => v.pick(['a', 'b', 'c', '', 'é😀', String(v.int(9))])),
+        mutations: handler === 'http'
+          ? { method: v.pick(['POST', 'PUT', 'GET']), url: v.pick(['/api/mutate', 'not a url', 'ftp://x']), body: v.pick([undefined, 'b', new Uint8Array([1])]) }
+          : v.any(3, true),
+        metadata: rand() < 0.5 ? v.any(2, true) : undefined,
+        priority: v.pick([undefined, 'high', 'normal', 'low']),
+        coalesceKey: rand() < 0.15 ? v.pick(['c1', 'c2']) : undefined,
+      };
+      const perturbed = rand() < 0.3 ? perturb(base, rand, v) : null;
+      const tx = perturbed ? perturbed.tree : base;
+      const what = `enqueue ${perturbed ? perturbed.what : `${handler} ${show(base.mutations)}`}`;
+      let clone;
+      let cloneable = true;
+      try { clone = structuredClone({ mutations: tx.mutations, metadata: tx.metadata }); } catch { cloneable = false; }
+      const { out: info, e } = await attempt(step, 'enqueue', what, () => ob.enqueue(tx), before);
+      if (info) {
+        ids.push(info.id);
+        if (!cloneable) fail(step, what, 'accepted what structured clone refuses');
+        // A coalesced transaction reaches its handler under another's id.
+        else if (['ok', 'batch', 'dead'].includes(handler) && !perturbed && !base.coalesceKey) expected.set(info.id, { clone, handler, what });
+      } else if (!perturbed && ['ok', 'batch', 'dead', 'hold'].includes(handler) && cloneable) {
+        // Valid transactions are refused only for what they carry.
+        fail(step, what, `refused a cloneable transaction: ${e?.code} ${e?.message}`);
+      }
+    } else if (r < 0.53) {
+      await release(false);
+    } else if (r < 0.62) {
+      const op = v.pick(['remove', 'retryDead', 'discardDead']);
+      const listed = (await (op === 'remove' ? ob.peek() : ob.deadLetters())).map((t) => t.id);
+      const id = rand() < 0.7 && listed.length ? v.pick(listed) : idArg();
+      const what = `${op}(${show(id)})`;
+      if (!(await attempt(step, op, what, () => ob[op](id), before)).e && op !== 'retryDead') gone.add(id);
+    } else if (r < 0.7) {
+      const id = idArg();
+      const what = `settled(${show(id)})`;
+      // It waits while its transaction (maybe one it was folded into) is pending; with
+      // nothing pending it answers at once.
+      const waits = (await ob.peek()).length > 0;
+      await attempt(step, 'settled', what, () => (waits ? Promise.race([ob.settled(id), new Promise((r) => setTimeout(r, 20))]) : ob.settled(id)));
+    } else if (r < 0.78) {
+      // import: a backup of this outbox plus one new pending transaction, one field perturbed.
+      const backup = JSON.parse(before);
+      backup.exportedAt = Date.now();
+      backup.pending.push({
+        id: crypto.randomUUID(), seq: 1e6 + step, handler: 'ok', keys: ['a'], idempotencyKey: `k${step}`, priority: 'normal',
+        attempts: 0, createdAt: 1, nextAttemptAt: 0, mutations: { $t: 'date', v: 5 }, metadata: null,
+      });
+      const perturbed = rand() < 0.8 ? perturb(backup, rand, v) : { tree: backup, what: 'as exported' };
+      const what = `import ${perturbed.what}`;
+      const arg = rand() < 0.2 ? (() => { try { return JSON.stringify(perturbed.tree); } catch { return perturbed.tree; } })() : perturbed.tree;
+      await attempt(step, 'import', what, () => ob.import(arg), before);
+    } else if (r < 0.84) {
+      const arg = rand() < 0.5 ? { budgetMs: v.any(0, true) } : v.any(1, true);
+      const what = `drain(${show(arg)})`;
+      await attempt(step, 'drain', what, () => ob.drain(arg), before);
+    } else if (r < 0.9) {
+      const arg = rand() < 0.3 ? () => {} : v.any(1, true);
+      const what = `subscribe(${show(arg)})`;
+      const { out: off, e } = await attempt(step, 'subscribe', what, async () => ob.subscribe(arg), before);
+      if (!e && typeof off !== 'function') fail(step, what, 'returned no unsubscribe function');
+      else off?.();
+    } else {
+      // open: a valid set of options with one field perturbed, under a fresh name.
+      const base = {
+        name: `fuzz-open-${seed}-${step}`, handlers: { ok: handlers.ok, spec: { send: handlers.ok, merge: (a) => a } },
+        leaderElection: 'none', maxConcurrency: 2, ordering: 'fifo', retry: { baseDelayMs: 10, jitter: 'none' },
+        network: { policy: 'always' }, capacity: { maxCount: 10 }, persist: false, compress: true,
+      };
+      const { tree, what: change } = perturb(base, rand, v);
+      const what = `open ${change}`;
+      const dbs = await databases();
+      const { out: other } = await attempt(step, 'open', what, () => Outbox.open(tree));
+      if (other) {
+        await other.close();
+        await new Promise((done) => { const q = indexedDB.deleteDatabase(`offline-outbox:${other.name}`); q.onsuccess = q.onerror = done; });
+      } else if ((await databases()) !== dbs) {
+        fail(step, what, 'rejected yet created a database');
+      }
+    }
+  }
+
+  // Fidelity: every accepted transaction reached its handler, or the dead letters, as cloned.
+  for (let i = 0; i < 5; i++) {
+    await release(true);
+    await timeout(ob.drain(), 'final drain');
+  }
+  const dead = new Map((await ob.deadLetters()).map((d) => [d.id, d]));
+  for (const [id, { clone, handler, what }] of expected) {
+    const got = handler === 'dead' ? dead.get(id) : received.get(id);
+    if (!got) {
+      if (!gone.has(id)) fail('end', what, `${id} never reached its handler`);
+      continue;
+    }
+    if (!(await same(got.mutations, clone.mutations))) fail('end', what, `mutations came back as ${show(got.mutations)}`);
+    if (!(await same(got.metadata, clone.metadata))) fail('end', what, `metadata came back as ${show(got.metadata)}`);
+  }
+  // Still a working module: a last transaction goes all the way.
+  const last = await ob.enqueue({ handler: 'ok', keys: ['a'], mutations: 'last' });
+  await timeout(ob.settled(last.id), 'last settled');
+  await ob.close();
+  return { failures, tally, checked: expected.size };
+}
