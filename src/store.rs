@@ -1014,6 +1014,13 @@ impl Store {
             let row: Array = row.unchecked_into();
             let id = js::get(&row.get(0), "id").as_string().unwrap_or_default();
             if let Some(sealed) = self.seal(&row.get(1), &id).await? {
+                // As an enqueue counts it: the stored form's size, for capacity and holds.
+                let size = js::size_of(&sealed) as f64;
+                js::set(
+                    &row.get(0).unchecked_into(),
+                    "bytes",
+                    &JsValue::from_f64(size),
+                );
                 row.set(1, sealed);
             }
         }

@@ -67,6 +67,28 @@ test('compress: payloads over 1 KiB are stored deflated, smaller ones as given; 
   assert.ok(r.bytes < r.json, 'stats count the stored (deflated) size');
 });
 
+test('an import counts a sealed payload at its stored size, as an enqueue does', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const never = { h: () => new Promise(() => {}) };
+    const bytes = async (name, fill) => {
+      const ob = await Outbox.open({ name, compress: true, encrypt: true, leaderElection: 'none', handlers: never, maxConcurrency: 1 });
+      await fill(ob);
+      const out = { bytes: (await ob.stats()).bytes, backup: await ob.export() };
+      await ob.close();
+      return out;
+    };
+    // Both on one key behind a first that never finishes, so both stay pending.
+    const from = await bytes('rest-import-from', async (ob) => {
+      for (const n of [0, 1, 2]) await ob.enqueue({ handler: 'h', keys: ['k'], mutations: window.formRecord(n) });
+    });
+    const into = await bytes('rest-import-into', (ob) => ob.import(from.backup));
+    return { from: from.bytes, into: into.bytes, json: JSON.stringify(window.formRecord(1)).length };
+  });
+  assert.ok(r.from > 0 && r.from < r.json, `three deflated payloads count ${r.from} B`);
+  assert.equal(r.into, r.from);
+});
+
 test('encrypt: AES-GCM at rest under a non-extractable key; plaintext for handlers, peek, export and a reopen without the option', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox } = window.lib;
