@@ -234,6 +234,20 @@ export async function run({ seed, steps, options }) {
     if (!(await same(got.mutations, clone.mutations))) fail('end', what, `mutations came back as ${show(got.mutations)}`);
     if (!(await same(got.metadata, clone.metadata))) fail('end', what, `metadata came back as ${show(got.metadata)}`);
   }
+  // A backup of what is left (the dead letters) reads back into a new outbox as it was.
+  const backup = await ob.export();
+  const copy = await Outbox.open({ name: `${name}-copy`, handlers, leaderElection: 'none', retry, ...options });
+  const report = await timeout(copy.import(JSON.stringify(backup)), 'import into a copy');
+  const again = await copy.export();
+  await copy.close();
+  await new Promise((done) => { const q = indexedDB.deleteDatabase(`offline-outbox:${name}-copy`); q.onsuccess = q.onerror = done; });
+  const comparable = (b) => JSON.stringify([...b.pending, ...b.dead].map(({ seq, ...t }) => t));
+  if (report.dead !== backup.dead.length || comparable(again) !== comparable(backup)) {
+    const [a, b] = [comparable(backup), comparable(again)];
+    let i = 0;
+    while (i < a.length && a[i] === b[i]) i++;
+    fail('end', 'export, import elsewhere, export', `${report.dead} of ${backup.dead.length} dead letters imported; first difference: ${a.slice(i - 150, i + 80)} ≠ ${b.slice(i - 20, i + 80)}`);
+  }
   // Still a working module: a last transaction goes all the way.
   const last = await ob.enqueue({ handler: 'ok', keys: ['a'], mutations: 'last' });
   await timeout(ob.settled(last.id), 'last settled');
