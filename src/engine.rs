@@ -2056,9 +2056,8 @@ impl Engine {
             meta.set_idempotency_key(new_meta.idempotency_key().to_owned());
             meta.aliases.push(String::from(&*new_meta.id));
             meta.aliases.extend(new_meta.aliases.iter().cloned());
-            meta.bytes = js::size_of(&payload);
             self.store
-                .coalesce(&meta, &payload, (newer, &new_meta), epoch)
+                .coalesce(&mut meta, &payload, (newer, &new_meta), epoch)
                 .await?;
             meta.group = 0;
             Ok::<_, Error>((meta, payload))

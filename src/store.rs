@@ -869,20 +869,23 @@ impl Store {
 
     /// Folds `newer` into `older` in one write: `older` takes the payload and lists
     /// `newer`'s id among its aliases (and the alias store points that id, and every
-    /// alias `newer` had, at `older`); `newer` leaves the outbox.
+    /// alias `newer` had, at `older`); `newer` leaves the outbox. `older.bytes` becomes
+    /// the size of the payload as stored.
     pub async fn coalesce(
         &self,
-        older: &TxMeta,
+        older: &mut TxMeta,
         payload: &JsValue,
         (newer_seq, newer): (Seq, &TxMeta),
         epoch: u64,
     ) -> Result<()> {
         let id = older.id.clone();
-        let record: JsValue = record::encode(older).into();
         let payload = self
             .seal(payload, &id)
             .await?
             .unwrap_or_else(|| payload.clone());
+        // As an enqueue counts it: the stored form's size.
+        older.bytes = js::size_of(&payload);
+        let record: JsValue = record::encode(older).into();
         let owner = JsValue::from_str(&id);
         let mut ops = vec![
             Op::Put(OUTBOX, &record),
