@@ -237,6 +237,8 @@ export interface BackupTransaction {
   lastError?: TransactionError;
   deadReason?: DeadReason;
   deadAt?: number;
+  /** The stored size of its payload where it was exported; `import()` counts it afresh. */
+  bytes?: number;
   coalesceKey?: string;
   /** Ids of transactions coalesced into this one. */
   aliases?: string[];
