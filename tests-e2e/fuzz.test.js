@@ -17,7 +17,8 @@ after(() => stopSuite({ srv, browser }));
 const seeds = (process.env.FUZZ_SEEDS ?? '1').split(',').map(Number);
 const steps = Number(process.env.FUZZ_STEPS ?? 200);
 
-for (const options of [{}, { compress: true }, { compress: true, encrypt: true }]) {
+// The last leads through a Web Lock rather than on its own.
+for (const options of [{}, { compress: true }, { compress: true, encrypt: true }, { leaderElection: 'web-locks' }]) {
   test(`random calls, ${JSON.stringify(options)}: documented errors only, nothing changed by a refusal, values kept`, async (t) => {
     const tally = {};
     for (const seed of seeds) {

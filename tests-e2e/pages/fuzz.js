@@ -83,7 +83,7 @@ export async function run({ seed, steps, options }) {
       sendBatch: async (batch) => { for (const ctx of batch) received.set(ctx.id, { mutations: ctx.mutations, metadata: ctx.metadata }); },
     },
   };
-  const name = `fuzz-${seed}-${options.compress ? 'z' : ''}${options.encrypt ? 'e' : ''}`;
+  const name = `fuzz-${seed}-${Object.keys(options).join('-')}`;
   // A failed attempt retries only a day later, so no timer fires between a call and its check.
   const DAY = 86_400_000;
   const retry = { maxAttempts: 2, baseDelayMs: DAY, maxDelayMs: DAY, jitter: 'none' };
