@@ -17,8 +17,13 @@ after(() => stopSuite({ srv, browser }));
 const seeds = (process.env.FUZZ_SEEDS ?? '1').split(',').map(Number);
 const steps = Number(process.env.FUZZ_STEPS ?? 200);
 
-// The last leads through a Web Lock rather than on its own.
-for (const options of [{}, { compress: true }, { compress: true, encrypt: true }, { leaderElection: 'web-locks' }]) {
+const modes = [
+  {}, { compress: true }, { compress: true, encrypt: true },
+  // Leading through a Web Lock rather than on its own; dead letters holding their keys;
+  // one transaction at a time in enqueue order.
+  { leaderElection: 'web-locks' }, { deadLetterPolicy: 'block' }, { ordering: 'fifo', maxConcurrency: 1 },
+];
+for (const options of modes) {
   test(`random calls, ${JSON.stringify(options)}: documented errors only, nothing changed by a refusal, values kept`, async (t) => {
     const tally = {};
     for (const seed of seeds) {
