@@ -120,13 +120,24 @@ export async function run({ seed, steps, options }) {
   };
   const tally = {}; // "op outcome" -> calls, to show what a run reached
   // Runs one call: its value as `out`, or its checked rejection as `e`.
+  const count = (op, outcome) => { tally[`${op} ${outcome}`] = (tally[`${op} ${outcome}`] ?? 0) + 1; };
+  // Runs one call: its value as `out`, or its checked rejection as `e`. A method that
+  // answers with a promise must report every failure through it, never throw at once.
   const attempt = async (step, op, what, call, before) => {
+    let pending;
     try {
-      const out = await timeout(call(), what);
-      tally[`${op} ok`] = (tally[`${op} ok`] ?? 0) + 1;
+      pending = call();
+    } catch (e) {
+      count(op, 'threw at once');
+      fail(step, what, `threw at once: ${e?.name}: ${String(e?.message).slice(0, 200)}`);
+      return { e };
+    }
+    try {
+      const out = await timeout(pending, what);
+      count(op, 'ok');
       return { out };
     } catch (e) {
-      tally[`${op} ${e?.code ?? e?.name}`] = (tally[`${op} ${e?.code ?? e?.name}`] ?? 0) + 1;
+      count(op, e?.code ?? e?.name);
       await rejected(step, what, e, before);
       return { e };
     }
@@ -200,7 +211,15 @@ export async function run({ seed, steps, options }) {
     } else if (r < 0.9) {
       const arg = rand() < 0.3 ? () => {} : v.any(1, true);
       const what = `subscribe(${show(arg)})`;
-      const { out: off, e } = await attempt(step, 'subscribe', what, async () => ob.subscribe(arg), before);
+      let off, e;
+      try {
+        off = ob.subscribe(arg);
+        count('subscribe', 'ok');
+      } catch (err) {
+        e = err;
+        count('subscribe', e?.code ?? e?.name);
+        await rejected(step, what, e, before);
+      }
       if (!e && typeof off !== 'function') fail(step, what, 'returned no unsubscribe function');
       else off?.();
     } else {
