@@ -153,6 +153,7 @@ let removedAfterCutOff = 0;
 const idOfN = new Map(ids.map((id) => [nOf[id], id]));
 const atServer = new Set();
 const lastSeq = {};
+const lastId = {}; // per key, the id whose seq lastSeq holds
 const arrived = new Set();
 let orderChecked = 0;
 for (const { key, body } of srv.api.received) {
@@ -163,10 +164,11 @@ for (const { key, body } of srv.api.received) {
   const members = (log ?? [n]).map((m) => idOfN.get(m));
   if (members.some((id) => !id || everDead.has(id) || !seqOf.has(id))) continue;
   const seq = Math.min(...members.map((id) => seqOf.get(id)));
+  const id = members.find((m) => seqOf.get(m) === seq);
   orderChecked++;
   for (const k of keysOf[n]) {
-    if (lastSeq[k] > seq) failures.push(`key ${k}: seq ${seq} first reached the server after seq ${lastSeq[k]}`);
-    lastSeq[k] = Math.max(lastSeq[k] ?? 0, seq);
+    if (lastSeq[k] > seq) failures.push(`${id}: key ${k}: seq ${seq} first reached the server after seq ${lastSeq[k]} (${lastId[k]})`);
+    else [lastSeq[k], lastId[k]] = [seq, id];
   }
 }
 const tally = {};
@@ -183,8 +185,8 @@ ids.forEach((id, i) => {
 console.log(JSON.stringify({ mode, seed, ids: ids.length, tally, removedAfterCutOff, orderChecked }));
 for (const f of failures) console.log(`FAIL: ${f}`);
 if (failures.length && process.env.CHAOS_TRACE) {
-  // Every event about the failing ids and the ids folded with them, in time order.
-  const related = new Set(failures.map((f) => f.slice(0, 36)));
+  // Every event about the ids a failure names and the ids folded with them, in time order.
+  const related = new Set(failures.flatMap((f) => f.match(/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}/g) ?? []));
   for (let grew = true; grew;) {
     grew = false;
     for (const [, , type, id, into] of events) {
