@@ -145,7 +145,10 @@ export interface NewTransaction {
   metadata?: unknown;
   /** Folds this transaction into the latest pending one with the same coalesceKey, handler
    *  and keys that is not in flight: that one keeps its place and takes these mutations
-   *  (or the handler's `merge`), metadata and idempotency key; this one settles with it. */
+   *  (or the handler's `merge`), metadata and idempotency key; this one settles with it.
+   *  One that did not fold because the older one was in flight (or dead) folds into it when
+   *  a leader next loads the outbox (reload, new leader, import), if that one is pending
+   *  again by then. */
   coalesceKey?: string;
 }
 
