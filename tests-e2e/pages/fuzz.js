@@ -88,6 +88,9 @@ export async function run({ seed, steps, options }) {
   const DAY = 86_400_000;
   const retry = { maxAttempts: 2, baseDelayMs: DAY, maxDelayMs: DAY, jitter: 'none' };
   const ob = await Outbox.open({ name, handlers, leaderElection: 'none', retry, ...options });
+  const ids = [];
+  const expected = new Map(); // id -> the structured clone of what was enqueued, and its handler
+  const gone = new Set(); // ids removed or discarded
   // Takes out what waits for a retry, and so whatever it held back runs; with `all`, every
   // transaction not due yet (an import may set any time), one at a time otherwise.
   const release = async (all) => {
@@ -102,9 +105,6 @@ export async function run({ seed, steps, options }) {
     }
     return removed;
   };
-  const ids = [];
-  const expected = new Map(); // id -> the structured clone of what was enqueued, and its handler
-  const gone = new Set(); // ids removed or discarded
   const snapshot = async () => {
     const b = await ob.export();
     delete b.exportedAt;
@@ -119,7 +119,6 @@ export async function run({ seed, steps, options }) {
     if (before !== undefined && (await snapshot()) !== before) fail(step, what, `rejected (${e.code}) yet changed the outbox`);
   };
   const tally = {}; // "op outcome" -> calls, to show what a run reached
-  // Runs one call: its value as `out`, or its checked rejection as `e`.
   const count = (op, outcome) => { tally[`${op} ${outcome}`] = (tally[`${op} ${outcome}`] ?? 0) + 1; };
   // Runs one call: its value as `out`, or its checked rejection as `e`. A method that
   // answers with a promise must report every failure through it, never throw at once.
