@@ -22,6 +22,8 @@ const modes = [
   // Leading through a Web Lock rather than on its own; dead letters holding their keys;
   // one transaction at a time in enqueue order.
   { leaderElection: 'web-locks' }, { deadLetterPolicy: 'block' }, { ordering: 'fifo', maxConcurrency: 1 },
+  // Every call made by a follower (a second instance in the page) while the first leads.
+  { follower: true },
 ];
 for (const options of modes) {
   test(`random calls, ${JSON.stringify(options)}: documented errors only, nothing changed by a refusal, values kept`, async (t) => {

@@ -87,7 +87,22 @@ export async function run({ seed, steps, options }) {
   // A failed attempt retries only a day later, so no timer fires between a call and its check.
   const DAY = 86_400_000;
   const retry = { maxAttempts: 2, baseDelayMs: DAY, maxDelayMs: DAY, jitter: 'none' };
-  const ob = await Outbox.open({ name, handlers, leaderElection: 'none', retry, ...options });
+  // With `follower`, every call goes through a second instance that does not lead.
+  const { follower, ...opts } = options;
+  const lead = await Outbox.open({ name, handlers, leaderElection: follower ? 'web-locks' : 'none', retry, ...opts });
+  const ob = follower ? await Outbox.open({ name, handlers, leaderElection: 'web-locks', retry, ...opts }) : lead;
+  if (follower && ob.isLeader) fail('start', 'a second instance', 'leads too');
+  // Runs what is runnable now; with a follower, until the leader has taken in all it wrote
+  // (its peek lists what it holds; the follower's, what is stored).
+  const quiet = async (what) => {
+    const list = async (o) => JSON.stringify((await o.peek()).map((t) => [t.id, t.status]));
+    for (let i = 0; ; i++) {
+      await timeout(lead.drain(), what);
+      if (!follower || (await list(lead)) === (await list(ob))) return;
+      if (i === 200) throw new Error(`the leader never took in what the follower wrote (${what})`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
   const ids = [];
   const expected = new Map(); // id -> the structured clone of what was enqueued, and its handler
   const gone = new Set(); // ids removed or discarded
@@ -144,7 +159,7 @@ export async function run({ seed, steps, options }) {
   const idArg = () => (rand() < 0.7 && ids.length ? v.pick(ids) : v.any(1, true));
 
   for (let step = 0; step < steps; step++) {
-    await timeout(ob.drain(), 'drain');
+    await quiet('drain');
     const before = await snapshot();
     const r = rand();
     if (r < 0.5) {
@@ -244,14 +259,14 @@ export async function run({ seed, steps, options }) {
   // Each round may run another transaction that then waits a day: until none is left
   // (what is due yet never runs is left for the checks below to report).
   const settle = async () => {
-    do await timeout(ob.drain(), 'final drain');
+    do await quiet('final drain');
     while (await release(true));
   };
   await settle();
   // A backup of what is left (dead letters, and under the block policy what they hold
   // back) reads back into a new outbox as it was, where nothing it holds back runs.
   const backup = await ob.export();
-  const copy = await Outbox.open({ name: `${name}-copy`, handlers, leaderElection: 'none', retry, ...options });
+  const copy = await Outbox.open({ name: `${name}-copy`, handlers, leaderElection: 'none', retry, ...opts });
   const report = await timeout(copy.import(JSON.stringify(backup)), 'import into a copy');
   await timeout(copy.drain(), 'drain the copy');
   const again = await copy.export();
@@ -275,7 +290,7 @@ export async function run({ seed, steps, options }) {
     const letters = await ob.deadLetters();
     for (const d of letters) dead.set(d.id, d);
     // Under the block policy each dead letter holds its keys: discarded, what it held runs.
-    if (options.deadLetterPolicy !== 'block' || !letters.length) break;
+    if (opts.deadLetterPolicy !== 'block' || !letters.length) break;
     for (const d of letters) await ob.discardDead(d.id);
     await settle();
   }
@@ -297,5 +312,6 @@ export async function run({ seed, steps, options }) {
     fail('end', 'a last transaction', `${e.message}; pending: ${left.join('; ')}`);
   }
   await ob.close();
+  if (follower) await lead.close();
   return { failures, tally, checked: expected.size };
 }
