@@ -9,7 +9,8 @@ const logs = [];
 
 before(async () => {
   ({ srv, browser, context, page } = await startSuite({ page: true }));
-  // A Rust panic prints through console.error before the module traps.
+  // A Rust panic is a bare trap in the package build: a RuntimeError "unreachable", logged
+  // where nothing caught it (a caught one fails the run as an error that is no OutboxError).
   page.on('console', (m) => { if (/panicked|unreachable/.test(m.text())) logs.push(m.text()); });
 });
 after(() => stopSuite({ srv, browser }));
