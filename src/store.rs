@@ -1015,15 +1015,14 @@ impl Store {
     pub async fn import(&self, rows: &Array) -> Result<Vec<Option<Seq>>> {
         for row in rows.iter() {
             let row: Array = row.unchecked_into();
-            let id = js::get(&row.get(0), "id").as_string().unwrap_or_default();
-            if let Some(sealed) = self.seal(&row.get(1), &id).await? {
-                // As an enqueue counts it: the stored form's size, for capacity and holds.
-                let size = js::size_of(&sealed) as f64;
-                js::set(
-                    &row.get(0).unchecked_into(),
-                    "bytes",
-                    &JsValue::from_f64(size),
-                );
+            let record: Object = row.get(0).unchecked_into();
+            let payload = row.get(1);
+            let id = js::get(&record, "id").as_string().unwrap_or_default();
+            let sealed = self.seal(&payload, &id).await?;
+            // As an enqueue counts it: the stored form's size, for capacity and holds.
+            let size = js::size_of(sealed.as_ref().unwrap_or(&payload)) as f64;
+            js::set(&record, "bytes", &JsValue::from_f64(size));
+            if let Some(sealed) = sealed {
                 row.set(1, sealed);
             }
         }

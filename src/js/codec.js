@@ -8,7 +8,6 @@
 // plain object that has a `$t` key of its own is escaped, so no user data can pass for a tag.
 
 import { fault as recordFault, makeRecord } from './records.js';
-import { estimateBytes } from './size.js';
 import { httpProblem } from './http.js';
 import { MAX_KEYS, MAX_STRING, fault, why, isPlain, reader, tooLong } from './options.js';
 
@@ -40,14 +39,6 @@ const ERRORS = { Error, EvalError, RangeError, ReferenceError, SyntaxError, Type
 function put(out, k, v) {
   if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
   else out[k] = v;
-}
-
-/** Own enumerable names of array `a` that are not indices, which structured clone keeps. */
-function named(a) {
-  const keys = Object.keys(a);
-  let n = 0;
-  for (let i = 0; i < a.length; i++) if (i in a) n++;
-  return n === keys.length ? null : keys.slice(n);
 }
 
 function special(n) {
@@ -90,11 +81,17 @@ function encode(value, blobs) {
     seen.set(v, seen.size);
     if (Array.isArray(v)) {
       const out = [];
-      for (let i = 0; i < v.length; i++) out.push(i in v ? enc(v[i]) : { $t: 'hole' });
-      const extra = named(v);
-      if (!extra) return out;
+      let present = 0;
+      for (let i = 0; i < v.length; i++) {
+        if (!(i in v)) out.push({ $t: 'hole' });
+        else { out.push(enc(v[i])); present++; }
+      }
+      // Own names past the indices (Object.keys lists indices first), which structured
+      // clone keeps.
+      const keys = Object.keys(v);
+      if (keys.length === present) return out;
       const props = {};
-      for (const k of extra) put(props, k, enc(v[k]));
+      for (const k of keys.slice(present)) put(props, k, enc(v[k]));
       return { $t: 'array', v: out, props };
     }
     if (v instanceof Date) { const t = v.getTime(); return { $t: 'date', v: Number.isNaN(t) ? null : t }; }
@@ -361,6 +358,7 @@ function transaction(raw, at, dead, handlers, http) {
   if (problem) throw invalid(`${at}: ${problem}`);
   const record = makeRecord(undefined, r.id, r.handler, [...new Set(r.keys)], r.idempotencyKey, r.priority,
     r.attempts, r.createdAt, r.nextAttemptAt, r.lastError?.name, r.lastError?.message, r.deadReason ?? undefined,
-    r.deadAt ?? undefined, estimateBytes(payload), r.coalesceKey ?? undefined, r.aliases?.length ? r.aliases : undefined);
+    // `bytes` 0: the store counts the payload as it writes it (sealed or not).
+    r.deadAt ?? undefined, 0, r.coalesceKey ?? undefined, r.aliases?.length ? r.aliases : undefined);
   return [record, payload, dead, r.seq ?? Infinity];
 }
