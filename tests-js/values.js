@@ -103,7 +103,7 @@ export async function same(a, b, seen = new Map()) {
     for (let i = 0; i < xs.length; i++) if (!(await same(xs[i], ys[i], seen))) return false;
     return true;
   }
-  if (['[object String]', '[object Number]', '[object Boolean]'].includes(tag)) return Object.is(a.valueOf(), b.valueOf());
+  if (['[object String]', '[object Number]', '[object Boolean]', '[object BigInt]'].includes(tag)) return Object.is(a.valueOf(), b.valueOf());
   const ka = Object.keys(a), kb = Object.keys(b);
   if (ka.length !== kb.length || Array.isArray(a) !== Array.isArray(b) || (Array.isArray(a) && a.length !== b.length)) return false;
   for (let i = 0; i < ka.length; i++) {

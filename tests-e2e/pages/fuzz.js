@@ -67,6 +67,12 @@ async function databases() {
   return (await indexedDB.databases()).map((d) => d.name).sort().join('\n');
 }
 
+/** Deletes the database of the outbox `name`. */
+const dropDatabase = (name) => new Promise((done) => {
+  const q = indexedDB.deleteDatabase(`offline-outbox:${name}`);
+  q.onsuccess = q.onerror = done;
+});
+
 export async function run({ seed, steps, options }) {
   const { Outbox, OutboxError, NonRetriableError } = window.lib;
   const rand = prng(seed);
@@ -74,13 +80,14 @@ export async function run({ seed, steps, options }) {
   const failures = [];
   const fail = (step, what, why) => failures.push(`seed ${seed} step ${step}: ${what}: ${why}`);
   const received = new Map(); // id -> { mutations, metadata } as the handler saw them
+  const receive = (ctx) => received.set(ctx.id, { mutations: ctx.mutations, metadata: ctx.metadata });
   const handlers = {
-    ok: async (ctx) => { received.set(ctx.id, { mutations: ctx.mutations, metadata: ctx.metadata }); },
+    ok: async (ctx) => { receive(ctx); },
     dead: async () => { throw new NonRetriableError('refused'); },
     // Fails once and retries a day later: pending, holding back what shares its keys.
     hold: async () => { throw new Error('later'); },
     batch: {
-      sendBatch: async (batch) => { for (const ctx of batch) received.set(ctx.id, { mutations: ctx.mutations, metadata: ctx.metadata }); },
+      sendBatch: async (batch) => { batch.forEach(receive); },
     },
   };
   const name = `fuzz-${seed}-${Object.keys(options).join('-')}`;
@@ -249,7 +256,7 @@ export async function run({ seed, steps, options }) {
       const { out: other } = await attempt(step, 'open', what, () => Outbox.open(tree));
       if (other) {
         await other.close();
-        await new Promise((done) => { const q = indexedDB.deleteDatabase(`offline-outbox:${other.name}`); q.onsuccess = q.onerror = done; });
+        await dropDatabase(other.name);
       } else if ((await databases()) !== dbs) {
         fail(step, what, 'rejected yet created a database');
       }
@@ -266,12 +273,12 @@ export async function run({ seed, steps, options }) {
   // A backup of what is left (dead letters, and under the block policy what they hold
   // back) reads back into a new outbox as it was, where nothing it holds back runs.
   const backup = await ob.export();
-  const copy = await Outbox.open({ name: `${name}-copy`, handlers, leaderElection: 'none', retry, ...opts });
-  const report = await timeout(copy.import(JSON.stringify(backup)), 'import into a copy');
-  await timeout(copy.drain(), 'drain the copy');
-  const again = await copy.export();
-  await copy.close();
-  await new Promise((done) => { const q = indexedDB.deleteDatabase(`offline-outbox:${name}-copy`); q.onsuccess = q.onerror = done; });
+  const twin = await Outbox.open({ name: `${name}-copy`, handlers, leaderElection: 'none', retry, ...opts });
+  const report = await timeout(twin.import(JSON.stringify(backup)), 'import into a copy');
+  await timeout(twin.drain(), 'drain the copy');
+  const again = await twin.export();
+  await twin.close();
+  await dropDatabase(twin.name);
   // Records with a coalesce key may fold as the copy's leader loads them (the README's
   // Coalescing says when), so they are left out here.
   const comparable = (b) => JSON.stringify([...b.pending, ...b.dead].filter((t) => !t.coalesceKey).map(({ seq, ...t }) => t));
