@@ -42,7 +42,8 @@ export interface HandlerContext<M = unknown, D = unknown> {
   metadata: D;
   /** 1 on the first attempt. */
   attempt: number;
-  /** Aborted when the outbox closes. */
+  /** Aborted when the outbox closes, this context stops leading, or the attempt runs past
+   *  `attemptTimeoutMs` (the reason then a `TimeoutError` DOMException). */
   signal: AbortSignal;
 }
 
@@ -99,6 +100,11 @@ export interface OutboxOptions {
   leaderElection?: 'auto' | 'web-locks' | 'broadcast-channel' | 'none';
   /** Transactions older than this (since enqueue) go to the dead letters, reason 'expired'. */
   maxAgeMs?: number;
+  /** An attempt (handler call, batch call or http request) with no outcome after this many
+   *  ms (1 to 2^31 - 1) fails as a retryable `TimeoutError`: its `signal` aborts, its keys
+   *  and concurrency slot are free for the retry, and a late outcome is ignored. Default:
+   *  no limit. */
+  attemptTimeoutMs?: number;
   /** What later transactions on a dead transaction's keys do: 'skip' (default) runs them;
    *  'block' holds them until the dead one is retried or discarded. */
   deadLetterPolicy?: 'skip' | 'block';

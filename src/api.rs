@@ -306,7 +306,8 @@ impl HandlerContext {
         self.field("attempt").as_f64().unwrap_or(1.0) as u32
     }
 
-    /// Aborted when the outbox closes or this context stops leading: pass it to `fetch`.
+    /// Aborted when the outbox closes, this context stops leading, or the attempt runs
+    /// past [`OutboxBuilder::attempt_timeout`]: pass it to `fetch`.
     pub fn signal(&self) -> web_sys::AbortSignal {
         self.field("signal").unchecked_into()
     }
@@ -627,6 +628,16 @@ impl OutboxBuilder {
     /// Transactions older than this go to the dead letters (reason `expired`).
     pub fn max_age(self, age: Duration) -> Self {
         self.set("maxAgeMs", JsValue::from_f64(age.as_millis() as f64))
+    }
+
+    /// An attempt without an outcome after this long (at most 2^31 - 1 ms) fails as a
+    /// retryable `TimeoutError`: its [`HandlerContext::signal`] aborts, and a late outcome
+    /// is ignored. Default: no limit.
+    pub fn attempt_timeout(self, limit: Duration) -> Self {
+        self.set(
+            "attemptTimeoutMs",
+            JsValue::from_f64(limit.as_millis() as f64),
+        )
     }
 
     pub fn dead_letter_policy(self, policy: DeadLetterPolicy) -> Self {

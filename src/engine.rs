@@ -21,13 +21,12 @@ use std::rc::{Rc, Weak};
 use rustc_hash::FxHashMap;
 
 use gloo_timers::callback::Timeout;
-use js_sys::{Array, Function, Object, Promise};
+use js_sys::{Array, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::AbortController;
 
 use crate::error::{decimal, Error, ErrorCode, Result};
-use crate::http;
 use crate::js::{self, Deferred};
 use crate::leader::{self, Channel, HeldLock, LockRequest, Mode, ReplyOrLock};
 use crate::lease::{Lease, Timing};
@@ -319,6 +318,8 @@ pub struct Engine {
     ordering: crate::model::Ordering,
     max_concurrency: usize,
     max_age_ms: Option<Millis>,
+    /// 0: no limit.
+    attempt_timeout_ms: u32,
     dead_letters: DeadLetterPolicy,
     wifi_preferred: Option<WifiPreferred>,
     capacity: Capacity,
@@ -400,6 +401,7 @@ impl Engine {
             ordering: opts.ordering,
             max_concurrency: opts.max_concurrency,
             max_age_ms: opts.max_age_ms,
+            attempt_timeout_ms: opts.attempt_timeout_ms,
             dead_letters: opts.dead_letters,
             wifi_preferred: opts.wifi_preferred,
             capacity: opts.capacity,
@@ -1577,31 +1579,23 @@ impl Engine {
         let Some(handler) = self.handlers.get(&meta.handler) else {
             return;
         };
+        let ctx = handler_context(&meta, &payload, attempt);
+        let call = |f, arg: &JsValue| {
+            JsFuture::from(js::call_handler(f, arg, &signal, self.attempt_timeout_ms))
+        };
         let outcome = match handler {
-            Handler::Js(f) => {
-                let ctx = handler_context(&meta, &payload, attempt, &signal);
-                match call_handler(f, &ctx.into()).await {
-                    Ok(_) => Outcome::Acknowledged,
-                    Err(e) => failure(&e),
+            Handler::Js(f) | Handler::Http(f) => match call(f, &ctx).await {
+                Ok(_) => Outcome::Acknowledged,
+                Err(e)
+                    if matches!(handler, Handler::Http(_)) && js::get(&e, "final").is_truthy() =>
+                {
+                    Outcome::Reject(js::describe(&e))
                 }
-            }
+                Err(e) => failure(&e),
+            },
             // A batch handler's transaction started alone (its batch size is 1).
             Handler::Batch { f, .. } => {
-                let ctx = handler_context(&meta, &payload, attempt, &signal);
-                let batch = Array::of1(&ctx);
-                batch_outcomes(call_handler(f, &batch.into()).await, 1).remove(0)
-            }
-            Handler::Http => {
-                let sent = http::send(
-                    &js::get(&payload, "mutations"),
-                    meta.idempotency_key(),
-                    &signal,
-                );
-                match JsFuture::from(sent).await {
-                    Ok(_) => Outcome::Acknowledged,
-                    Err(e) if js::get(&e, "final").is_truthy() => Outcome::Reject(js::describe(&e)),
-                    Err(e) => failure(&e),
-                }
+                batch_outcomes(call(f, &Array::of1(&ctx)).await, 1).remove(0)
             }
         };
         if self.st.borrow().generation != generation {
@@ -1664,10 +1658,11 @@ impl Engine {
         for (_, meta, payload) in &members {
             let attempt = meta.attempts.saturating_add(1);
             self.emit_sending(meta, attempt);
-            ctxs.push(&handler_context(meta, payload, attempt, &signal));
+            ctxs.push(&handler_context(meta, payload, attempt));
         }
         let started = js_sys::Date::now();
-        let result = call_handler(f, &ctxs.into()).await;
+        let result =
+            JsFuture::from(js::call_handler(f, &ctxs, &signal, self.attempt_timeout_ms)).await;
         if self.st.borrow().generation != generation {
             return;
         }
@@ -2400,8 +2395,9 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
     o.into()
 }
 
-/// The context a handler receives for one transaction.
-fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32, signal: &JsValue) -> Object {
+/// The context a handler receives for one transaction, but its `signal`, which
+/// `js::call_handler` sets.
+fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32) -> Object {
     let ctx = Object::new();
     js::set(&ctx, "id", &JsValue::from_str(&meta.id));
     js::set(
@@ -2414,17 +2410,7 @@ fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32, signal: &JsVa
     js::set(&ctx, "mutations", &js::get(payload, "mutations"));
     js::set(&ctx, "metadata", &js::get(payload, "metadata"));
     js::set(&ctx, "attempt", &JsValue::from(attempt));
-    js::set(&ctx, "signal", signal);
     ctx
-}
-
-/// Calls a handler: what it returns (a value or a promise), awaited. One that throws at
-/// once fails as one whose promise rejects.
-fn call_handler(f: &Function, arg: &JsValue) -> JsFuture {
-    JsFuture::from(match f.call1(&JsValue::UNDEFINED, arg) {
-        Ok(v) => Promise::resolve(&v),
-        Err(e) => Promise::reject(&e),
-    })
 }
 
 /// What a thrown value means: `NonRetriableError` dead-letters, anything else retries.

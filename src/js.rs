@@ -167,6 +167,20 @@ pub fn retry_after_ms(e: &JsValue) -> Option<Millis> {
         .map(|v| v as Millis)
 }
 
+#[wasm_bindgen(module = "/src/js/attempt.js")]
+extern "C" {
+    /// Calls handler `f` with `arg`, a context or a batch of them, each given the attempt's
+    /// signal; rejects with a `TimeoutError` once `ms` (0: no limit) pass without an outcome
+    /// (see `attempt.js`).
+    #[wasm_bindgen(js_name = callHandler)]
+    pub fn call_handler(
+        f: &Function,
+        arg: &JsValue,
+        outer: &web_sys::AbortSignal,
+        ms: u32,
+    ) -> Promise;
+}
+
 #[wasm_bindgen(module = "/src/js/waiters.js")]
 extern "C" {
     /// The promises `settled(id)` returned, by id (see `waiters.js`).

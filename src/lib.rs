@@ -23,12 +23,9 @@ mod engine;
 #[cfg(target_arch = "wasm32")]
 mod envelope;
 #[cfg(target_arch = "wasm32")]
-mod http;
-#[cfg(target_arch = "wasm32")]
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod leader;
-#[cfg(target_arch = "wasm32")]
 #[cfg(target_arch = "wasm32")]
 mod options;
 #[cfg(target_arch = "wasm32")]

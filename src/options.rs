@@ -11,6 +11,13 @@ use crate::js;
 use crate::model::{DeadLetterPolicy, Millis, Ordering, Priority};
 use crate::retry::{Jitter, RetryPolicy};
 
+#[wasm_bindgen(module = "/src/js/http.js")]
+extern "C" {
+    /// The built-in `http` handler: replays the described request with `fetch`.
+    #[wasm_bindgen(js_name = httpHandler)]
+    fn http_handler() -> Function;
+}
+
 #[wasm_bindgen(module = "/src/js/options.js")]
 extern "C" {
     #[wasm_bindgen(js_name = readOptions, catch)]
@@ -25,8 +32,8 @@ extern "C" {
     ) -> std::result::Result<Array, JsValue>;
 }
 
-/// The built-in handler that replays a described HTTP request with `fetch`.
-pub const HTTP_HANDLER: &str = "http";
+/// The built-in handler's name.
+const HTTP_HANDLER: &str = "http";
 
 pub enum Handler {
     Js(Function),
@@ -35,7 +42,8 @@ pub enum Handler {
         f: Function,
         size: usize,
     },
-    Http,
+    /// The built-in one (`js/http.js`): a failure retrying cannot help has `final: true`.
+    Http(Function),
 }
 
 impl Handler {
@@ -81,7 +89,7 @@ impl Handlers {
 
     /// Whether the handler named "http" is the built-in one (an app may register its own).
     pub fn http_builtin(&self) -> bool {
-        matches!(self.get(HTTP_HANDLER), Some(Handler::Http))
+        matches!(self.get(HTTP_HANDLER), Some(Handler::Http(_)))
     }
 }
 
@@ -102,6 +110,9 @@ pub struct Options {
     pub leader_election: LeaderElection,
     /// Transactions older than this go to the dead letters (reason `expired`).
     pub max_age_ms: Option<Millis>,
+    /// An attempt without an outcome after this long fails as a retryable `TimeoutError`;
+    /// 0 (never an option's value) for no limit.
+    pub attempt_timeout_ms: u32,
     pub dead_letters: DeadLetterPolicy,
     /// `network: { policy: 'wifi-preferred' }`: hold low-priority work on metered links.
     pub wifi_preferred: Option<WifiPreferred>,
@@ -168,8 +179,9 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         let merge = entry.get(3).dyn_into::<Function>().ok();
         handlers.push((entry.get(0).as_string().unwrap_or_default(), handler, merge));
     }
+    // Unless the app registers its own under that name.
     if !handlers.iter().any(|(n, ..)| n == HTTP_HANDLER) {
-        handlers.push((HTTP_HANDLER.to_string(), Handler::Http, None));
+        handlers.push((HTTP_HANDLER.into(), Handler::Http(http_handler()), None));
     }
     let default = RetryPolicy::default();
     let retry = RetryPolicy {
@@ -212,6 +224,7 @@ pub fn parse_options(v: &JsValue) -> Result<Options> {
         retry,
         leader_election,
         max_age_ms: num(&o, "maxAgeMs"),
+        attempt_timeout_ms: num(&o, "attemptTimeoutMs").unwrap_or(0) as u32,
         dead_letters: text(&o, "deadLetterPolicy")
             .and_then(|s| DeadLetterPolicy::parse(&s))
             .unwrap_or_default(),

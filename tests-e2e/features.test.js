@@ -1001,3 +1001,115 @@ test('an outbox that never goes idle still sweeps once 50,000 acknowledged paylo
   assert.ok(r.busy <= 50_000 && r.busy > 40_000, `payloads while busy: ${r.busy}`);
   assert.equal(r.idle, 0);
 });
+
+test('attemptTimeoutMs: an attempt with no outcome in time fails as a TimeoutError; its signal aborts, its slot and keys go free, a late outcome is ignored', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const calls = [];
+    const aborts = [];
+    const retries = [];
+    let lateAnswered = false;
+    const ob = await Outbox.open({
+      name: 'features-timeout', maxConcurrency: 1, attemptTimeoutMs: 150,
+      retry: { baseDelayMs: 500, maxDelayMs: 500, jitter: 'none' },
+      handlers: {
+        send: (ctx) => {
+          const { mutations: m, attempt, signal } = ctx;
+          calls.push(`${m}#${attempt}`);
+          signal.addEventListener('abort', () => aborts.push([m, attempt, signal.reason.name, signal.reason.message]));
+          if (attempt > 1) return undefined;
+          // 'hang' never answers; 'late' answers after the limit.
+          if (m === 'hang') return new Promise(() => {});
+          if (m === 'late') return new Promise((res) => setTimeout(() => { lateAnswered = true; res(); }, 300));
+          return undefined;
+        },
+      },
+    });
+    ob.subscribe((e) => { if (e.type === 'retry') retries.push([e.attempt, e.error.name, e.error.message]); });
+    const hang = await ob.enqueue({ handler: 'send', keys: ['k'], mutations: 'hang' });
+    const after = await ob.enqueue({ handler: 'send', keys: ['k'], mutations: 'after' });
+    const other = await ob.enqueue({ handler: 'send', keys: ['o'], mutations: 'other' });
+    const late = await ob.enqueue({ handler: 'send', keys: ['l'], mutations: 'late' });
+    const waitFor = async (pred) => { for (let i = 0; i < 500 && !pred(); i++) await new Promise((res) => setTimeout(res, 10)); };
+    // The late answer came while the transaction waited for its retry: it stays pending.
+    await waitFor(() => lateAnswered);
+    const lateAfterAnswer = (await ob.peek()).find((t) => t.id === late.id);
+    await Promise.all([hang, after, other, late].map((t) => ob.settled(t.id)));
+    const stats = await ob.stats();
+    await ob.close();
+    const refused = [];
+    for (const bad of [0, -1, 1.5, '100', 2 ** 31, NaN, null]) {
+      try {
+        await Outbox.open({ name: 'features-timeout-bad', handlers: {}, attemptTimeoutMs: bad });
+        refused.push('opened');
+      } catch (e) {
+        refused.push(`${e.code}: ${e.message}`);
+      }
+    }
+    const created = (await indexedDB.databases()).some((d) => d.name.endsWith('features-timeout-bad'));
+    return {
+      refused, created, calls, aborts, retries,
+      lateAfterAnswer: [lateAfterAnswer.status, lateAfterAnswer.attempts, lateAfterAnswer.lastError.name],
+      stats: [stats.sent, stats.retried, stats.pending],
+    };
+  });
+  // With one slot: 'other' and 'late' ran while 'hang' waited for its retry, and 'after'
+  // waited on its key until 'hang' was acknowledged.
+  assert.deepEqual(r.calls, ['hang#1', 'other#1', 'late#1', 'hang#2', 'after#1', 'late#2']);
+  const why = 'no outcome within 150 ms';
+  assert.deepEqual(r.aborts, [['hang', 1, 'TimeoutError', why], ['late', 1, 'TimeoutError', why]]);
+  assert.deepEqual(r.retries, [[1, 'TimeoutError', why], [1, 'TimeoutError', why]]);
+  assert.deepEqual(r.lateAfterAnswer, ['pending', 1, 'TimeoutError']);
+  assert.deepEqual(r.stats, [4, 2, 0]);
+  assert.deepEqual(new Set(r.refused), new Set(['InvalidOptions: attemptTimeoutMs must be a whole number from 1 to 2147483647']));
+  assert.equal(r.refused.length, 7);
+  assert.equal(r.created, false);
+});
+
+test('attemptTimeoutMs: a batch call times out as a whole; the http handler\'s request is aborted and sent again with the same Idempotency-Key', async () => {
+  srv.api.reset();
+  srv.api.delayMs = 5000;
+  const r = await page.evaluate(async (url) => {
+    const { Outbox } = window.lib;
+    const batches = [];
+    const retries = [];
+    const ob = await Outbox.open({
+      name: 'features-timeout-batch', attemptTimeoutMs: 200,
+      retry: { baseDelayMs: 100, maxDelayMs: 100, jitter: 'none' },
+      handlers: {
+        b: {
+          batchSize: 10,
+          sendBatch: (batch) => {
+            batches.push(batch.map((c) => `${c.mutations}#${c.attempt}`).sort());
+            return batch[0].attempt === 1 ? new Promise(() => {}) : undefined;
+          },
+        },
+      },
+    });
+    window.timeoutOutbox = ob;
+    ob.subscribe((e) => { if (e.type === 'retry') retries.push(e.error.name); });
+    const ids = await Promise.all([
+      ob.enqueue({ handler: 'b', keys: ['x'], mutations: 'x' }),
+      ob.enqueue({ handler: 'b', keys: ['y'], mutations: 'y' }),
+    ]);
+    await Promise.all(ids.map((t) => ob.settled(t.id)));
+    const h = await ob.enqueue({ handler: 'http', keys: ['h'], mutations: { method: 'POST', url, body: 'hello' } });
+    for (let i = 0; i < 500 && retries.length < 3; i++) await new Promise((res) => setTimeout(res, 10));
+    return { batches, retries, id: h.id, key: h.idempotencyKey };
+  }, `${srv.origin}/api/mutate`);
+  // Their retries fall due a moment apart, so they may go in one call or two.
+  assert.deepEqual(r.batches[0], ['x#1', 'y#1']);
+  assert.deepEqual(r.batches.slice(1).flat().sort(), ['x#2', 'y#2']);
+  // Both batch members, then the held request.
+  assert.deepEqual(r.retries, ['TimeoutError', 'TimeoutError', 'TimeoutError']);
+  srv.api.delayMs = 0;
+  await page.evaluate(async (id) => {
+    await window.timeoutOutbox.settled(id);
+    await window.timeoutOutbox.close();
+  }, r.id);
+  // The held request was sent, and so was the one that went through after it.
+  assert.ok(srv.api.received.length >= 2, `${srv.api.received.length} requests`);
+  assert.ok(srv.api.received.every((q) => q.key === r.key && q.body === 'hello'));
+  assert.equal(srv.api.unique().length, 1);
+  srv.api.reset();
+});

@@ -194,6 +194,69 @@ async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
 }
 
 #[wasm_bindgen_test]
+async fn an_attempt_past_its_timeout_is_aborted_and_retried() {
+    let seen: Rc<RefCell<Vec<(u32, String)>>> = Default::default();
+    let log = seen.clone();
+    let outbox = Outbox::builder(&name("timeout"))
+        .attempt_timeout(Duration::from_millis(100))
+        .retry(
+            Duration::from_millis(20),
+            Duration::from_millis(20),
+            None,
+            Jitter::None,
+        )
+        .handler("slow", move |ctx| {
+            let log = log.clone();
+            async move {
+                if ctx.attempt() > 1 {
+                    return Ok(());
+                }
+                // The first attempt waits for its signal, as a fetch given it would.
+                let signal = ctx.signal();
+                let aborted = js_sys::Promise::new(&mut |resolve, _| {
+                    signal.set_onabort(Some(&resolve));
+                });
+                let _ = wasm_bindgen_futures::JsFuture::from(aborted).await;
+                let reason = js_sys::Reflect::get(&signal.reason(), &"name".into()).unwrap();
+                log.borrow_mut()
+                    .push((ctx.attempt(), reason.as_string().unwrap_or_default()));
+                // Too late: the attempt has already failed.
+                Err(HandlerError::reject("late"))
+            }
+        })
+        .open()
+        .await
+        .unwrap();
+    let events: Rc<RefCell<Vec<Event>>> = Default::default();
+    let sink = events.clone();
+    let _subscription = outbox.subscribe(move |e| sink.borrow_mut().push(e));
+    let info = outbox
+        .enqueue(Transaction::new("slow", ["k"], &1).unwrap())
+        .await
+        .unwrap();
+    outbox
+        .settled(&info.id)
+        .await
+        .expect("sent on the second attempt, the late rejection ignored");
+    assert_eq!(*seen.borrow(), [(1, "TimeoutError".to_string())]);
+    let retry = events.borrow().iter().find_map(|e| match e {
+        Event::Retry { attempt, error, .. } => Some((*attempt, error.name.clone())),
+        _ => None,
+    });
+    assert_eq!(retry, Some((1, "TimeoutError".to_string())));
+    assert!(outbox.dead_letters().await.unwrap().is_empty());
+    outbox.close().await;
+
+    let err = Outbox::builder(&name("timeout-bad"))
+        .attempt_timeout(Duration::from_secs(30 * 24 * 3600))
+        .open()
+        .await
+        .err()
+        .expect("past setTimeout's limit");
+    assert_eq!(err.code, ErrorCode::InvalidOptions);
+}
+
+#[wasm_bindgen_test]
 async fn typed_errors_for_bad_input_and_a_closed_outbox() {
     let err = Outbox::builder(&name("bad"))
         .max_concurrency(0)

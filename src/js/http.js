@@ -65,11 +65,12 @@ function retryAfterMs(value) {
 }
 
 /**
- * Sends `m` once. Resolves on 2xx; otherwise rejects with what a handler would throw: an
- * error with `retryAfterMs` where the server asked for a delay, and `final: true` where
- * retrying cannot help (the outbox then dead-letters it under the error's own name).
+ * The handler: sends the context's `mutations` once. Resolves on 2xx; otherwise rejects
+ * with what a handler would throw: an error with `retryAfterMs` where the server asked for
+ * a delay, and `final: true` where retrying cannot help (the outbox then dead-letters it
+ * under the error's own name).
  */
-export async function httpSend(m, idempotencyKey, signal) {
+export async function httpSend({ mutations: m, idempotencyKey, signal }) {
   let init;
   try {
     const headers = new Headers(m.headers);
@@ -94,3 +95,9 @@ export async function httpSend(m, idempotencyKey, signal) {
     ? { retryAfterMs: retryAfterMs(response.headers.get('Retry-After')) }
     : { final: true });
 }
+
+/**
+ * `httpSend` itself, which the crate registers under the name `http`: a function it calls
+ * is what makes wasm-bindgen ship this file, which `options.js` imports too.
+ */
+export const httpHandler = () => httpSend;

@@ -12,7 +12,7 @@ const SAFE = Number.MAX_SAFE_INTEGER;
 const DAY = 86_400_000;
 const MAX_BATCH = 10_000;
 const OPTIONS = ['name', 'handlers', 'maxConcurrency', 'ordering', 'retry', 'leaderElection', 'maxAgeMs',
-  'deadLetterPolicy', 'network', 'persist', 'capacity', 'compress', 'encrypt'];
+  'deadLetterPolicy', 'network', 'persist', 'capacity', 'compress', 'encrypt', 'attemptTimeoutMs'];
 const TRANSACTION = ['handler', 'keys', 'mutations', 'priority', 'idempotencyKey', 'metadata', 'coalesceKey'];
 const HANDLER = 'a function, { send, merge? } or { sendBatch, batchSize?, merge? }';
 const OPT = 'InvalidOptions';
@@ -143,6 +143,8 @@ export const readOptions = reader(OPT, 'the options', (v) => {
     handlers,
     maxConcurrency: whole(v, 'maxConcurrency', 1, 1024, OPT),
     maxAgeMs: whole(v, 'maxAgeMs', 1, SAFE, OPT),
+    // setTimeout's limit: past it the timer would fire at once.
+    attemptTimeoutMs: whole(v, 'attemptTimeoutMs', 1, 0x7fffffff, OPT),
     ordering: choice(v, 'ordering', ['per-key', 'fifo'], OPT),
     leaderElection: choice(v, 'leaderElection', ['auto', 'web-locks', 'broadcast-channel', 'none'], OPT),
     deadLetterPolicy: choice(v, 'deadLetterPolicy', ['skip', 'block'], OPT),

@@ -1,0 +1,40 @@
+// One handler call: the context's signal, and the outcome within `attemptTimeoutMs`. A
+// handler awaiting something that never answers would otherwise hold its keys and a
+// concurrency slot until the outbox closes; timed out, it fails like any retryable error,
+// and its signal aborts so that the handler (the built-in http handler's fetch included)
+// can stop.
+
+/**
+ * Calls handler `f` with `arg`, a context or a batch's array of them, each given the
+ * attempt's signal: `outer` (the outbox's: close, lost leadership), or with `ms` (0: no
+ * limit) one that follows it and also aborts with a TimeoutError once `ms` pass, rejecting
+ * the call then; a late outcome is dropped, since the attempt has already failed. A call
+ * that throws at once rejects.
+ */
+export function callHandler(f, arg, outer, ms) {
+  let signal = outer;
+  let follow;
+  let timer;
+  if (ms) {
+    const controller = new AbortController();
+    ({ signal } = controller);
+    follow = () => controller.abort(outer.reason);
+    outer.addEventListener('abort', follow);
+    timer = setTimeout(() => controller.abort(new DOMException(`no outcome within ${ms} ms`, 'TimeoutError')), ms);
+  }
+  for (const ctx of [arg].flat()) ctx.signal = signal;
+  return new Promise((resolve, reject) => {
+    if (follow) {
+      signal.addEventListener('abort', () => reject(signal.reason));
+      if (outer.aborted) follow();
+    }
+    // Not resolve(f(arg)): resolved with a promise, this one would follow it and ignore
+    // the abort's reject.
+    Promise.resolve(f(arg)).then(resolve, reject);
+  }).finally(() => {
+    clearTimeout(timer);
+    // The outbox's signal lives as long as the leadership: a listener left on it per
+    // attempt would pile up over a long drain.
+    outer.removeEventListener('abort', follow);
+  });
+}
