@@ -248,7 +248,7 @@ export async function run({ seed, steps, options }) {
       const base = {
         name: `fuzz-open-${seed}-${step}`, handlers: { ok: handlers.ok, spec: { send: handlers.ok, merge: (a) => a } },
         leaderElection: 'none', maxConcurrency: 2, ordering: 'fifo', retry: { baseDelayMs: 10, jitter: 'none' },
-        network: { policy: 'always' }, capacity: { maxCount: 10 }, persist: false, compress: true,
+        network: { policy: 'always' }, capacity: { maxCount: 10 }, persist: false, compress: true, attemptTimeoutMs: 60000,
       };
       const { tree, what: change } = perturb(base, rand, v);
       const what = `open ${change}`;
