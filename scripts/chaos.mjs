@@ -6,7 +6,8 @@
 // order, when an id acknowledged everywhere never reached the server,
 // or when one removed everywhere did, unless an attempt of it was cut off: a `sending` no
 // context ever reported the outcome of (its leader closed, aborting the handler, or lost
-// its place). Such an attempt may have reached the server; remove() cannot take it back.
+// its place), or one that timed out (`attemptTimeoutMs`). Such an attempt may have reached
+// the server; remove() cannot take it back.
 //
 //   node scripts/chaos.mjs [web-locks|broadcast-channel] [seed] ['{"compress":true}']
 //
@@ -50,7 +51,7 @@ const runs = await Promise.all(pages.map((p, tab) => p.evaluate(async ({ name, m
   });
   const events = [];
   const watch = (o) => o.subscribe((e) => {
-    if (e.id && e.type !== 'progress') events.push([Math.round(performance.timeOrigin + performance.now()), tab, e.type, e.id, e.into ?? e.seq ?? e.attempt ?? e.reason ?? '']);
+    if (e.id && e.type !== 'progress') events.push([Math.round(performance.timeOrigin + performance.now()), tab, e.type, e.id, e.into ?? e.seq ?? e.attempt ?? e.reason ?? '', e.error?.name]);
   });
   let ob = await open();
   watch(ob);
@@ -132,13 +133,14 @@ const started = new Map();
 const foldedInto = new Map();
 const seqOf = new Map();
 const everDead = new Set();
-for (const [, , type, id, more] of events) {
+for (const [, , type, id, more, error] of events) {
   if (type === 'coalesced') foldedInto.set(id, more);
   if (type === 'enqueued') seqOf.set(id, more);
   if (type === 'dead') everDead.add(id);
   const attempts = started.get(id) ?? started.set(id, new Set()).get(id);
   if (type === 'sending') attempts.add(more);
-  else if (type === 'retry') attempts.delete(more);
+  // A timed-out attempt's outcome is as unknown as a cut-off one's.
+  else if (type === 'retry' && error !== 'TimeoutError') attempts.delete(more);
   else if (type === 'sent' || type === 'dead') attempts.clear();
 }
 // A folded id is sent as part of the transaction it joined.
@@ -182,7 +184,10 @@ ids.forEach((id, i) => {
     else failures.push(`${id}: removed, yet at the server`);
   }
 });
-console.log(JSON.stringify({ mode, seed, ids: ids.length, tally, removedAfterCutOff, orderChecked }));
+// Every tab hears each event: count attempts, not events.
+const timedOut = new Set(events.filter(([, , type, , , error]) => type === 'retry' && error === 'TimeoutError')
+  .map(([, , , id, attempt]) => `${id}#${attempt}`)).size;
+console.log(JSON.stringify({ mode, seed, ids: ids.length, tally, removedAfterCutOff, orderChecked, timedOut }));
 for (const f of failures) console.log(`FAIL: ${f}`);
 if (failures.length && process.env.CHAOS_TRACE) {
   // Every event about the ids a failure names and the ids folded with them, in time order.
