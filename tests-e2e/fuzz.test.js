@@ -25,6 +25,8 @@ const modes = [
   { leaderElection: 'web-locks' }, { deadLetterPolicy: 'block' }, { ordering: 'fifo', maxConcurrency: 1 },
   // Every call made by a follower (a second instance in the page) while the first leads.
   { follower: true },
+  // The transactions that fail once do so by never answering.
+  { attemptTimeoutMs: 20 },
 ];
 for (const options of modes) {
   test(`random calls, ${JSON.stringify(options)}: documented errors only, nothing changed by a refusal, values kept`, async (t) => {

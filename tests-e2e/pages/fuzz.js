@@ -84,8 +84,9 @@ export async function run({ seed, steps, options }) {
   const handlers = {
     ok: async (ctx) => { receive(ctx); },
     dead: async () => { throw new NonRetriableError('refused'); },
-    // Fails once and retries a day later: pending, holding back what shares its keys.
-    hold: async () => { throw new Error('later'); },
+    // Fails once and retries a day later: pending, holding back what shares its keys. Under
+    // attemptTimeoutMs it fails by never answering.
+    hold: options.attemptTimeoutMs ? () => new Promise(() => {}) : async () => { throw new Error('later'); },
     batch: {
       sendBatch: async (batch) => { batch.forEach(receive); },
     },
