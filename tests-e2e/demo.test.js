@@ -140,6 +140,27 @@ test('a server that is down: retrying in N s with the error; a refused change: f
   assert.ok(!(await itemRows(page)).some((r) => r.status === 'failed'));
 });
 
+test('a server slower than the 10 s time limit: the request is aborted and retried, and goes out once it answers in time', async () => {
+  await page.fill('#latency', '12000');
+  await page.dispatchEvent('#latency', 'change');
+  await waitFor(async () => srv.settings.latencyMs === 12000, 5000, 'latency set');
+  await page.evaluate(() => {
+    window.timedOut = [];
+    window.demoOutbox.subscribe((e) => { if (e.type === 'retry') window.timedOut.push(`${e.error.name}: ${e.error.message}`); });
+  });
+  await page.fill('#text', 'call the plumber');
+  await page.click('#add button');
+  await waitFor(async () => (await itemRows(page)).some((r) => r.text === 'call the plumber' && r.status === 'sending'), 5000, 'sending badge');
+  await waitFor(async () => (await page.evaluate(() => window.timedOut.length)) > 0, 15000, 'the attempt timed out');
+  assert.equal(await page.evaluate(() => window.timedOut[0]), 'TimeoutError: no outcome within 10000 ms');
+  await page.fill('#latency', '0');
+  await page.dispatchEvent('#latency', 'change');
+  await waitFor(async () => srv.settings.latencyMs === 0, 5000, 'latency cleared');
+  await page.click('#drain');
+  await waitFor(async () => (await itemRows(page)).some((r) => r.text === 'call the plumber' && r.status === 'synced'), 15000, 'synced');
+  assert.equal((await serverItems()).filter((t) => t === 'call the plumber').length, 1);
+});
+
 test('two tabs: one sends (leader badge), the other shows the same outbox and its changes go out', async () => {
   const second = await openDemo(context);
   try {

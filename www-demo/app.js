@@ -9,6 +9,9 @@ const outbox = await Outbox.open({
   name: 'demo',
   handlers: {},
   retry: { baseDelayMs: 1000, maxDelayMs: 15000 },
+  // A request the server has not answered in 10 s is aborted and retried: set the latency
+  // switch above that to see it.
+  attemptTimeoutMs: 10000,
 });
 
 let server = new Map(); // id -> item, as last fetched
