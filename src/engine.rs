@@ -21,10 +21,10 @@ use std::rc::{Rc, Weak};
 use rustc_hash::FxHashMap;
 
 use gloo_timers::callback::Timeout;
-use js_sys::{Array, Object, Promise};
+use js_sys::{Array, Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::AbortController;
+use web_sys::{AbortController, AbortSignal};
 
 use crate::error::{decimal, Error, ErrorCode, Result};
 use crate::js::{self, Deferred};
@@ -1580,11 +1580,8 @@ impl Engine {
             return;
         };
         let ctx = handler_context(&meta, &payload, attempt);
-        let call = |f, arg: &JsValue| {
-            JsFuture::from(js::call_handler(f, arg, &signal, self.attempt_timeout_ms))
-        };
         let outcome = match handler {
-            Handler::Js(f) | Handler::Http(f) => match call(f, &ctx).await {
+            Handler::Js(f) | Handler::Http(f) => match self.call(f, &ctx, &signal).await {
                 Ok(_) => Outcome::Acknowledged,
                 Err(e)
                     if matches!(handler, Handler::Http(_)) && js::get(&e, "final").is_truthy() =>
@@ -1595,7 +1592,7 @@ impl Engine {
             },
             // A batch handler's transaction started alone (its batch size is 1).
             Handler::Batch { f, .. } => {
-                batch_outcomes(call(f, &Array::of1(&ctx)).await, 1).remove(0)
+                batch_outcomes(self.call(f, &Array::of1(&ctx), &signal).await, 1).remove(0)
             }
         };
         if self.st.borrow().generation != generation {
@@ -1661,8 +1658,7 @@ impl Engine {
             ctxs.push(&handler_context(meta, payload, attempt));
         }
         let started = js_sys::Date::now();
-        let result =
-            JsFuture::from(js::call_handler(f, &ctxs, &signal, self.attempt_timeout_ms)).await;
+        let result = self.call(f, &ctxs, &signal).await;
         if self.st.borrow().generation != generation {
             return;
         }
@@ -1677,6 +1673,12 @@ impl Engine {
                 .finish_attempt(seq, meta.attempts.saturating_add(1), outcome)
                 .await;
         }
+    }
+
+    /// Calls handler `f` with `arg` (a context or a batch of them) under `signal`, within
+    /// `attemptTimeoutMs`.
+    fn call(&self, f: &Function, arg: &JsValue, signal: &AbortSignal) -> JsFuture {
+        JsFuture::from(js::call_handler(f, arg, signal, self.attempt_timeout_ms))
     }
 
     async fn finish_attempt(self: Rc<Self>, seq: Seq, attempt: u32, outcome: Outcome) {

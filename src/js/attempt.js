@@ -19,18 +19,19 @@ export function callHandler(f, arg, outer, ms) {
     const controller = new AbortController();
     ({ signal } = controller);
     follow = () => controller.abort(outer.reason);
+    if (outer.aborted) follow();
     outer.addEventListener('abort', follow);
     timer = setTimeout(() => controller.abort(new DOMException(`no outcome within ${ms} ms`, 'TimeoutError')), ms);
   }
   for (const ctx of [arg].flat()) ctx.signal = signal;
+  const called = new Promise((resolve) => resolve(f(arg)));
+  // Without a limit, nothing more on every attempt's path.
+  if (!follow) return called;
   return new Promise((resolve, reject) => {
-    if (follow) {
-      signal.addEventListener('abort', () => reject(signal.reason));
-      if (outer.aborted) follow();
-    }
-    // Not resolve(f(arg)): resolved with a promise, this one would follow it and ignore
-    // the abort's reject.
-    Promise.resolve(f(arg)).then(resolve, reject);
+    const stop = () => reject(signal.reason);
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop);
+    called.then(resolve, reject);
   }).finally(() => {
     clearTimeout(timer);
     // The outbox's signal lives as long as the leadership: a listener left on it per
