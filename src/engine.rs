@@ -2399,20 +2399,9 @@ fn report(d: &DrainWait, now: Totals, remaining: usize, complete: bool) -> JsVal
 
 /// The context a handler receives for one transaction, but its `signal`, which
 /// `js::call_handler` sets.
-fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32) -> Object {
-    let ctx = Object::new();
-    js::set(&ctx, "id", &JsValue::from_str(&meta.id));
-    js::set(
-        &ctx,
-        "idempotencyKey",
-        &JsValue::from_str(meta.idempotency_key()),
-    );
+fn handler_context(meta: &TxMeta, payload: &JsValue, attempt: u32) -> JsValue {
     let keys: Array = meta.keys.iter().map(|k| JsValue::from_str(k)).collect();
-    js::set(&ctx, "keys", &keys);
-    js::set(&ctx, "mutations", &js::get(payload, "mutations"));
-    js::set(&ctx, "metadata", &js::get(payload, "metadata"));
-    js::set(&ctx, "attempt", &JsValue::from(attempt));
-    ctx
+    js::handler_context(&meta.id, meta.idempotency_key(), &keys, payload, attempt)
 }
 
 /// What a thrown value means: `NonRetriableError` dead-letters, anything else retries.

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -172,6 +172,16 @@ extern "C" {
     /// Calls handler `f` with `arg`, a context or a batch of them, each given the attempt's
     /// signal; rejects with a `TimeoutError` once `ms` (0: no limit) pass without an outcome
     /// (see `attempt.js`).
+    /// A handler's context (but its signal) from the transaction's fields and its stored
+    /// payload record.
+    #[wasm_bindgen(js_name = handlerContext)]
+    pub fn handler_context(
+        id: &str,
+        idempotency_key: &str,
+        keys: &Array,
+        payload: &JsValue,
+        attempt: u32,
+    ) -> JsValue;
     #[wasm_bindgen(js_name = callHandler)]
     pub fn call_handler(
         f: &Function,

@@ -4,6 +4,10 @@
 // and its signal aborts so that the handler (the built-in http handler's fetch included)
 // can stop.
 
+/** A handler's context, but its signal: the transaction's fields and its payload record's. */
+export const handlerContext = (id, idempotencyKey, keys, { mutations, metadata }, attempt) =>
+  ({ id, idempotencyKey, keys, mutations, metadata, attempt });
+
 /**
  * Calls handler `f` with `arg`, a context or a batch's array of them, each given the
  * attempt's signal: `outer` (the outbox's: close, lost leadership), or with `ms` (0: no
