@@ -265,6 +265,12 @@ export interface OutboxBackup {
   dead: BackupTransaction[];
 }
 
+/** `peek()`'s and `deadLetters()`'s options. */
+export interface ListOptions {
+  /** At most this many, from the head of the list. */
+  limit?: number;
+}
+
 export interface ImportReport {
   pending: number;
   dead: number;
@@ -310,11 +316,15 @@ export class Outbox {
    *  outbox holds nothing about resolves as acknowledged: acknowledged transactions leave
    *  no record. */
   settled(id: string): Promise<SettledInfo>;
-  /** Not yet acknowledged, not dead, in seq order. */
-  peek(): Promise<TransactionInfo[]>;
-  /** The dead letters, in seq order; a context that has just taken over answers once it
-   *  has read the outbox (undecodable records it meets there become dead letters). */
-  deadLetters(): Promise<TransactionInfo[]>;
+  /** Not yet acknowledged, not dead, in seq order. With `limit`, the first `limit` of
+   *  them: only their payloads are read, so a view of a long queue's head costs what it
+   *  shows. A `limit` that is not a non-negative number rejects with `InvalidOptions`;
+   *  a fraction is truncated. */
+  peek(opts?: ListOptions): Promise<TransactionInfo[]>;
+  /** The dead letters, in seq order (the first `limit` of them, as for `peek`); a context
+   *  that has just taken over answers once it has read the outbox (undecodable records it
+   *  meets there become dead letters). */
+  deadLetters(opts?: ListOptions): Promise<TransactionInfo[]>;
   /** Back into the outbox at its original position in key order, attempts reset. */
   retryDead(id: string): Promise<void>;
   discardDead(id: string): Promise<void>;

@@ -732,13 +732,24 @@ impl Outbox {
 
     /// Pending transactions (in flight included), in seq order.
     pub async fn peek(&self) -> Result<Vec<TransactionInfo>> {
-        from_js(self.engine.clone().peek().await?)
+        self.peek_first(usize::MAX).await
+    }
+
+    /// The first `limit` pending transactions, in seq order: only their payloads are read,
+    /// so a view of a long queue's head costs what it shows.
+    pub async fn peek_first(&self, limit: usize) -> Result<Vec<TransactionInfo>> {
+        from_js(self.engine.clone().list(false, Ok(limit)).await?)
     }
 
     /// The dead letters, in seq order; a context that has just taken over answers once it
     /// has read the outbox (undecodable records it meets there become dead letters).
     pub async fn dead_letters(&self) -> Result<Vec<TransactionInfo>> {
-        from_js(self.engine.clone().dead_letters().await?)
+        self.dead_letters_first(usize::MAX).await
+    }
+
+    /// The first `limit` dead letters, in seq order (see [`Outbox::peek_first`]).
+    pub async fn dead_letters_first(&self, limit: usize) -> Result<Vec<TransactionInfo>> {
+        from_js(self.engine.clone().list(true, Ok(limit)).await?)
     }
 
     pub async fn retry_dead(&self, id: &str) -> Result<()> {

@@ -22,8 +22,8 @@ extern "C" {
 extern "C" {
     #[wasm_bindgen(js_name = readOptions, catch)]
     fn read_options(v: &JsValue) -> std::result::Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_name = readDrain, catch)]
-    fn read_drain(v: &JsValue) -> std::result::Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = readCallOption, catch)]
+    fn read_call_option(v: &JsValue, field: &str) -> std::result::Result<f64, JsValue>;
     #[wasm_bindgen(js_name = readTransaction, catch)]
     fn read_transaction(
         v: &JsValue,
@@ -159,11 +159,10 @@ fn text(o: &JsValue, key: &'static str) -> Option<String> {
     js::get(o, key).as_string()
 }
 
-/// `drain()`'s budget, checked by `readDrain`.
-pub fn drain_budget(v: &JsValue) -> Result<Option<Millis>> {
-    read_drain(v)
-        .map(|b| b.as_f64().map(|f| f as Millis))
-        .map_err(|e| js::from_js(&e))
+/// A call's one option `field` (`drain()`'s `budgetMs`, the lists' `limit`), checked by
+/// `readCallOption`: a whole number, or infinity without one.
+pub fn call_option(v: &JsValue, field: &str) -> Result<f64> {
+    read_call_option(v, field).map_err(|e| js::from_js(&e))
 }
 
 pub fn parse_options(v: &JsValue) -> Result<Options> {

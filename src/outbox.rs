@@ -11,6 +11,7 @@ use wasm_bindgen::JsCast;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::js;
+use crate::model::Millis;
 
 /// The JS `Outbox` (Rust code uses [`crate::Outbox`]).
 #[wasm_bindgen(js_name = Outbox)]
@@ -50,6 +51,11 @@ where
         Ok(id) => run_unit(Box::pin(f(id))),
         Err(e) => Promise::reject(&js::to_js(&e)),
     }
+}
+
+/// The lists' `limit` option: `usize::MAX` without one (a cast saturates).
+fn limit(opts: &JsValue) -> Result<usize> {
+    crate::options::call_option(opts, "limit").map(|n| n as usize)
 }
 
 /// Not generic, as [`run_boxed`].
@@ -94,13 +100,15 @@ impl JsOutbox {
         }
     }
 
-    pub fn peek(&self) -> Promise {
-        run(self.engine.clone().peek())
+    /// The first `limit` pending transactions (every one without it); only their
+    /// payloads are read.
+    pub fn peek(&self, opts: JsValue) -> Promise {
+        run(self.engine.clone().list(false, limit(&opts)))
     }
 
     #[wasm_bindgen(js_name = deadLetters)]
-    pub fn dead_letters(&self) -> Promise {
-        run(self.engine.clone().dead_letters())
+    pub fn dead_letters(&self, opts: JsValue) -> Promise {
+        run(self.engine.clone().list(true, limit(&opts)))
     }
 
     #[wasm_bindgen(js_name = retryDead)]
@@ -141,8 +149,8 @@ impl JsOutbox {
 
     /// Runs until nothing is runnable now (or `budgetMs` passes) and reports what happened.
     pub fn drain(&self, opts: JsValue) -> Promise {
-        match crate::options::drain_budget(&opts) {
-            Ok(b) => self.engine.drain(b),
+        match crate::options::call_option(&opts, "budgetMs") {
+            Ok(b) => self.engine.drain(b.is_finite().then_some(b as Millis)),
             Err(e) => Promise::reject(&js::to_js(&e)),
         }
     }

@@ -1113,3 +1113,75 @@ test('attemptTimeoutMs: a batch call times out as a whole; the http handler\'s r
   assert.equal(srv.api.unique().length, 1);
   srv.api.reset();
 });
+
+test('peek and deadLetters take a limit: the head of the list in seq order, with only its payloads read, in a follower too', async () => {
+  const handlers = `({
+    hold: () => new Promise(() => {}),
+    bad: async () => { throw new window.lib.NonRetriableError('refused'); },
+  })`;
+  const r = await page.evaluate(async (handlers) => {
+    const { Outbox } = window.lib;
+    window.limitOutbox = await Outbox.open({ name: 'features-limit', maxConcurrency: 1, handlers: eval(handlers) });
+    const ob = window.limitOutbox;
+    for (let i = 0; i < 3; i++) await ob.enqueue({ handler: 'bad', keys: [`d${i}`], mutations: { dead: i } });
+    while ((await ob.deadLetters()).length < 3) await new Promise((res) => setTimeout(res, 10));
+    // Lone and grouped records, 600 in all: over the 512 past which a whole list is read
+    // from the whole payload store.
+    for (let i = 0; i < 100; i++) await ob.enqueue({ handler: 'hold', keys: [`k${i}`], mutations: { n: i } });
+    await Promise.all(Array.from({ length: 500 }, (_, i) => ob.enqueue({ handler: 'hold', keys: [`k${100 + i}`], mutations: { n: 100 + i } })));
+    const brief = (list) => list.map((t) => [t.id, t.seq, t.status, t.attempts, JSON.stringify(t.mutations)]);
+    // Requests on the payloads store while a call runs.
+    const counted = async (f) => {
+      const reads = { get: 0, getAll: 0 };
+      const originals = Object.keys(reads).map((m) => {
+        const orig = IDBObjectStore.prototype[m];
+        IDBObjectStore.prototype[m] = function (...a) { if (this.name === 'payloads') reads[m]++; return orig.apply(this, a); };
+        return () => { IDBObjectStore.prototype[m] = orig; };
+      });
+      try { return { list: brief(await f()), reads }; } finally { originals.forEach((undo) => undo()); }
+    };
+    const all = await counted(() => ob.peek());
+    const head = await counted(() => ob.peek({ limit: 5 }));
+    const lengths = {};
+    for (const [what, opts] of Object.entries({ zero: { limit: 0 }, fraction: { limit: 2.9 }, huge: { limit: 1e12 }, infinite: { limit: Infinity }, empty: {}, unset: { limit: undefined }, nothing: null })) {
+      lengths[what] = (await ob.peek(opts)).length;
+    }
+    const deadAll = await counted(() => ob.deadLetters());
+    const deadHead = await counted(() => ob.deadLetters({ limit: 2 }));
+    const stored = async () => { const { pending, dead } = await ob.export(); return JSON.stringify([pending, dead]); };
+    const before = await stored();
+    const refusals = [];
+    for (const bad of [{ limit: -1 }, { limit: '5' }, { limit: NaN }, { limit: null }, { max: 5 }, { limit: 5, more: 1 }, 5, 'x', [], () => {}]) {
+      for (const call of ['peek', 'deadLetters']) {
+        try { await ob[call](bad); refusals.push('resolved'); } catch (e) { refusals.push(`${e.name}:${e.code}`); }
+      }
+    }
+    return { all, head, lengths, deadAll, deadHead, refusals, unchanged: (await stored()) === before };
+  }, handlers);
+  assert.equal(r.all.list.length, 600);
+  assert.equal(r.all.list[0][2], 'in-flight');
+  assert.deepEqual(r.head.list, r.all.list.slice(0, 5));
+  assert.ok(r.all.reads.getAll >= 1, 'the whole list reads the whole payload store');
+  assert.equal(r.head.reads.getAll, 0);
+  assert.ok(r.head.reads.get >= 1 && r.head.reads.get <= 5, `5 payloads read with ${r.head.reads.get} gets`);
+  assert.deepEqual(r.lengths, { zero: 0, fraction: 2, huge: 600, infinite: 600, empty: 600, unset: 600, nothing: 600 });
+  assert.deepEqual(r.deadAll.list.map((t) => t[4]), ['{"dead":0}', '{"dead":1}', '{"dead":2}']);
+  assert.deepEqual(r.deadHead.list, r.deadAll.list.slice(0, 2));
+  assert.equal(r.deadHead.reads.getAll, 0);
+  assert.deepEqual(r.refusals, Array(20).fill('OutboxError:InvalidOptions'));
+  assert.ok(r.unchanged, 'a refused call changes nothing stored');
+
+  // A follower lists from the store, with the same limit.
+  const follower = await openApp(context, srv.origin);
+  const f = await follower.evaluate(async (handlers) => {
+    const ob = await window.lib.Outbox.open({ name: 'features-limit', handlers: eval(handlers) });
+    const out = { isLeader: ob.isLeader, head: (await ob.peek({ limit: 4 })).map((t) => [t.id, t.seq]), dead: (await ob.deadLetters({ limit: 1 })).map((t) => t.id) };
+    await ob.close();
+    return out;
+  }, handlers);
+  await follower.close();
+  await page.evaluate(() => window.limitOutbox.close());
+  assert.equal(f.isLeader, false);
+  assert.deepEqual(f.head, r.all.list.slice(0, 4).map((t) => [t[0], t[1]]));
+  assert.deepEqual(f.dead, [r.deadAll.list[0][0]]);
+});

@@ -346,7 +346,7 @@ struct Counter {
 }
 
 #[wasm_bindgen_test]
-async fn batch_handlers_with_outcomes_and_typed_merges() {
+async fn batch_handlers_typed_merges_and_the_heads_of_the_lists() {
     let batches: Rc<RefCell<Vec<Vec<u32>>>> = Default::default();
     let log = batches.clone();
     let outbox = Outbox::builder(&name("batch"))
@@ -420,6 +420,20 @@ async fn batch_handlers_with_outcomes_and_typed_merges() {
         .map(|t| t.mutations_as().unwrap())
         .collect();
     assert_eq!(pending, vec![Counter { adds: 1 }, Counter { adds: 7 }]);
+    // The head of each list.
+    let first = outbox.peek_first(1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, peek[0].id);
+    assert!(outbox.peek_first(0).await.unwrap().is_empty());
+    assert_eq!(
+        outbox.peek_first(usize::MAX).await.unwrap().len(),
+        peek.len()
+    );
+    assert_eq!(
+        outbox.dead_letters_first(5).await.unwrap()[0].id,
+        dead[0].id
+    );
+    assert!(outbox.dead_letters_first(0).await.unwrap().is_empty());
     outbox.close().await;
 }
 

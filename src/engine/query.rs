@@ -34,9 +34,20 @@ impl Engine {
             .collect())
     }
 
-    pub async fn peek(self: Rc<Self>) -> Result<JsValue> {
+    /// `peek()` (`dead` false) or `deadLetters()`: the first `limit` (as the caller's
+    /// options gave it) in seq order, with their payloads, which are read for those only.
+    pub async fn list(self: Rc<Self>, dead: bool, limit: Result<usize>) -> Result<JsValue> {
+        let limit = limit?;
         self.check_open()?;
-        let metas = self.pending_metas().await?;
+        let mut metas = if dead {
+            // A new leader moves undecodable records here as it reads the outbox.
+            let _ = self.until_loaded().await;
+            let dead = self.store.dead_letters().await?;
+            dead.into_iter().map(|m| (m, Status::Dead)).collect()
+        } else {
+            self.pending_metas().await?
+        };
+        metas.truncate(limit);
         let payloads = self
             .payload_map(metas.iter().map(|(m, _)| payload_key(m)))
             .await?;
@@ -58,19 +69,6 @@ impl Engine {
             return self.store.all_payloads().await;
         }
         self.store.payloads(&ids).await
-    }
-
-    pub async fn dead_letters(self: Rc<Self>) -> Result<JsValue> {
-        self.check_open()?;
-        // A new leader moves undecodable records here as it reads the outbox.
-        let _ = self.until_loaded().await;
-        let dead = self.store.dead_letters().await?;
-        let payloads = self.payload_map(dead.iter().map(payload_key)).await?;
-        let out: Array = dead
-            .iter()
-            .map(|m| info(m, Status::Dead, payloads.get(&m.id).as_ref()))
-            .collect();
-        Ok(out.into())
     }
 
     async fn find_dead(&self, id: &str) -> Result<TxMeta> {

@@ -183,15 +183,19 @@ export function cloneForStorage(value) {
   }
 }
 
-/** `drain()`'s options: the budget in whole milliseconds, or null for none. */
-export const readDrain = reader(OPT, 'the drain options', (v) => {
-  if (v === undefined || v === null) return null;
-  if (!isPlain(v)) throw fault(OPT, 'drain options must be an object');
-  if (Object.keys(v).some((k) => k !== 'budgetMs')) throw fault(OPT, 'drain takes only { budgetMs }');
-  const b = v.budgetMs;
-  if (b === undefined) return null;
-  if (typeof b === 'number' && Number.isFinite(b) && b >= 0) return Math.trunc(b);
-  throw fault(OPT, 'budgetMs must be a non-negative number');
+/**
+ * A call's options with their one field `field` (`drain()`'s `budgetMs`, `peek()`'s and
+ * `deadLetters()`'s `limit`): a whole number, or Infinity for none.
+ */
+export const readCallOption = reader(OPT, 'the options', (v, field) => {
+  if (v === undefined || v === null) return Infinity;
+  if (!isPlain(v)) throw fault(OPT, 'options must be an object');
+  if (Object.keys(v).some((k) => k !== field)) throw fault(OPT, `the options take only { ${field} }`);
+  const b = v[field];
+  if (b === undefined) return Infinity;
+  // Infinity is none; NaN fails the comparison.
+  if (typeof b === 'number' && b >= 0) return Math.trunc(b);
+  throw fault(OPT, `${field} must be a non-negative number`);
 });
 
 /**

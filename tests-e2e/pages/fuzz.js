@@ -203,7 +203,18 @@ export async function run({ seed, steps, options }) {
       await release(false);
     } else if (r < 0.62) {
       const op = v.pick(['remove', 'retryDead', 'discardDead']);
-      const listed = (await (op === 'remove' ? ob.peek() : ob.deadLetters())).map((t) => t.id);
+      const list = op === 'remove' ? 'peek' : 'deadLetters';
+      const listed = (await ob[list]()).map((t) => t.id);
+      // The same list with random options: refused as documented, or its first `limit`.
+      const opts = rand() < 0.6 ? { limit: v.pick([0, 1, 2, 2.5, 1e9, Infinity, undefined, v.any(0, true)]) } : v.any(1, true);
+      const shown = `${list}(${show(opts)})`;
+      const { out: head } = await attempt(step, list, shown, () => ob[list](opts), before);
+      if (head) {
+        const limit = opts?.limit ?? Infinity;
+        const want = listed.slice(0, Math.trunc(limit));
+        const got = head.map((t) => t.id);
+        if (got.join() !== want.join()) fail(step, shown, `listed ${got.length} ids, not the first ${want.length} of ${listed.length}`);
+      }
       const id = rand() < 0.7 && listed.length ? v.pick(listed) : idArg();
       const what = `${op}(${show(id)})`;
       if (!(await attempt(step, op, what, () => ob[op](id), before)).e && op !== 'retryDead') gone.add(id);

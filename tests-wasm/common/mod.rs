@@ -375,7 +375,7 @@ pub async fn failure_is_persisted_with_attempts_and_error() {
     let rec = Array::from(&ok(raw_all(&name, "outbox")).await).get(0);
     assert_eq!(get_num(&rec, "attempts"), 1.0);
     assert_eq!(get_str(&get(&rec, "lastError"), "message"), "sync throw");
-    let peeked = Array::from(&ok(ob.peek()).await).get(0);
+    let peeked = Array::from(&ok(ob.peek(JsValue::UNDEFINED)).await).get(0);
     assert_eq!(get_str(&peeked, "id"), get_str(&info, "id"));
     assert!(get_num(&peeked, "nextAttemptAt") > js_sys::Date::now());
     ok(ob.close()).await;
@@ -388,7 +388,7 @@ pub async fn non_retriable_error_dead_letters_and_frees_the_key() {
     let good = enqueue(&ob, tx("ok", keys(&["a"]), "good", JsValue::UNDEFINED)).await;
     assert_eq!(code(ob.settled(get(&bad, "id"))).await, "Dead");
     settled(&ob, &good).await;
-    let dead = Array::from(&ok(ob.dead_letters()).await);
+    let dead = Array::from(&ok(ob.dead_letters(JsValue::UNDEFINED)).await);
     assert_eq!(dead.length(), 1);
     let d = dead.get(0);
     assert_eq!(get_str(&d, "status"), "dead");
@@ -415,7 +415,7 @@ pub async fn max_attempts_dead_letters() {
     let ob = open(&name, obj(&[("retry", retry)])).await;
     let info = enqueue(&ob, tx("throwsSync", keys(&["a"]), "t", JsValue::UNDEFINED)).await;
     assert_eq!(code(ob.settled(get(&info, "id"))).await, "Dead");
-    let d = Array::from(&ok(ob.dead_letters()).await).get(0);
+    let d = Array::from(&ok(ob.dead_letters(JsValue::UNDEFINED)).await).get(0);
     assert_eq!(get_str(&d, "deadReason"), "max-attempts");
     assert_eq!(get_num(&d, "attempts"), 2.0);
     ok(ob.close()).await;
@@ -501,7 +501,7 @@ pub async fn bad_input_is_refused_and_stores_nothing() {
         code(ob.enqueue(tx("ok", keys(&[]), "late", JsValue::UNDEFINED))).await,
         "Closed"
     );
-    assert_eq!(code(ob.peek()).await, "Closed");
+    assert_eq!(code(ob.peek(JsValue::UNDEFINED)).await, "Closed");
     assert_eq!(code(ob.drain(JsValue::UNDEFINED)).await, "Closed");
 }
 
@@ -548,14 +548,14 @@ pub async fn corrupt_records_move_to_dead_letters_without_stopping_the_drain() {
     let b = open(&name, JsValue::UNDEFINED).await;
     // Asked at once: the answer waits for the new leader to read the outbox, the undecodable
     // record far past its first read included.
-    let first: Vec<String> = Array::from(&ok(b.dead_letters()).await)
+    let first: Vec<String> = Array::from(&ok(b.dead_letters(JsValue::UNDEFINED)).await)
         .iter()
         .map(|d| get_str(&d, "id"))
         .collect();
     assert!(first.contains(&"garbage#corrupt-1000".into()), "{first:?}");
     settled(&b, &good).await;
     assert_eq!(code(b.settled(get(&orphan, "id"))).await, "Dead");
-    let dead = Array::from(&ok(b.dead_letters()).await);
+    let dead = Array::from(&ok(b.dead_letters(JsValue::UNDEFINED)).await);
     let reasons: Vec<(String, String, String)> = dead
         .iter()
         .map(|d| {
@@ -599,7 +599,7 @@ pub async fn transactions_for_a_missing_handler_wait_without_spending_attempts()
     let report = drain(&b).await;
     assert_eq!(get_num(&report, "remaining"), 1.0);
     assert!(get(&report, "complete").as_bool().unwrap());
-    let p = Array::from(&ok(b.peek()).await).get(0);
+    let p = Array::from(&ok(b.peek(JsValue::UNDEFINED)).await).get(0);
     assert_eq!(get_str(&p, "id"), get_str(&info, "id"));
     assert_eq!(get_num(&p, "attempts"), 0.0);
     assert_eq!(count(&name, "dead").await, 0.0);
@@ -669,7 +669,7 @@ pub async fn peek_lists_pending_in_order_with_status() {
     let t1 = enqueue(&ob, tx("hang", keys(&["a"]), "t1", JsValue::UNDEFINED)).await;
     let t2 = enqueue(&ob, tx("ok", keys(&["a"]), "t2", JsValue::UNDEFINED)).await;
     wait(10).await;
-    let peeked = Array::from(&ok(ob.peek()).await);
+    let peeked = Array::from(&ok(ob.peek(JsValue::UNDEFINED)).await);
     assert_eq!(peeked.length(), 2);
     assert_eq!(get_str(&peeked.get(0), "id"), get_str(&t1, "id"));
     assert_eq!(get_str(&peeked.get(0), "status"), "in-flight");
@@ -806,7 +806,7 @@ pub async fn expired_transactions_become_dead_letters() {
     for t in [&head, &behind] {
         assert_eq!(code(ob.settled(get(t, "id"))).await, "Dead");
     }
-    let dead = Array::from(&ok(ob.dead_letters()).await);
+    let dead = Array::from(&ok(ob.dead_letters(JsValue::UNDEFINED)).await);
     let reasons: Vec<(String, String)> = dead
         .iter()
         .map(|d| {
