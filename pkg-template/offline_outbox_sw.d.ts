@@ -1,8 +1,9 @@
-import type { Handler, InitInput, Outbox, OutboxOptions } from './offline_outbox.js';
+import type { InitInput, Outbox, OutboxOptions } from './offline_outbox.js';
 
 export interface OutboxSyncOptions extends Omit<OutboxOptions, 'handlers'> {
-  /** Handlers available in the worker; the built-in 'http' needs none. */
-  handlers?: Record<string, Handler>;
+  /** Handlers available in the worker, of the same kinds as a page's; the built-in 'http'
+   *  needs none. */
+  handlers?: OutboxOptions['handlers'];
   /** Time a `sync` event may spend draining (browsers allow a few minutes). Default 25000. */
   budgetMs?: number;
   /** Where the .wasm is (needed by the classic bundle). */
