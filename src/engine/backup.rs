@@ -24,7 +24,7 @@ impl Engine {
         let dead = self.store.dead_letters().await?;
         let metas: Vec<&TxMeta> = pending.iter().map(|(m, _)| m).chain(&dead).collect();
         let payloads = self
-            .payload_map(metas.iter().map(|m| super::payload_key(m)))
+            .payload_map(metas.iter().map(|m| super::payload_key(m)).collect())
             .await?;
         let records = |list: &[&TxMeta]| -> Array {
             list.iter()

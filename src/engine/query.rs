@@ -49,7 +49,7 @@ impl Engine {
         };
         metas.truncate(limit);
         let payloads = self
-            .payload_map(metas.iter().map(|(m, _)| payload_key(m)))
+            .payload_map(metas.iter().map(|(m, _)| payload_key(m)).collect())
             .await?;
         let out: Array = metas
             .iter()
@@ -58,11 +58,8 @@ impl Engine {
         Ok(out.into())
     }
 
-    pub(super) async fn payload_map(
-        &self,
-        ids: impl Iterator<Item = PayloadKey>,
-    ) -> Result<Payloads> {
-        let ids: Vec<PayloadKey> = ids.collect();
+    /// Not generic, so that its state machine is compiled once for its callers.
+    pub(super) async fn payload_map(&self, ids: Vec<PayloadKey>) -> Result<Payloads> {
         // Reading the whole store is quicker for many, unless acknowledged payloads wait
         // there to be swept (up to `SWEEP_BACKLOG` of them).
         if ids.len() > WINDOW && self.store.count_acked().await? == 0 {
