@@ -20,7 +20,7 @@ extern "C" {
 impl Engine {
     pub async fn export(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
-        let pending = self.pending_metas().await?;
+        let pending = self.pending_metas(usize::MAX).await?;
         let dead = self.store.dead_letters().await?;
         let metas: Vec<&TxMeta> = pending.iter().map(|(m, _)| m).chain(&dead).collect();
         let payloads = self

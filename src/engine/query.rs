@@ -7,8 +7,9 @@ use super::*;
 use crate::store::Payloads;
 
 impl Engine {
-    /// Pending transactions in seq order, with their status.
-    pub(super) async fn pending_metas(&self) -> Result<Vec<(TxMeta, Status)>> {
+    /// Pending transactions in seq order, with their status: the leader copies the first
+    /// `limit` (a follower reads every record's metadata).
+    pub(super) async fn pending_metas(&self, limit: usize) -> Result<Vec<(TxMeta, Status)>> {
         let _ = self.until_loaded().await;
         if self.is_leader() {
             let st = self.st.borrow();
@@ -16,6 +17,7 @@ impl Engine {
                 .sched
                 .seqs()
                 .filter_map(|s| Some((TxMeta::clone(st.pending.get(&s)?), leader_status(&st, s))))
+                .take(limit)
                 .collect());
         }
         let loaded = self.store.load(None, None).await?;
@@ -45,7 +47,7 @@ impl Engine {
             let dead = self.store.dead_letters().await?;
             dead.into_iter().map(|m| (m, Status::Dead)).collect()
         } else {
-            self.pending_metas().await?
+            self.pending_metas(limit).await?
         };
         metas.truncate(limit);
         let payloads = self
@@ -291,7 +293,7 @@ impl Engine {
             }
             return Ok(sum);
         }
-        for (m, status) in self.pending_metas().await? {
+        for (m, status) in self.pending_metas(usize::MAX).await? {
             sum.add(&m, status);
         }
         Ok(sum)
