@@ -169,9 +169,6 @@ pub fn retry_after_ms(e: &JsValue) -> Option<Millis> {
 
 #[wasm_bindgen(module = "/src/js/attempt.js")]
 extern "C" {
-    /// Calls handler `f` with `arg`, a context or a batch of them, each given the attempt's
-    /// signal; rejects with a `TimeoutError` once `ms` (0: no limit) pass without an outcome
-    /// (see `attempt.js`).
     /// A handler's context (but its signal) from the transaction's fields and its stored
     /// payload record.
     #[wasm_bindgen(js_name = handlerContext)]
@@ -182,6 +179,9 @@ extern "C" {
         payload: &JsValue,
         attempt: u32,
     ) -> JsValue;
+    /// Calls handler `f` with `arg`, a context or a batch of them, each given the attempt's
+    /// signal; rejects with a `TimeoutError` once `ms` (0: no limit) pass without an outcome
+    /// (see `attempt.js`).
     #[wasm_bindgen(js_name = callHandler)]
     pub fn call_handler(
         f: &Function,
