@@ -30,6 +30,11 @@ function rawPut(db, value) {
   });
 }
 
+/** A transaction's metadata as the outbox stores it, on key `key`. */
+const metaRecord = (id, key) => ({
+  id, handler: 'h', keys: [key], priority: 'normal', idempotencyKey: id, attempts: 0, createdAt: Date.now(), nextAttemptAt: 0, bytes: 1100,
+});
+
 /**
  * The floor of the outbox's layout for one enqueue committed alone: its metadata record
  * (given its seq by IndexedDB) and its payload record under the transaction id, put
@@ -40,7 +45,7 @@ function rawPair(db, value) {
   return new Promise((resolve, reject) => {
     const tx = db.transaction(['meta', 'payloads'], 'readwrite');
     const id = crypto.randomUUID();
-    tx.objectStore('meta').put({ id, handler: 'h', keys: ['k'], priority: 'normal', idempotencyKey: id, attempts: 0, createdAt: Date.now(), nextAttemptAt: 0, bytes: 1100 });
+    tx.objectStore('meta').put(metaRecord(id, 'k'));
     tx.objectStore('payloads').put({ mutations: value }, id);
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
@@ -61,7 +66,7 @@ function rawGroup(db, n) {
     const values = [];
     for (let i = 0; i < n; i++) {
       const id = crypto.randomUUID();
-      metas.push({ id, handler: 'h', keys: [`k${i}`], priority: 'normal', idempotencyKey: id, attempts: 0, createdAt: Date.now(), nextAttemptAt: 0, bytes: 1100 });
+      metas.push(metaRecord(id, `k${i}`));
       values.push({ mutations: payload(i) });
     }
     const ids = metas.map((m) => m.id);

@@ -1115,13 +1115,13 @@ test('attemptTimeoutMs: a batch call times out as a whole; the http handler\'s r
 });
 
 test('peek and deadLetters take a limit: the head of the list in seq order, with only its payloads read, in a follower too', async () => {
-  const handlers = `({
-    hold: () => new Promise(() => {}),
-    bad: async () => { throw new window.lib.NonRetriableError('refused'); },
-  })`;
-  const r = await page.evaluate(async (handlers) => {
-    const { Outbox } = window.lib;
-    window.limitOutbox = await Outbox.open({ name: 'features-limit', maxConcurrency: 1, handlers: eval(handlers) });
+  const r = await page.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const handlers = {
+      hold: () => new Promise(() => {}),
+      bad: async () => { throw new NonRetriableError('refused'); },
+    };
+    window.limitOutbox = await Outbox.open({ name: 'features-limit', maxConcurrency: 1, handlers });
     const ob = window.limitOutbox;
     for (let i = 0; i < 3; i++) await ob.enqueue({ handler: 'bad', keys: [`d${i}`], mutations: { dead: i } });
     while ((await ob.deadLetters()).length < 3) await new Promise((res) => setTimeout(res, 10));
@@ -1157,7 +1157,7 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
       }
     }
     return { all, head, lengths, deadAll, deadHead, refusals, unchanged: (await stored()) === before };
-  }, handlers);
+  });
   assert.equal(r.all.list.length, 600);
   assert.equal(r.all.list[0][2], 'in-flight');
   assert.deepEqual(r.head.list, r.all.list.slice(0, 5));
@@ -1173,12 +1173,17 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
 
   // A follower lists from the store, with the same limit.
   const follower = await openApp(context, srv.origin);
-  const f = await follower.evaluate(async (handlers) => {
-    const ob = await window.lib.Outbox.open({ name: 'features-limit', handlers: eval(handlers) });
+  const f = await follower.evaluate(async () => {
+    const { Outbox, NonRetriableError } = window.lib;
+    const handlers = {
+      hold: () => new Promise(() => {}),
+      bad: async () => { throw new NonRetriableError('refused'); },
+    };
+    const ob = await Outbox.open({ name: 'features-limit', handlers });
     const out = { isLeader: ob.isLeader, head: (await ob.peek({ limit: 4 })).map((t) => [t.id, t.seq]), dead: (await ob.deadLetters({ limit: 1 })).map((t) => t.id) };
     await ob.close();
     return out;
-  }, handlers);
+  });
   await follower.close();
   await page.evaluate(() => window.limitOutbox.close());
   assert.equal(f.isLeader, false);

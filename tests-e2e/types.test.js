@@ -38,9 +38,11 @@ test('what the package hands out at run time matches its TypeScript types', asyn
       },
     });
     ob.subscribe((e) => events.push(e));
+    // Handlers of the same names for the other instances; what they send is not checked.
+    const stubs = { flaky: async () => {}, refuse: async () => {}, hold: async () => {}, counter: async () => {} };
     // A second instance waits on the lock: it gains leadership, with a leader event, at
     // the first one's close.
-    const next = await Outbox.open({ name: 'types-runtime', handlers: { flaky: async () => {}, refuse: async () => {}, hold: async () => {}, counter: async () => {} } });
+    const next = await Outbox.open({ name: 'types-runtime', handlers: stubs });
     next.subscribe((e) => { if (e.type === 'leader') events.push(e); });
     const a = await ob.enqueue({ handler: 'flaky', keys: ['a'], mutations: { when: new Date(0), tags: ['x'] }, metadata: { by: 'me' }, priority: 'high' });
     const b = await ob.enqueue({ handler: 'refuse', keys: ['b'], mutations: 1 });
@@ -57,7 +59,7 @@ test('what the package hands out at run time matches its TypeScript types', asyn
     const infos = [a, held, c1, ...(await ob.peek()), ...(await ob.deadLetters())];
     const stats = await ob.stats();
     const backup = await ob.export();
-    const other = await Outbox.open({ name: 'types-runtime-copy', handlers: { flaky: async () => {}, refuse: async () => {}, hold: async () => {}, counter: async () => {} } });
+    const other = await Outbox.open({ name: 'types-runtime-copy', handlers: stubs });
     const imported = await other.import(backup);
     await other.close();
     await ob.close();
