@@ -82,10 +82,10 @@ extern "C" {
     fn load_range(
         tx: &IdbTransaction,
         after: JsValue,
-        upto: JsValue,
-        limit: Option<u32>,
+        limit: u32,
         dead: bool,
         most: u32,
+        count: u32,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = sweepAcked, catch)]
     fn sweep_acked(
@@ -567,38 +567,29 @@ impl Store {
         Ok(Tx { tx, context })
     }
 
-    /// Records of the outbox with `after < seq <= upto` (unbounded where `None`),
-    /// metadata only, in `seq` order.
-    pub fn load(&self, after: Option<Seq>, upto: Option<Seq>) -> TxRead<Loaded> {
-        self.load_some(after, upto, None, false)
-    }
-
     /// The first records after `after` that span about `limit` seqs (see `loadRange` in
     /// idb.js; a group record spans its members), and with `dead` every dead letter after
     /// `after`.
     pub fn load_first(&self, after: Option<Seq>, limit: u32, dead: bool) -> TxRead<Loaded> {
-        self.load_some(after, None, Some(limit), dead)
+        self.load_some(after, limit, dead, 0)
     }
 
-    fn load_some(
-        &self,
-        after: Option<Seq>,
-        upto: Option<Seq>,
-        limit: Option<u32>,
-        dead: bool,
-    ) -> TxRead<Loaded> {
+    /// The first `count` records in one transaction (fewer if the outbox holds fewer;
+    /// undecodable ones count, and come out apart as `corrupt`).
+    pub fn load_head(&self, count: u32) -> TxRead<Loaded> {
+        self.load_some(None, count, false, count)
+    }
+
+    fn load_some(&self, after: Option<Seq>, limit: u32, dead: bool, count: u32) -> TxRead<Loaded> {
         let stores: &[&str] = if dead { &[OUTBOX, DEAD] } else { &[OUTBOX] };
-        let bound = |b: Option<Seq>| b.map_or(JsValue::NULL, seq_key);
-        // With a limit, the records' read follows their keys' result: no early commit.
+        let after = after.map_or(JsValue::NULL, seq_key);
+        // The records' read follows their keys' result: no early commit.
         self.read(
             stores,
             IdbTransactionMode::Readonly,
             "load",
             false,
-            |tx| {
-                let range = load_range(&tx.tx, bound(after), bound(upto), limit, dead, GROUP_MOST);
-                tx.check(range)
-            },
+            |tx| tx.check(load_range(&tx.tx, after, limit, dead, GROUP_MOST, count)),
             |out| Ok(loaded(out)),
         )
     }
@@ -621,8 +612,7 @@ impl Store {
             false,
             |tx| {
                 let epoch = tx.check(bump_epoch(&tx.tx))?;
-                let none = JsValue::NULL;
-                let reqs = load_range(&tx.tx, none.clone(), none, Some(limit), dead, GROUP_MOST);
+                let reqs = load_range(&tx.tx, JsValue::NULL, limit, dead, GROUP_MOST, 0);
                 Ok(Array::of2(&epoch, &tx.check(reqs)?).into())
             },
             |out| {

@@ -1190,3 +1190,81 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
   assert.deepEqual(f.head, r.all.list.slice(0, 4).map((t) => [t[0], t[1]]));
   assert.deepEqual(f.dead, [r.deadAll.list[0][0]]);
 });
+
+test('a follower lists the head of the outbox in seq order, with reads bounded by the limit, across acknowledged holes and a member moved out of its group', async () => {
+  let lead = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    window.headOutbox = await Outbox.open({
+      name: 'features-follower-head',
+      maxConcurrency: 2,
+      handlers: {
+        ack: async () => {},
+        hold: () => new Promise(() => {}),
+        flaky: async (ctx) => { if (ctx.attempt === 1) throw new Error('503'); return new Promise(() => {}); },
+      },
+      retry: { baseDelayMs: 60000, maxDelayMs: 60000, jitter: 'none' },
+    });
+    const ob = window.headOutbox;
+    // Acknowledged lone records: holes at the head of the store.
+    for (let i = 0; i < 50; i++) await ob.enqueue({ handler: 'ack', keys: [`a${i}`], mutations: i });
+    // One group commit of 300 (two group records): its first 150 members acknowledged, one
+    // failing once, so written on its own under its seq, and the rest never answered.
+    await Promise.all(Array.from({ length: 300 }, (_, i) => ob.enqueue({
+      handler: i < 150 ? 'ack' : i === 150 ? 'flaky' : 'hold', keys: [`g${i}`], mutations: i,
+    })));
+    for (let i = 0; i < 300; i++) {
+      const head = await ob.peek({ limit: 1 });
+      if (head[0]?.attempts === 1 && head[0].status === 'pending') break;
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    // Lone records behind them.
+    for (let i = 0; i < 600; i++) await ob.enqueue({ handler: 'hold', keys: [`l${i}`], mutations: 300 + i });
+    const list = await ob.peek();
+    return { list: list.map((t) => [t.id, t.seq, t.attempts]), head: list.slice(0, 4).map((t) => [t.status, t.attempts]) };
+  });
+  assert.deepEqual(lead.head, [['pending', 1], ['in-flight', 0], ['in-flight', 0], ['pending', 0]], 'the moved-out member and the two in flight lead');
+  lead = lead.list;
+  assert.equal(lead.length, 750);
+  assert.ok(lead.every((t, i) => i === 0 || t[1] > lead[i - 1][1]), 'the leader lists in seq order');
+
+  const follower = await openApp(context, srv.origin);
+  const f = await follower.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const never = () => new Promise(() => {});
+    const ob = await Outbox.open({ name: 'features-follower-head', handlers: { ack: never, hold: never, flaky: never } });
+    // Records the outbox store's reads return while a call runs.
+    const counted = async (call) => {
+      let records = 0;
+      const originals = ['getAll', 'get'].map((m) => {
+        const orig = IDBObjectStore.prototype[m];
+        IDBObjectStore.prototype[m] = function (...a) {
+          const req = orig.apply(this, a);
+          if (this.name === 'outbox') req.addEventListener('success', () => { records += m === 'get' ? 1 : req.result.length; });
+          return req;
+        };
+        return () => { IDBObjectStore.prototype[m] = orig; };
+      });
+      try { return { list: (await call()).map((t) => [t.id, t.seq, t.attempts]), records }; } finally { originals.forEach((undo) => undo()); }
+    };
+    const out = { isLeader: ob.isLeader, heads: {} };
+    for (const limit of [1, 2, 3, 5, 150, 151, 160]) out.heads[limit] = await counted(() => ob.peek({ limit }));
+    out.all = await counted(() => ob.peek());
+    out.exported = (await ob.export()).pending.map((t) => t.id);
+    await ob.close();
+    return out;
+  });
+  await follower.close();
+  await page.evaluate(() => window.headOutbox.close());
+  assert.equal(f.isLeader, false);
+  assert.deepEqual(f.all.list, lead);
+  assert.deepEqual(f.exported, lead.map((t) => t[0]), 'an export lists in seq order too');
+  for (const [limit, head] of Object.entries(f.heads)) {
+    assert.deepEqual(head.list, lead.slice(0, Number(limit)), `limit ${limit}`);
+  }
+  // Group records count as one record each, whatever they hold: the head reads few, the
+  // whole list reads all 600 lone records too.
+  for (const [limit, head] of Object.entries(f.heads)) {
+    assert.ok(head.records <= Number(limit) + 4, `${head.records} records read for ${limit}`);
+  }
+  assert.ok(f.all.records >= 600, `${f.all.records} records read for all`);
+});

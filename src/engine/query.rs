@@ -7,8 +7,8 @@ use super::*;
 use crate::store::Payloads;
 
 impl Engine {
-    /// Pending transactions in seq order, with their status: the leader copies the first
-    /// `limit` (a follower reads every record's metadata).
+    /// The first `limit` pending transactions in seq order, with their status: the leader
+    /// copies them, a follower reads them.
     pub(super) async fn pending_metas(&self, limit: usize) -> Result<Vec<(TxMeta, Status)>> {
         let _ = self.until_loaded().await;
         if self.is_leader() {
@@ -20,10 +20,10 @@ impl Engine {
                 .take(limit)
                 .collect());
         }
-        let loaded = self.store.load(None, None).await?;
+        let limit = limit.min(u32::MAX as usize) as u32;
+        let metas = self.store.load_head(limit).await?.metas;
         let st = self.st.borrow();
-        Ok(loaded
-            .metas
+        Ok(metas
             .into_iter()
             .map(|m| {
                 let status = if st.remote_in_flight.contains_key(&*m.id) {

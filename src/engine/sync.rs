@@ -303,10 +303,13 @@ impl Engine {
         let me = self.clone();
         js::spawn(async move {
             let generation = me.st.borrow().generation;
-            match me.store.load(seq.checked_sub(1), Some(seq)).await {
+            match me.store.load_first(seq.checked_sub(1), 1, false).await {
                 Ok(loaded) => {
                     let mut st = me.st.borrow_mut();
-                    if st.generation == generation {
+                    // The read spans the first seq after `seq - 1`: another one where
+                    // `seq`'s record is gone already.
+                    let found = loaded.metas.first().is_some_and(|m| m.seq == Some(seq));
+                    if st.generation == generation && found {
                         for m in loaded.metas {
                             me.insert_pending(&mut st, m);
                         }

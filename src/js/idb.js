@@ -207,34 +207,52 @@ export function bumpEpoch(tx) {
 }
 
 /**
- * Outbox records with after < seq <= upto (either bound may be null), metadata only;
- * where `limit` is not null, the first records that span `limit` seqs (at most `limit`
- * records), `out.more` saying whether others follow. A group record comes out as its
- * members, each with its seq set, and spans their seqs: the limit bounds what is decoded
- * at once whatever the layout, and a group record reaching past it comes out only up to
- * it. The next read, after the last seq read, takes the rest: the group record holding
- * seqs above `after` is the nearest group record at most `most` (a group's size) below
- * it, since its members take the seqs right after its key; records of their own may lie
- * in between (a member moved out of its group, by a retry say, keeps its seq). Once the
+ * Outbox records after the seq `after` (from the first where null), metadata only, in seq
+ * order: the first that span `limit` seqs (at most `limit` records), `out.more` saying
+ * whether others follow; with `count`, read on in the same transaction until `count`
+ * records are read (acknowledged transactions leave holes in the seqs, so how many seqs
+ * hold `count` is not known ahead). A group record comes out as its members, each with its
+ * seq set, and spans their seqs: the limit bounds what is decoded at once whatever the
+ * layout, and a group record reaching past it comes out only up to it. Once the
  * transaction completes: `out.keys`, `out.values`, `out.offsets` (how far below its seq a
- * member's group record lies, 0 for a record of its own), and `out.dead`.
+ * member's group record lies, 0 for a record of its own), and `out.dead` (with `dead`, the
+ * dead letters after `after`).
  */
-export function loadRange(tx, after, upto, limit, dead, most) {
-  const store = tx.objectStore('outbox');
-  let range = null;
-  if (after !== null && upto !== null) range = IDBKeyRange.bound(after, upto, true, false);
-  else if (after !== null) range = IDBKeyRange.lowerBound(after, true);
-  else if (upto !== null) range = IDBKeyRange.upperBound(upto);
+export function loadRange(tx, after, limit, dead, most, count) {
   const out = { keys: [], values: [], offsets: [], more: false, dead: null };
-  let cut = upto;
+  const next = (from, span, withDead) => readRange(tx, from, span, withDead, most, out, (cut) => {
+    if (out.more && out.keys.length < count) next(cut, count - out.keys.length, false);
+  });
+  next(after, limit, dead);
+  return out;
+}
+
+/**
+ * One read of `loadRange`, appended to `out`; `done(cut)` once taken, cut the last seq it
+ * spanned. The next read, after that, takes the rest: the group record holding seqs above
+ * `after` is the nearest group record at most `most` (a group's size) below it, since its
+ * members take the seqs right after its key; records of their own may lie in between (a
+ * member moved out of its group, by a retry say, keeps its seq), hence the sort.
+ */
+function readRange(tx, after, limit, dead, most, out, done) {
+  const store = tx.objectStore('outbox');
+  const range = after === null ? null : IDBKeyRange.lowerBound(after, true);
+  let cut = null;
   const isGroup = (value) => value !== null && typeof value === 'object' && Array.isArray(value.metas);
   let below = null;
   let read = [];
+  const rows = [];
   let parts = after === null ? 1 : 2;
   const part = () => {
     if (--parts > 0) return;
     if (below) take(below.key, below.value);
     read.forEach(([key, value]) => take(key, value));
+    for (const [seq, value, offset] of rows.sort((a, b) => a[0] - b[0])) {
+      out.keys.push(seq);
+      out.values.push(value);
+      out.offsets.push(offset);
+    }
+    done(cut);
   };
   if (after !== null) {
     const req = store.openCursor(IDBKeyRange.bound(Math.max(0, after - most), after), 'prev');
@@ -248,67 +266,55 @@ export function loadRange(tx, after, upto, limit, dead, most) {
       part();
     };
   }
-  const keys = store.getAllKeys(range, limit ?? undefined);
+  const keys = store.getAllKeys(range, limit);
   const take = (key, value) => {
     if (!isGroup(value)) {
-      if (after === null || key > after) {
-        out.keys.push(key);
-        out.values.push(value);
-        out.offsets.push(0);
-      }
+      if (after === null || key > after) rows.push([key, value, 0]);
       return;
     }
     value.metas.forEach((m, j) => {
       const seq = key + 1 + j;
       if (m === null || (after !== null && seq <= after)) return;
       if (cut !== null && seq > cut) {
-        out.more ||= cut !== upto;
+        out.more = true;
         return;
       }
       if (typeof m === 'object') m.seq = seq;
-      out.keys.push(seq);
-      out.values.push(m);
-      out.offsets.push(j + 1);
+      rows.push([seq, m, j + 1]);
     });
   };
   const takeAll = (records) => {
     read = records;
     part();
   };
-  if (limit === null) {
-    const values = store.getAll(range);
-    values.onsuccess = () => takeAll(keys.result.map((key, i) => [key, values.result[i]]));
-  } else {
-    // The first record is read alongside the keys: where it alone spans the limit (a
-    // group record, typically, as a new leader's first read meets it), that is the whole
-    // read, in one round trip instead of two.
-    const first = store.getAll(range, 1);
-    keys.onsuccess = () => {
-      const k = keys.result;
-      // A record spans the seqs up to the next record's key.
-      let end = k.length;
-      for (let i = 0, span = 0; i < k.length; i++) {
-        span += i + 1 < k.length ? k[i + 1] - k[i] : 1;
-        if (span >= limit) {
-          end = i + 1;
-          break;
-        }
+  // The first record is read alongside the keys: where it alone spans the limit (a
+  // group record, typically, as a new leader's first read meets it), that is the whole
+  // read, in one round trip instead of two.
+  const first = store.getAll(range, 1);
+  keys.onsuccess = () => {
+    const k = keys.result;
+    // A record spans the seqs up to the next record's key.
+    let end = k.length;
+    for (let i = 0, span = 0; i < k.length; i++) {
+      span += i + 1 < k.length ? k[i + 1] - k[i] : 1;
+      if (span >= limit) {
+        end = i + 1;
+        break;
       }
-      out.more = k.length === limit || end < k.length;
-      if (k.length && (upto === null || k[0] + limit - 1 < upto)) cut = k[0] + limit - 1;
-      if (end === 0) {
-        takeAll([]);
-        return;
-      }
-      const rest = end > 1 ? store.getAll(IDBKeyRange.bound(k[1], k[end - 1])) : null;
-      (rest ?? first).onsuccess = () => takeAll([
-        [k[0], first.result[0]],
-        ...(rest ? rest.result.map((value, i) => [k[i + 1], value]) : []),
-      ]);
-    };
-  }
+    }
+    out.more = k.length === limit || end < k.length;
+    if (k.length) cut = k[0] + limit - 1;
+    if (end === 0) {
+      takeAll([]);
+      return;
+    }
+    const rest = end > 1 ? store.getAll(IDBKeyRange.bound(k[1], k[end - 1])) : null;
+    (rest ?? first).onsuccess = () => takeAll([
+      [k[0], first.result[0]],
+      ...(rest ? rest.result.map((value, i) => [k[i + 1], value]) : []),
+    ]);
+  };
   if (dead) out.dead = tx.objectStore('dead').getAll(range);
-  return out;
 }
 
 /** How many transactions the outbox holds: its records, each group counted by members. */
