@@ -148,6 +148,10 @@ test('import checks the whole document first: typed errors, nothing stored', asy
       unknownHandler: doc({ pending: [good(), good({ handler: 'nope' })] }),
       badPriority: doc({ pending: [good({ priority: 'urgent' })] }),
       keysNotStrings: doc({ pending: [good({ keys: [1] })] }),
+      // Holes, which every() and some() pass over: a backup given as an object can have them.
+      keysWithHole: doc({ pending: [good({ keys: ['k', , 'j'] })] }), // eslint-disable-line no-sparse-arrays
+      aliasesWithHole: doc({ pending: [good({ aliases: [, 'a'] })] }), // eslint-disable-line no-sparse-arrays
+      pendingWithHole: doc({ pending: [good(), , good()] }), // eslint-disable-line no-sparse-arrays
       emptyId: doc({ pending: [good({ id: '' })] }),
       unknownTag: doc({ pending: [good(), good({ mutations: { x: [{ $t: 'nope' }] } })] }),
       badBase64: doc({ pending: [good({ mutations: { $t: 'view', type: 'Uint8Array', v: '***' } })] }),
@@ -176,6 +180,8 @@ test('import checks the whole document first: typed errors, nothing stored', asy
   }
   assert.match(r.out.unknownTag.message, /pending\[1\]\.mutations\.x\[0\]/);
   assert.match(r.out.missingHandlerField.message, /pending\[1\]/);
+  assert.match(r.out.keysWithHole.message, /pending\[0\]: keys must be an array of strings/);
+  assert.match(r.out.pendingWithHole.message, /pending\[1\]: a transaction must be an object/);
   assert.deepEqual(r.stored, { pending: 0, dead: 0 }, 'a rejected import stores nothing');
 });
 

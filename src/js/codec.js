@@ -316,7 +316,7 @@ export const readBackup = reader('InvalidBackup', 'the backup', (doc, handlers, 
   for (const [field, dead] of [['pending', false], ['dead', true]]) {
     const list = doc[field];
     if (!Array.isArray(list)) throw invalid(`${field} must be an array`);
-    list.forEach((raw, i) => rows.push(transaction(raw, `${field}[${i}]`, dead, handlers, http)));
+    [...list].forEach((raw, i) => rows.push(transaction(raw, `${field}[${i}]`, dead, handlers, http)));
   }
   for (const [r] of rows) {
     for (const id of [r.id, ...(r.aliases ?? [])]) {

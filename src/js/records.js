@@ -14,7 +14,8 @@ const COALESCE = 4;
 
 const absent = (v) => v === undefined || v === null;
 const whole = (v) => typeof v === 'number' && v >= 0 && v <= MAX_SAFE && Number.isInteger(v);
-const strings = (v) => Array.isArray(v) && v.every((s) => typeof s === 'string');
+// Spread, so that a hole (which every() passes over) reads as undefined.
+const strings = (v) => Array.isArray(v) && [...v].every((s) => typeof s === 'string');
 
 /** Why `r` is not a metadata record, or null. Optional fields may be null or absent. */
 export function fault(r) {
