@@ -169,42 +169,61 @@ export async function run({ seed, steps, options }) {
   for (let step = 0; step < steps; step++) {
     await quiet('drain');
     const before = await snapshot();
+    // Nothing but the outbox writes its database here, so every record must read back: a
+    // corrupt one means an earlier call stored what the outbox cannot read.
+    const corrupt = before.indexOf('"deadReason":"corrupt"');
+    if (corrupt >= 0) {
+      fail(step, 'an earlier call', `stored a record that does not decode: ${before.slice(corrupt - 500, corrupt)}`);
+      break;
+    }
     const r = rand();
     if (r < 0.5) {
-      // enqueue: valid apart from what the data refuses, or with one field perturbed.
-      const handler = rand() < 0.05 ? 'hold' : v.pick(['ok', 'ok', 'batch', 'dead', 'http']);
-      const base = {
-        handler,
-        keys: Array.from({ length: v.int(3) }, () => v.pick(['a', 'b', 'c', '', 'é😀', String(v.int(9))])),
-        mutations: handler === 'http'
-          ? { method: v.pick(['POST', 'PUT', 'GET']), url: v.pick(['/api/mutate', 'not a url', 'ftp://x']), body: v.pick([undefined, 'b', new Uint8Array([1])]) }
-          : v.any(3, true),
-        metadata: rand() < 0.5 ? v.any(2, true) : undefined,
-        priority: v.pick([undefined, 'high', 'normal', 'low']),
-        coalesceKey: rand() < 0.15 ? v.pick(['c1', 'c2']) : undefined,
-      };
-      const perturbed = rand() < 0.3 ? perturb(base, rand, v) : null;
-      const tx = perturbed ? perturbed.tree : base;
-      const what = `enqueue ${perturbed ? perturbed.what : `${handler} ${show(base.mutations)}`}`;
-      let clone;
-      let cloneable = true;
-      try { clone = structuredClone({ mutations: tx.mutations, metadata: tx.metadata }); } catch { cloneable = false; }
-      const { out: info, e } = await attempt(step, 'enqueue', what, () => ob.enqueue(tx), before);
-      if (info) {
-        ids.push(info.id);
-        if (!cloneable) fail(step, what, 'accepted what structured clone refuses');
-        // A coalesced transaction reaches its handler under another's id.
-        else if (['ok', 'batch', 'dead'].includes(handler) && !perturbed && !base.coalesceKey) expected.set(info.id, { clone, handler, what });
-      } else if (!perturbed && ['ok', 'batch', 'dead', 'hold'].includes(handler) && cloneable) {
-        // Valid transactions are refused only for what they carry.
-        fail(step, what, `refused a cloneable transaction: ${e?.code} ${e?.message}`);
+      // enqueue: valid apart from what the data refuses, or with one field perturbed; now
+      // and then several in one task, which the outbox writes as one group commit (a group
+      // record's members then meet every later call).
+      const burst = rand() < 0.2 ? 2 + v.int(5) : 1;
+      const calls = Array.from({ length: burst }, () => {
+        const handler = rand() < 0.05 ? 'hold' : v.pick(['ok', 'ok', 'batch', 'dead', 'http']);
+        const base = {
+          handler,
+          keys: Array.from({ length: v.int(3) }, () => v.pick(['a', 'b', 'c', '', 'é😀', String(v.int(9))])),
+          mutations: handler === 'http'
+            ? { method: v.pick(['POST', 'PUT', 'GET']), url: v.pick(['/api/mutate', 'not a url', 'ftp://x']), body: v.pick([undefined, 'b', new Uint8Array([1])]) }
+            : v.any(3, true),
+          metadata: rand() < 0.5 ? v.any(2, true) : undefined,
+          priority: v.pick([undefined, 'high', 'normal', 'low']),
+          coalesceKey: rand() < 0.15 ? v.pick(['c1', 'c2']) : undefined,
+        };
+        const perturbed = rand() < 0.3 ? perturb(base, rand, v) : null;
+        const tx = perturbed ? perturbed.tree : base;
+        const what = `enqueue ${perturbed ? perturbed.what : `${handler} ${show(base.mutations)}`}${burst > 1 ? ` (1 of ${burst} in one task)` : ''}`;
+        let clone;
+        let cloneable = true;
+        try { clone = structuredClone({ mutations: tx.mutations, metadata: tx.metadata }); } catch { cloneable = false; }
+        // Issued at once, all of them in this task. A refusal within a burst leaves the
+        // others to be written, so only a lone call's refusal is checked to change nothing.
+        return { handler, base, perturbed, what, clone, cloneable, done: attempt(step, 'enqueue', what, () => ob.enqueue(tx), burst > 1 ? undefined : before) };
+      });
+      for (const { handler, base, perturbed, what, clone, cloneable, done } of calls) {
+        const { out: info, e } = await done;
+        if (info) {
+          ids.push(info.id);
+          if (!cloneable) fail(step, what, 'accepted what structured clone refuses');
+          // A coalesced transaction reaches its handler under another's id.
+          else if (['ok', 'batch', 'dead'].includes(handler) && !perturbed && !base.coalesceKey) expected.set(info.id, { clone, handler, what });
+        } else if (!perturbed && ['ok', 'batch', 'dead', 'hold'].includes(handler) && cloneable) {
+          // Valid transactions are refused only for what they carry.
+          fail(step, what, `refused a cloneable transaction: ${e?.code} ${e?.message}`);
+        }
       }
     } else if (r < 0.53) {
       await release(false);
     } else if (r < 0.62) {
       const op = v.pick(['remove', 'retryDead', 'discardDead']);
       const list = op === 'remove' ? 'peek' : 'deadLetters';
-      const listed = (await ob[list]()).map((t) => t.id);
+      const full = await ob[list]();
+      if (full.some((t, i) => i > 0 && t.seq <= full[i - 1].seq)) fail(step, `${list}()`, `not in seq order: ${full.map((t) => t.seq)}`);
+      const listed = full.map((t) => t.id);
       // The same list with random options: refused as documented, or its first `limit`.
       const opts = rand() < 0.6 ? { limit: v.pick([0, 1, 2, 2.5, 1e9, Infinity, undefined, v.any(0, true)]) } : v.any(1, true);
       const shown = `${list}(${show(opts)})`;
