@@ -220,8 +220,10 @@ export function bumpEpoch(tx) {
  */
 export function loadRange(tx, after, limit, dead, most, count) {
   const out = { keys: [], values: [], offsets: [], more: false, dead: null };
+  // Each read spans twice the seqs of the last (or the count still missing, if more): a
+  // sparse head costs a few reads, and all of them span about twice the seqs needed.
   const next = (from, span, withDead) => readRange(tx, from, span, withDead, most, out, (cut) => {
-    if (out.more && out.keys.length < count) next(cut, count - out.keys.length, false);
+    if (out.more && out.keys.length < count) next(cut, Math.max(count - out.keys.length, 2 * span), false);
   });
   next(after, limit, dead);
   return out;
