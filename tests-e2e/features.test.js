@@ -1292,10 +1292,22 @@ test('a follower finds the head of a sparse outbox in a few reads', async () => 
     const ob = await Outbox.open({ name: 'features-follower-sparse', handlers: { ack: async () => {}, fail: async () => {} } });
     const orig = IDBObjectStore.prototype.getAllKeys;
     let reads = 0;
-    IDBObjectStore.prototype.getAllKeys = function (...a) { if (this.name === 'outbox') reads++; return orig.apply(this, a); };
-    const head = await ob.peek({ limit: 20 }).finally(() => { IDBObjectStore.prototype.getAllKeys = orig; });
+    let keys = 0;
+    IDBObjectStore.prototype.getAllKeys = function (...a) {
+      const req = orig.apply(this, a);
+      if (this.name === 'outbox') {
+        reads++;
+        req.addEventListener('success', () => { keys += req.result.length; });
+      }
+      return req;
+    };
+    const head = await ob.peek({ limit: 20 });
+    const readsFor20 = reads;
+    keys = 0;
+    const none = await ob.peek({ limit: 0 });
+    IDBObjectStore.prototype.getAllKeys = orig;
     await ob.close();
-    return { isLeader: ob.isLeader, head: head.map((t) => [t.id, t.mutations]), reads };
+    return { isLeader: ob.isLeader, head: head.map((t) => [t.id, t.mutations]), reads: readsFor20, none: none.length, keysForNone: keys };
   });
   await follower.close();
   await page.evaluate(() => window.sparseOutbox.close());
@@ -1303,4 +1315,7 @@ test('a follower finds the head of a sparse outbox in a few reads', async () => 
   assert.deepEqual(f.head, lead);
   // Spans of 20, 40, 80 and 320 seqs; reads spanning only what is missing took 15.
   assert.ok(f.reads <= 5, `${f.reads} reads`);
+  // IndexedDB reads a count of 0 as no limit: a limit of 0 must not become a read of all.
+  assert.equal(f.none, 0);
+  assert.ok(f.keysForNone <= 1, `${f.keysForNone} keys read for a limit of 0`);
 });

@@ -20,7 +20,8 @@ impl Engine {
                 .take(limit)
                 .collect());
         }
-        let limit = limit.min(u32::MAX as usize) as u32;
+        // At least 1: IndexedDB reads a count of 0 as no limit.
+        let limit = limit.clamp(1, u32::MAX as usize) as u32;
         let metas = self.store.load_head(limit).await?.metas;
         let st = self.st.borrow();
         Ok(metas
