@@ -299,3 +299,97 @@ test('a reopen reads group records in chunks by the seqs they span: neither grou
     assert.deepEqual(onKey, [...onKey].sort((a, b) => a - b), `key k${k} in order`);
   }
 });
+
+test('loadRange on random layouts: a head read of any count, a first read of a few seqs and the chunked read of everything each give the stored transactions in seq order, none twice', async () => {
+  const failures = await page.evaluate(async () => {
+    const { loadRange } = await import('/src/js/idb.js');
+    const { prng } = await import('/tests-js/values.js');
+    const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+    const most = 8;
+    const failures = [];
+    for (let seed = 1; seed <= 150 && failures.length < 5; seed++) {
+      const rand = prng(seed);
+      // Lone records, holes (acknowledged), and group records of up to `most` members, some
+      // acknowledged (null) and some moved out to a record of their own under their seq.
+      const records = [];
+      const expected = [];
+      for (let s = 1; s < 120;) {
+        const r = rand();
+        if (r < 0.2) {
+          s++;
+        } else if (r < 0.55) {
+          records.push({ seq: s, id: `t${s}` });
+          expected.push(s);
+          s++;
+        } else {
+          const n = 1 + Math.floor(rand() * most);
+          const metas = [];
+          for (let j = 0; j < n; j++) {
+            const seq = s + 1 + j;
+            const fate = rand();
+            if (fate < 0.3) metas.push(null);
+            else if (fate < 0.45) {
+              metas.push(null);
+              records.push({ seq, id: `t${seq}`, moved: true });
+              expected.push(seq);
+            } else {
+              metas.push({ id: `t${seq}` });
+              expected.push(seq);
+            }
+          }
+          // The last member out deletes the group record.
+          if (metas.some(Boolean)) records.push({ seq: s, metas, ids: metas.filter(Boolean).map((m) => m.id) });
+          s += n + 1;
+        }
+      }
+      expected.sort((a, b) => a - b);
+      const name = `layout-${seed}`;
+      const open = indexedDB.open(name, 1);
+      open.onupgradeneeded = () => open.result.createObjectStore('outbox', { keyPath: 'seq' });
+      const db = await req(open);
+      const w = db.transaction('outbox', 'readwrite');
+      for (const r of records) w.objectStore('outbox').put(r);
+      await new Promise((res) => { w.oncomplete = res; });
+      const read = async (after, limit, count) => {
+        const tx = db.transaction('outbox');
+        const out = loadRange(tx, after, limit, false, most, count);
+        await new Promise((res) => { tx.oncomplete = res; });
+        out.keys.forEach((k, i) => {
+          const v = out.values[i];
+          if (v?.id !== `t${k}` || (out.offsets[i] === 0) !== records.some((r) => r.seq === k && !r.metas)) {
+            failures.push(`seed ${seed}: seq ${k} read as ${JSON.stringify(v)} at offset ${out.offsets[i]}`);
+          }
+        });
+        return out;
+      };
+      const ascending = (keys) => keys.every((k, i) => i === 0 || k > keys[i - 1]);
+      // The head, as a follower's peek({ limit }) reads it.
+      for (const count of [1, 2, 3, 5, 8, 13, 30, expected.length, expected.length + 3]) {
+        const { keys } = await read(null, Math.max(1, count), count);
+        const want = expected.slice(0, keys.length);
+        if (!ascending(keys) || keys.join() !== want.join() || keys.length < Math.min(count, expected.length)) {
+          failures.push(`seed ${seed}: head of ${count}: [${keys}] against [${expected.slice(0, count + 5)}...]`);
+        }
+      }
+      // A new leader's first read (a few seqs, a prefix of the order), then the sync loop's
+      // chunks, each after the highest seq read so far.
+      const first = await read(null, 1 + Math.floor(rand() * most), 0);
+      if (!ascending(first.keys) || first.keys.join() !== expected.slice(0, first.keys.length).join()) {
+        failures.push(`seed ${seed}: first read [${first.keys}] against [${expected.slice(0, 10)}...]`);
+      }
+      const all = [...first.keys];
+      let more = first.more;
+      for (let i = 0; more && i < 200; i++) {
+        const chunk = await read(all.length ? all[all.length - 1] : null, 2 * most + 1 + Math.floor(rand() * 20), 0);
+        if (!ascending(chunk.keys)) failures.push(`seed ${seed}: chunk [${chunk.keys}] out of order`);
+        all.push(...chunk.keys);
+        more = chunk.more;
+      }
+      if (all.join() !== expected.join()) failures.push(`seed ${seed}: chunks read [${all}] against [${expected}]`);
+      db.close();
+      await req(indexedDB.deleteDatabase(name));
+    }
+    return failures;
+  });
+  assert.deepEqual(failures, []);
+});
