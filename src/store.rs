@@ -576,7 +576,8 @@ impl Store {
 
     /// The first `count` records in one transaction (fewer if the outbox holds fewer;
     /// undecodable ones count, and come out apart as `corrupt`).
-    pub fn load_head(&self, count: u32) -> TxRead<Loaded> {
+    pub fn load_head(&self, count: usize) -> TxRead<Loaded> {
+        let count = idb_count(count);
         self.load_some(None, count, false, count)
     }
 
@@ -890,13 +891,19 @@ impl Store {
             .await
     }
 
-    pub fn dead_letters(&self) -> TxRead<Vec<TxMeta>> {
+    /// The first `limit` dead letters, in seq order.
+    pub fn dead_letters(&self, limit: usize) -> TxRead<Vec<TxMeta>> {
         self.read(
             &[DEAD],
             IdbTransactionMode::Readonly,
             "dead letters",
             true,
-            |tx| tx.check(tx.store(DEAD)?.get_all()).map(JsValue::from),
+            |tx| {
+                let all = tx
+                    .store(DEAD)?
+                    .get_all_with_key_and_limit(&JsValue::NULL, idb_count(limit));
+                tx.check(all).map(JsValue::from)
+            },
             |all| Ok(decode_valid(&result(all.unchecked_ref()))),
         )
     }
@@ -1029,6 +1036,12 @@ impl Store {
             .map(|s| s.as_f64().map(|f| f as Seq))
             .collect())
     }
+}
+
+/// A count for an IndexedDB read of the first `n`: at least 1, since IndexedDB reads 0 as
+/// no limit (a caller asking for none cuts what it gets).
+fn idb_count(n: usize) -> u32 {
+    n.clamp(1, u32::MAX as usize) as u32
 }
 
 /// Decodes what `loadRange` read: records whose metadata does not decode, or whose seq

@@ -1130,12 +1130,17 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
     for (let i = 0; i < 100; i++) await ob.enqueue({ handler: 'hold', keys: [`k${i}`], mutations: { n: i } });
     await Promise.all(Array.from({ length: 500 }, (_, i) => ob.enqueue({ handler: 'hold', keys: [`k${100 + i}`], mutations: { n: 100 + i } })));
     const brief = (list) => list.map((t) => [t.id, t.seq, t.status, t.attempts, JSON.stringify(t.mutations)]);
-    // Requests on the payloads store while a call runs.
+    // Requests on the payloads store while a call runs, and the dead letters read.
     const counted = async (f) => {
-      const reads = { get: 0, getAll: 0 };
-      const originals = Object.keys(reads).map((m) => {
+      const reads = { get: 0, getAll: 0, dead: 0 };
+      const originals = ['get', 'getAll'].map((m) => {
         const orig = IDBObjectStore.prototype[m];
-        IDBObjectStore.prototype[m] = function (...a) { if (this.name === 'payloads') reads[m]++; return orig.apply(this, a); };
+        IDBObjectStore.prototype[m] = function (...a) {
+          const req = orig.apply(this, a);
+          if (this.name === 'payloads') reads[m]++;
+          if (this.name === 'dead' && m === 'getAll') req.addEventListener('success', () => { reads.dead += req.result.length; });
+          return req;
+        };
         return () => { IDBObjectStore.prototype[m] = orig; };
       });
       try { return { list: brief(await f()), reads }; } finally { originals.forEach((undo) => undo()); }
@@ -1148,6 +1153,7 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
     }
     const deadAll = await counted(() => ob.deadLetters());
     const deadHead = await counted(() => ob.deadLetters({ limit: 2 }));
+    const deadNone = await counted(() => ob.deadLetters({ limit: 0 }));
     const stored = async () => { const { pending, dead } = await ob.export(); return JSON.stringify([pending, dead]); };
     const before = await stored();
     const refusals = [];
@@ -1156,7 +1162,7 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
         try { await ob[call](bad); refusals.push('resolved'); } catch (e) { refusals.push(`${e.name}:${e.code}`); }
       }
     }
-    return { all, head, lengths, deadAll, deadHead, refusals, unchanged: (await stored()) === before };
+    return { all, head, lengths, deadAll, deadHead, deadNone, refusals, unchanged: (await stored()) === before };
   });
   assert.equal(r.all.list.length, 600);
   assert.equal(r.all.list[0][2], 'in-flight');
@@ -1168,6 +1174,9 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
   assert.deepEqual(r.deadAll.list.map((t) => t[4]), ['{"dead":0}', '{"dead":1}', '{"dead":2}']);
   assert.deepEqual(r.deadHead.list, r.deadAll.list.slice(0, 2));
   assert.equal(r.deadHead.reads.getAll, 0);
+  assert.equal(r.deadAll.reads.dead, 3);
+  assert.equal(r.deadHead.reads.dead, 2, 'only the first two dead letters are read');
+  assert.deepEqual([r.deadNone.list.length, r.deadNone.reads.dead], [0, 1], 'a limit of 0 reads one, not all');
   assert.deepEqual(r.refusals, Array(20).fill('OutboxError:InvalidOptions'));
   assert.ok(r.unchanged, 'a refused call changes nothing stored');
 

@@ -21,7 +21,7 @@ impl Engine {
     pub async fn export(self: Rc<Self>) -> Result<JsValue> {
         self.check_open()?;
         let pending = self.pending_metas(usize::MAX).await?;
-        let dead = self.store.dead_letters().await?;
+        let dead = self.store.dead_letters(usize::MAX).await?;
         let metas: Vec<&TxMeta> = pending.iter().map(|(m, _)| m).chain(&dead).collect();
         let payloads = self
             .payload_map(metas.iter().map(|m| super::payload_key(m)).collect())

@@ -20,8 +20,6 @@ impl Engine {
                 .take(limit)
                 .collect());
         }
-        // At least 1: IndexedDB reads a count of 0 as no limit.
-        let limit = limit.clamp(1, u32::MAX as usize) as u32;
         let metas = self.store.load_head(limit).await?.metas;
         let st = self.st.borrow();
         Ok(metas
@@ -38,14 +36,14 @@ impl Engine {
     }
 
     /// `peek()` (`dead` false) or `deadLetters()`: the first `limit` (as the caller's
-    /// options gave it) in seq order, with their payloads, which are read for those only.
+    /// options gave it) in seq order, with their payloads; only those are read.
     pub async fn list(self: Rc<Self>, dead: bool, limit: Result<usize>) -> Result<JsValue> {
         let limit = limit?;
         self.check_open()?;
         let mut metas = if dead {
             // A new leader moves undecodable records here as it reads the outbox.
             let _ = self.until_loaded().await;
-            let dead = self.store.dead_letters().await?;
+            let dead = self.store.dead_letters(limit).await?;
             dead.into_iter().map(|m| (m, Status::Dead)).collect()
         } else {
             self.pending_metas(limit).await?
