@@ -82,7 +82,8 @@ try {
       if (v == null) return 'no figure (see below)';
       if (n === 'offline-outbox' || ours[key] == null) return f(v);
       const ratio = higherIsBetter ? ours[key] / v : v / ours[key];
-      return `${f(v)} (${fmt(ratio, 1)}x)`;
+      // Two significant digits where one decimal would print 0.0.
+      return `${f(v)} (${ratio < 0.05 ? ratio.toPrecision(2) : fmt(ratio, 1)}x)`;
     })]));
   }
   console.log('no figure: the system could not store the row\'s items within 60 s, or did not send within 30 s (open) / 120 s (drain)');
