@@ -317,8 +317,8 @@ export class Outbox {
    *  no record. */
   settled(id: string): Promise<SettledInfo>;
   /** Not yet acknowledged, not dead, in seq order. With `limit`, the first `limit` of
-   *  them: only their payloads are read, so a view of a long queue's head costs what it
-   *  shows. A `limit` that is not a non-negative number rejects with `InvalidOptions`;
+   *  them, and only those are read from storage (in any context), so a view of a long
+   *  queue's head costs what it shows. A `limit` that is not a non-negative number rejects with `InvalidOptions`;
    *  a fraction is truncated. */
   peek(opts?: ListOptions): Promise<TransactionInfo[]>;
   /** The dead letters, in seq order (the first `limit` of them, as for `peek`); a context
