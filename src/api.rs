@@ -735,8 +735,8 @@ impl Outbox {
         self.peek_first(usize::MAX).await
     }
 
-    /// The first `limit` pending transactions, in seq order: only their payloads are read,
-    /// so a view of a long queue's head costs what it shows.
+    /// The first `limit` pending transactions, in seq order: only those are read from
+    /// storage (in any context), so a view of a long queue's head costs what it shows.
     pub async fn peek_first(&self, limit: usize) -> Result<Vec<TransactionInfo>> {
         from_js(self.engine.clone().list(false, Ok(limit)).await?)
     }
