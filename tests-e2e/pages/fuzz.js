@@ -97,8 +97,11 @@ export async function run({ seed, steps, options }) {
   const retry = { maxAttempts: 2, baseDelayMs: DAY, maxDelayMs: DAY, jitter: 'none' };
   // With `follower`, every call goes through a second instance that does not lead.
   const { follower, ...opts } = options;
-  const lead = await Outbox.open({ name, handlers, leaderElection: follower ? 'web-locks' : 'none', retry, ...opts });
-  const ob = follower ? await Outbox.open({ name, handlers, leaderElection: 'web-locks', retry, ...opts }) : lead;
+  const openBoth = async () => {
+    const first = await Outbox.open({ name, handlers, leaderElection: follower ? 'web-locks' : 'none', retry, ...opts });
+    return [first, follower ? await Outbox.open({ name, handlers, leaderElection: 'web-locks', retry, ...opts }) : first];
+  };
+  let [lead, ob] = await openBoth();
   if (follower && ob.isLeader) fail('start', 'a second instance', 'leads too');
   // Runs what is runnable now; with a follower, until the leader has taken in all it wrote
   // (its peek lists what it holds; the follower's, what is stored).
@@ -274,6 +277,27 @@ export async function run({ seed, steps, options }) {
       }
       if (!e && typeof off !== 'function') fail(step, what, 'returned no unsubscribe function');
       else off?.();
+    } else if (r < 0.93) {
+      // reopen: every instance closes and opens again, and the new leader reads what is
+      // stored (group records, holes, members moved out of their group). What is listed
+      // stays, but for coalescing transactions, which may fold as they are read (the
+      // export shows which those are; the lists do not carry a coalesceKey).
+      const listed = async () => {
+        const { pending, dead } = await ob.export();
+        const folding = new Set([...pending, ...dead].filter((t) => t.coalesceKey).map((t) => t.id));
+        return (await Promise.all([ob.peek(), ob.deadLetters()])).flat().filter((t) => !folding.has(t.id))
+          .map((t) => `${t.id.slice(0, 8)} ${t.status} ${t.handler} [${t.keys}] attempts ${t.attempts}`).sort();
+      };
+      const was = await listed();
+      if (follower) await timeout(ob.close(), 'close the follower');
+      await timeout(lead.close(), 'close');
+      [lead, ob] = await timeout(openBoth(), 'reopen');
+      await quiet('reopen');
+      const now = await listed();
+      count('reopen', 'ok');
+      const gone = was.filter((t) => !now.includes(t));
+      const added = now.filter((t) => !was.includes(t));
+      if (gone.length || added.length) fail(step, 'close and reopen', `listed no more: ${gone.join('; ')}; listed since: ${added.join('; ')}`);
     } else {
       // open: a valid set of options with one field perturbed, under a fresh name.
       const base = {
