@@ -1132,18 +1132,8 @@ test('peek and deadLetters take a limit: the head of the list in seq order, with
     const brief = (list) => list.map((t) => [t.id, t.seq, t.status, t.attempts, JSON.stringify(t.mutations)]);
     // Requests on the payloads store while a call runs, and the dead letters read.
     const counted = async (f) => {
-      const reads = { get: 0, getAll: 0, dead: 0 };
-      const originals = ['get', 'getAll'].map((m) => {
-        const orig = IDBObjectStore.prototype[m];
-        IDBObjectStore.prototype[m] = function (...a) {
-          const req = orig.apply(this, a);
-          if (this.name === 'payloads') reads[m]++;
-          if (this.name === 'dead' && m === 'getAll') req.addEventListener('success', () => { reads.dead += req.result.length; });
-          return req;
-        };
-        return () => { IDBObjectStore.prototype[m] = orig; };
-      });
-      try { return { list: brief(await f()), reads }; } finally { originals.forEach((undo) => undo()); }
+      const { out, requests, results } = await window.countReads(f);
+      return { list: brief(out), reads: { get: requests('payloads.get'), getAll: requests('payloads.getAll'), dead: results('dead.getAll') } };
     };
     const all = await counted(() => ob.peek());
     const head = await counted(() => ob.peek({ limit: 5 }));
@@ -1243,17 +1233,8 @@ test('a follower lists the head of the outbox in seq order, with reads bounded b
     const ob = await Outbox.open({ name: 'features-follower-head', handlers: { ack: never, hold: never, flaky: never } });
     // Records the outbox store's reads return while a call runs.
     const counted = async (call) => {
-      let records = 0;
-      const originals = ['getAll', 'get'].map((m) => {
-        const orig = IDBObjectStore.prototype[m];
-        IDBObjectStore.prototype[m] = function (...a) {
-          const req = orig.apply(this, a);
-          if (this.name === 'outbox') req.addEventListener('success', () => { records += m === 'get' ? 1 : req.result.length; });
-          return req;
-        };
-        return () => { IDBObjectStore.prototype[m] = orig; };
-      });
-      try { return { list: (await call()).map((t) => [t.id, t.seq, t.attempts]), records }; } finally { originals.forEach((undo) => undo()); }
+      const { out, results } = await window.countReads(call);
+      return { list: out.map((t) => [t.id, t.seq, t.attempts]), records: results('outbox.get') + results('outbox.getAll') };
     };
     const out = { isLeader: ob.isLeader, heads: {} };
     for (const limit of [1, 2, 3, 5, 150, 151, 160]) out.heads[limit] = await counted(() => ob.peek({ limit }));
@@ -1299,24 +1280,16 @@ test('a follower finds the head of a sparse outbox in a few reads', async () => 
   const f = await follower.evaluate(async () => {
     const { Outbox } = window.lib;
     const ob = await Outbox.open({ name: 'features-follower-sparse', handlers: { ack: async () => {}, fail: async () => {} } });
-    const orig = IDBObjectStore.prototype.getAllKeys;
-    let reads = 0;
-    let keys = 0;
-    IDBObjectStore.prototype.getAllKeys = function (...a) {
-      const req = orig.apply(this, a);
-      if (this.name === 'outbox') {
-        reads++;
-        req.addEventListener('success', () => { keys += req.result.length; });
-      }
-      return req;
-    };
-    const head = await ob.peek({ limit: 20 });
-    const readsFor20 = reads;
-    keys = 0;
-    const none = await ob.peek({ limit: 0 });
-    IDBObjectStore.prototype.getAllKeys = orig;
+    const head = await window.countReads(() => ob.peek({ limit: 20 }));
+    const none = await window.countReads(() => ob.peek({ limit: 0 }));
     await ob.close();
-    return { isLeader: ob.isLeader, head: head.map((t) => [t.id, t.mutations]), reads: readsFor20, none: none.length, keysForNone: keys };
+    return {
+      isLeader: ob.isLeader,
+      head: head.out.map((t) => [t.id, t.mutations]),
+      reads: head.requests('outbox.getAllKeys'),
+      none: none.out.length,
+      keysForNone: none.results('outbox.getAllKeys'),
+    };
   });
   await follower.close();
   await page.evaluate(() => window.sparseOutbox.close());
