@@ -100,8 +100,8 @@ impl JsOutbox {
         }
     }
 
-    /// The first `limit` pending transactions (every one without it); only their
-    /// payloads are read.
+    /// The first `limit` pending transactions (every one without it); only those are
+    /// read from storage.
     pub fn peek(&self, opts: JsValue) -> Promise {
         run(self.engine.clone().list(false, limit(&opts)))
     }
