@@ -1,6 +1,7 @@
 // The demo app (www-demo/) with its own sync server, driven like a person would: add,
 // edit, tick and delete items offline (the browser's own offline switch), watch them go
-// out, a failing server, a refused change, two tabs. Screenshots are checked not blank.
+// out, a failing server, a refused change, two tabs. Screenshots are checked not blank,
+// and the queue-depth chart is read back from its pixels.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -53,6 +54,28 @@ async function screenshot(p, name) {
   }, png.toString('base64'));
 }
 
+/**
+ * The queue-depth chart read back from its pixels: for each column, the height of its
+ * highest blue pixel (line or fill) as a share of the plot's height, which spans the
+ * canvas but for a 20 px label strip at the top and 4 px at the bottom.
+ */
+const chartLevels = (p) => p.evaluate(() => {
+  const c = document.getElementById('chart');
+  const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+  const bottom = c.height - 4;
+  const levels = [];
+  for (let x = 0; x < c.width - 1; x++) {
+    let y = 0;
+    while (y < c.height) {
+      const i = (y * c.width + x) * 4;
+      if (data[i + 2] - data[i] > 30) break;
+      y++;
+    }
+    levels.push(y === c.height ? 0 : (bottom - y) / (bottom - 20));
+  }
+  return levels;
+});
+
 function assertDrawn(shot, what) {
   assert.ok(shot.width > 300 && shot.height > 300, `${what}: ${shot.width}x${shot.height}`);
   assert.ok(shot.colours > 30, `${what}: only ${shot.colours} colours`);
@@ -98,6 +121,8 @@ test("offline (the browser's switch): changes wait in the outbox, shown as pendi
   assert.ok(rows.every((r) => r.status !== 'synced'), JSON.stringify(rows));
   assert.ok(rows.find((r) => r.text === 'call Sam').done);
   assert.deepEqual(await serverItems(), ['buy milk', 'call Sam'], 'nothing reached the server');
+  // Five changes wait (the chart's scale is at least 4, and its peak): the line at the top.
+  await waitFor(async () => (await chartLevels(page)).at(-1) > 0.95, 3000, 'the chart at the top now');
   assertDrawn(await screenshot(page, 'offline'), 'offline');
 
   await page.evaluate(() => { window.demoProgressSeen = 0; });
@@ -107,15 +132,12 @@ test("offline (the browser's switch): changes wait in the outbox, shown as pendi
   assert.ok([...srv.items.values()].find((i) => i.text === 'call Sam').done);
   await waitFor(async () => (await itemRows(page)).every((r) => r.status === 'synced'), 5000, 'synced');
   assert.ok(await page.evaluate(() => window.demoProgressSeen > 0), 'a progress bar during the drain');
-  // The chart takes a sample every 500 ms: a page this young may have drawn only a few.
-  const chartLine = () => page.evaluate(() => {
-    const c = document.getElementById('chart');
-    const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
-    let blue = 0;
-    for (let i = 0; i < data.length; i += 4) if (data[i + 2] > 150 && data[i] < 120) blue++;
-    return blue;
-  });
-  await waitFor(async () => (await chartLine()) > 50, 5000, 'a line on the queue-depth chart');
+  // The chart plots the last minute with now at its right edge: there it must be back at
+  // zero, and to its left still show the five that waited.
+  await waitFor(async () => (await chartLevels(page)).at(-1) < 0.05, 3000, 'the chart at zero now');
+  const levels = await chartLevels(page);
+  assert.ok(Math.max(...levels) > 0.95, `the chart's peak: ${Math.max(...levels)}`);
+  assert.ok(levels.findLastIndex((l) => l > 0.95) > levels.length * 0.8, 'the peak is recent');
 });
 
 test('a server that is down: retrying in N s with the error; a refused change: failed, with retry and discard', async () => {
@@ -134,6 +156,8 @@ test('a server that is down: retrying in N s with the error; a refused change: f
   await waitFor(async () => (await itemRows(page)).some((r) => r.status === 'failed'), 8000, 'failed badge');
   assert.match((await itemRows(page)).find((r) => r.status === 'failed').badge, /422|longer than/);
   assert.equal((await page.$$('#dead tr')).length, 1);
+  // The refused text is one long word: it wraps rather than widening the page.
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'no horizontal scroll');
   assertDrawn(await screenshot(page, 'failed'), 'failed');
   await page.click('#items tr[data-status=failed] button:has-text("discard")');
   await waitFor(async () => (await page.$$('#dead tr')).length === 0, 5000, 'dead letter discarded');

@@ -17,7 +17,9 @@ const outbox = await Outbox.open({
 let server = new Map(); // id -> item, as last fetched
 let pending = [];
 let dead = [];
-const depth = []; // queue depth samples for the chart
+// The chart's queue depth over the last minute: [time, depth] samples, newest last.
+const CHART_MS = 60000;
+const depth = [];
 
 function change(op, item) {
   return outbox.enqueue({
@@ -130,28 +132,61 @@ function renderBadges() {
   $('depth').textContent = `${pending.length} waiting, ${dead.length} failed`;
 }
 
-function drawChart() {
+/** Adds a queue depth sample and redraws the chart. */
+function sampleDepth(n) {
+  const now = performance.now();
+  depth.push([now, n]);
+  while (depth[0][0] < now - CHART_MS) depth.shift();
+  drawChart(now);
+}
+
+/**
+ * Draws the depth as steps over the last minute, now at the right edge; the top strip
+ * holds the labels, so a full queue's line never runs under them.
+ */
+function drawChart(now) {
   const c = $('chart');
   const g = c.getContext('2d');
   const { width: w, height: h } = c;
+  const top = 20;
+  const bottom = h - 4;
   g.fillStyle = '#fff';
   g.fillRect(0, 0, w, h);
   g.strokeStyle = '#e9ecef';
-  for (let y = 0; y < h; y += 30) { g.beginPath(); g.moveTo(0, y + 0.5); g.lineTo(w, y + 0.5); g.stroke(); }
-  const max = Math.max(4, ...depth);
-  g.fillStyle = 'rgba(51, 154, 240, .25)';
-  g.strokeStyle = '#1c7ed6';
-  g.lineWidth = 2;
-  g.beginPath();
-  depth.forEach((d, i) => {
-    const x = (i / 119) * w;
-    const y = h - 4 - (d / max) * (h - 14);
-    if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+  g.lineWidth = 1;
+  for (let i = 0; i <= 4; i++) {
+    const y = Math.round(top + ((bottom - top) * i) / 4) + 0.5;
+    g.beginPath(); g.moveTo(0, y); g.lineTo(w, y); g.stroke();
+  }
+  const max = Math.max(4, ...depth.map(([, d]) => d));
+  const x = (t) => w - ((now - t) / CHART_MS) * w;
+  const y = (d) => bottom - (d / max) * (bottom - top);
+  const line = [];
+  depth.forEach(([t, d], i) => {
+    if (i > 0) line.push([x(t), y(depth[i - 1][1])]);
+    line.push([x(t), y(d)]);
   });
-  g.stroke();
+  if (line.length) {
+    line.push([w, line[line.length - 1][1]]);
+    g.beginPath();
+    g.moveTo(line[0][0], bottom);
+    for (const [px, py] of line) g.lineTo(px, py);
+    g.lineTo(w, bottom);
+    g.closePath();
+    g.fillStyle = 'rgba(51, 154, 240, .25)';
+    g.fill();
+    g.beginPath();
+    line.forEach(([px, py], i) => (i ? g.lineTo(px, py) : g.moveTo(px, py)));
+    g.strokeStyle = '#1c7ed6';
+    g.lineWidth = 2;
+    g.stroke();
+  }
   g.fillStyle = '#495057';
   g.font = '12px system-ui';
-  g.fillText(`max ${max}`, 6, 14);
+  g.textAlign = 'left';
+  g.fillText(`max ${max} · last minute`, 6, 14);
+  g.textAlign = 'right';
+  g.fillText(`${depth.length ? depth[depth.length - 1][1] : 0} now`, w - 6, 14);
 }
 
 let refreshing = null;
@@ -172,6 +207,7 @@ async function refresh() {
       renderItems();
       renderTables();
       renderBadges();
+      sampleDepth(pending.length);
     } while (again);
   })();
   try { await refreshing; } finally { refreshing = null; }
@@ -213,17 +249,12 @@ $('drain').onclick = () => { outbox.notifyOnline(); outbox.drain().then((r) => l
 addEventListener('online', refresh);
 addEventListener('offline', refresh);
 
-// Queue depth twice a second for the chart (the last minute), and countdowns.
+// Queue depth twice a second for the chart (each refresh adds one too), and countdowns.
 setInterval(async () => {
   const s = await outbox.stats().catch(() => null);
-  if (s) {
-    depth.push(s.pending + s.inFlight);
-    if (depth.length > 120) depth.shift();
-    drawChart();
-  }
+  if (s) sampleDepth(s.pending + s.inFlight);
 }, 500);
 setInterval(() => { renderItems(); renderTables(); renderBadges(); }, 1000);
-drawChart();
 await refresh();
 window.demoOutbox = outbox;
 window.demoReady = true;
