@@ -35,6 +35,9 @@
 //! }
 //! ```
 
+// Every public item here is the Rust API a web app reads on docs.rs.
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -105,7 +108,10 @@ pub struct Transaction {
 /// The last failure of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct TransactionError {
+    /// The error's name: `Error`, `TimeoutError` (past [`OutboxBuilder::attempt_timeout`]),
+    /// `NonRetriableError` (a [`HandlerError::reject`]), or a JS handler's own.
     pub name: String,
+    /// The handler's message.
     pub message: String,
 }
 
@@ -113,23 +119,36 @@ pub struct TransactionError {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionInfo {
+    /// Its id (a UUID), which [`Outbox::settled`], [`Outbox::remove`] and the dead-letter
+    /// calls take.
     pub id: String,
+    /// The handler it is sent through.
     pub handler: String,
+    /// Its keys: it runs after every earlier transaction sharing one of them.
     pub keys: Vec<String>,
     /// As stored (a JS value); [`TransactionInfo::mutations_as`] deserializes it.
     #[serde(with = "serde_wasm_bindgen::preserve", default = "undefined")]
     pub mutations: JsValue,
+    /// As stored (a JS value; `undefined` if it had none).
     #[serde(with = "serde_wasm_bindgen::preserve", default = "undefined")]
     pub metadata: JsValue,
+    /// Sent with every attempt, from every context: the id unless the transaction set one.
     pub idempotency_key: String,
+    /// Its place in the outbox's total order (enqueue order).
     pub seq: Option<u64>,
+    /// Which runnable transactions go first.
     pub priority: Priority,
+    /// Pending, in flight, or dead.
     pub status: Status,
+    /// Attempts that failed so far (reset by [`Outbox::retry_dead`]).
     pub attempts: u32,
     /// Milliseconds since the Unix epoch, as JS `Date.now()`.
     pub created_at: f64,
+    /// When it may be tried next (ms since the epoch): past for one due now.
     pub next_attempt_at: f64,
+    /// Its last failure, if an attempt failed.
     pub last_error: Option<TransactionError>,
+    /// Why it is a dead letter; `None` on pending transactions.
     pub dead_reason: Option<DeadReason>,
 }
 
@@ -137,17 +156,26 @@ fn undefined() -> JsValue {
     JsValue::UNDEFINED
 }
 
+/// Attempt durations in milliseconds over the last 1,024 attempts this context ran
+/// (`None` before the first).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct LatencyPercentiles {
+    /// The median.
     pub p50: Option<f64>,
+    /// The 90th percentile.
     pub p90: Option<f64>,
+    /// The 99th percentile.
     pub p99: Option<f64>,
 }
 
+/// The origin's storage, from `navigator.storage` (`None` where the browser lacks it).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct StorageInfo {
+    /// Whether the browser granted persistent storage (see [`OutboxBuilder::persist`]).
     pub persisted: Option<bool>,
+    /// Bytes the origin uses.
     pub usage: Option<f64>,
+    /// Bytes the origin may use.
     pub quota: Option<f64>,
 }
 
@@ -155,46 +183,75 @@ pub struct StorageInfo {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
+    /// Waiting (not in flight, not dead).
     pub pending: u64,
+    /// Pending after at least one failed attempt.
     pub retrying: u64,
+    /// Low-priority transactions held back by [`OutboxBuilder::wifi_preferred`].
     pub held: u64,
+    /// Being sent now.
     pub in_flight: u64,
+    /// In the dead letters.
     pub dead: u64,
+    /// When the oldest waiting transaction was enqueued (ms since the epoch).
     pub oldest_created_at: Option<f64>,
+    /// How long ago that was.
     pub oldest_age_ms: Option<f64>,
+    /// Approximate stored size of the waiting transactions' mutations and metadata.
     pub bytes: u64,
+    /// Acknowledged attempts over finished attempts since this context opened.
     pub success_rate: Option<f64>,
+    /// How long attempts took.
     pub attempt_latency_ms: LatencyPercentiles,
+    /// The origin's storage.
     pub storage: StorageInfo,
+    /// When the earliest waiting transaction becomes due (ms since the epoch).
     pub next_attempt_at: Option<f64>,
+    /// Acknowledged since this context opened the outbox.
     pub sent: u64,
+    /// Failed attempts to be retried, since this context opened the outbox.
     pub retried: u64,
+    /// Moved to the dead letters since this context opened the outbox.
     pub dead_lettered: u64,
+    /// Whether this context sends.
     pub is_leader: bool,
 }
 
+/// What [`Outbox::drain`] did.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DrainReport {
+    /// Acknowledged during the drain.
     pub sent: u64,
+    /// Failed attempts that will be retried.
     pub retried: u64,
+    /// Moved to the dead letters.
     pub dead: u64,
+    /// Still in the outbox (waiting for a retry time, or blocked).
     pub remaining: u64,
+    /// `false` when the budget ran out (or the outbox closed) first.
     pub complete: bool,
+    /// How long the drain took.
     pub duration_ms: f64,
 }
 
+/// What [`Outbox::import_json`] added.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct ImportReport {
+    /// Transactions added to the pending ones.
     pub pending: u32,
+    /// Dead letters added.
     pub dead: u32,
+    /// Already here (pending, dead or coalesced), so not added again.
     pub skipped: u32,
 }
 
 /// An `OutboxError` carried by an [`Event::Error`].
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct ErrorInfo {
+    /// An [`ErrorCode`]'s name, such as `StorageUnavailable`.
     pub code: String,
+    /// What went wrong.
     pub message: String,
 }
 
@@ -202,59 +259,102 @@ pub struct ErrorInfo {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
+    /// A transaction is durable in IndexedDB.
     Enqueued {
+        /// Its id.
         id: String,
+        /// Its place in enqueue order.
         seq: u64,
     },
+    /// An attempt starts.
     Sending {
+        /// The transaction's id.
         id: String,
+        /// 1 on the first attempt.
         attempt: u32,
     },
+    /// A handler acknowledged the transaction.
     Sent {
+        /// Its id.
         id: String,
     },
+    /// After each transaction settles (sent or dead) while work runs.
     Progress {
+        /// Settled in this run.
         done: u64,
+        /// Settled in this run plus still waiting.
         total: u64,
     },
+    /// A transaction folded into a pending one with the same coalesce key.
     Coalesced {
+        /// The newer transaction, which settles with `into`.
         id: String,
+        /// The pending transaction that took its mutations.
         into: String,
     },
+    /// The outbox crossed 80 % (`warning`) or 100 % (`full`) of
+    /// [`OutboxBuilder::capacity`], on the way up.
     Capacity {
+        /// `warning` or `full`.
         level: String,
+        /// Transactions held.
         count: u64,
+        /// Their payloads' approximate stored size.
         bytes: u64,
+        /// The larger of the two ratios to their limits.
         ratio: f64,
     },
+    /// The database went away under the outbox; every call then fails with
+    /// [`ErrorCode::StorageUnavailable`]: open it again.
     StorageLost {
+        /// `deleted` (site data cleared, or evicted), `closed` (by the browser) or
+        /// `upgraded` (a newer version of the package opened it).
         reason: String,
+        /// What this context knew was waiting.
         pending: u64,
     },
+    /// An attempt failed and will be retried.
     #[serde(rename_all = "camelCase")]
     Retry {
+        /// The transaction's id.
         id: String,
+        /// The attempt that failed.
         attempt: u32,
+        /// When the next one may start (ms since the epoch).
         next_attempt_at: f64,
+        /// Why it failed.
         error: TransactionError,
     },
+    /// A transaction moved to the dead letters.
     Dead {
+        /// Its id.
         id: String,
+        /// Why.
         reason: DeadReason,
+        /// Its last failure.
         error: TransactionError,
     },
+    /// A transaction was removed, or a dead letter discarded.
     Removed {
+        /// Its id.
         id: String,
     },
+    /// This context started or stopped sending.
     #[serde(rename_all = "camelCase")]
     Leader {
+        /// Whether it sends now.
         is_leader: bool,
     },
+    /// Nothing is runnable now.
     Drained {
+        /// Transactions still waiting (for a retry time, or blocked).
         remaining: u64,
     },
+    /// Something failed outside any call (a write in the background, a storage error).
     Error {
+        /// The transaction concerned, if any.
         id: Option<String>,
+        /// What failed.
         error: ErrorInfo,
     },
 }
@@ -285,6 +385,7 @@ impl HandlerContext {
         js::get(&self.raw, name)
     }
 
+    /// The transaction's id.
     pub fn id(&self) -> String {
         self.field("id").as_string().unwrap_or_default()
     }
@@ -294,6 +395,7 @@ impl HandlerContext {
         self.field("idempotencyKey").as_string().unwrap_or_default()
     }
 
+    /// The transaction's keys.
     pub fn keys(&self) -> Vec<String> {
         Array::from(&self.field("keys"))
             .iter()
@@ -319,6 +421,8 @@ impl HandlerContext {
             .map_err(|e| HandlerError::retry(format!("mutations: {e}")))
     }
 
+    /// The metadata, deserialized (`()` or an `Option` for a transaction without any); a
+    /// mismatch retries, as for [`HandlerContext::mutations`].
     pub fn metadata<T: DeserializeOwned>(&self) -> std::result::Result<T, HandlerError> {
         serde_wasm_bindgen::from_value(self.field("metadata"))
             .map_err(|e| HandlerError::retry(format!("metadata: {e}")))
@@ -351,6 +455,21 @@ impl HandlerError {
     }
 
     /// Retry after `delay` instead of the backoff (a server's `Retry-After`).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use offline_outbox::{HandlerContext, HandlerError};
+    /// # async fn post(_: &HandlerContext) -> (u16, Option<u64>) { (503, Some(30)) }
+    /// async fn send(ctx: HandlerContext) -> Result<(), HandlerError> {
+    ///     match post(&ctx).await {
+    ///         (200..=299, _) => Ok(()),
+    ///         (429 | 503, Some(secs)) => {
+    ///             Err(HandlerError::retry("busy").after(Duration::from_secs(secs)))
+    ///         }
+    ///         (status, _) => Err(HandlerError::retry(format!("HTTP {status}"))),
+    ///     }
+    /// }
+    /// ```
     pub fn after(mut self, delay: Duration) -> Self {
         self.retry_after = Some(delay);
         self
@@ -420,11 +539,15 @@ impl Transaction {
         }
     }
 
+    /// Data for the handler beside the mutations (who made the change, a client
+    /// version...); serialized as JSON would be.
     pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Result<Self> {
         self.metadata = to_js(metadata)?;
         Ok(self)
     }
 
+    /// Among runnable transactions, higher priority goes first (key order still holds).
+    /// Default [`Priority::Normal`].
     pub fn priority(mut self, priority: Priority) -> Self {
         self.priority = Some(priority);
         self
@@ -436,7 +559,21 @@ impl Transaction {
         self
     }
 
-    /// Folds this into a pending, not yet sent transaction with the same coalesce key.
+    /// Folds this into the latest pending transaction with the same coalesce key, handler
+    /// and keys that is not in flight: that one keeps its place and takes these mutations
+    /// (or [`OutboxBuilder::merge`]'s result), metadata and idempotency key; this one
+    /// settles with it (an [`Event::Coalesced`] says so).
+    ///
+    /// ```no_run
+    /// # use offline_outbox::{Outbox, Transaction};
+    /// # async fn typing(outbox: &Outbox, drafts: &[&str]) -> Result<(), offline_outbox::Error> {
+    /// // Each keystroke's save waits while offline; only the last text is sent.
+    /// for text in drafts {
+    ///     let save = Transaction::new("save-draft", ["doc:7"], text)?.coalesce_key("draft:7");
+    ///     outbox.enqueue(save).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn coalesce_key(mut self, key: impl Into<String>) -> Self {
         self.coalesce_key = Some(key.into());
         self
@@ -465,6 +602,7 @@ impl Transaction {
 }
 
 impl TransactionInfo {
+    /// The mutations, deserialized.
     pub fn mutations_as<T: DeserializeOwned>(&self) -> Result<T> {
         serde_wasm_bindgen::from_value(self.mutations.clone())
             .map_err(|e| Error::new(ErrorCode::InvalidTransaction, e.to_string()))
@@ -517,6 +655,34 @@ impl OutboxBuilder {
     /// Registers a batch handler: up to `batch_size` runnable transactions per call (never
     /// two sharing a key). `Err` fails them all; `Ok` holds one outcome per transaction,
     /// in the order given (a missing one counts as a failure to retry).
+    ///
+    /// ```no_run
+    /// # use offline_outbox::{HandlerContext, HandlerError, Outbox};
+    /// # use serde::Deserialize;
+    /// # #[derive(Deserialize)] struct Like { post: u32 }
+    /// // post_likes sends them in one request; the server answers a status for each.
+    /// # async fn post_likes(_: Vec<Like>) -> Result<Vec<u16>, String> { Ok(vec![]) }
+    /// # async fn open() -> Result<Outbox, offline_outbox::Error> {
+    /// let outbox = Outbox::builder("social")
+    ///     .batch_handler("like", 20, |batch: Vec<HandlerContext>| async move {
+    ///         let likes = batch
+    ///             .iter()
+    ///             .map(|ctx| ctx.mutations::<Like>())
+    ///             .collect::<Result<Vec<_>, _>>()?;
+    ///         let statuses = post_likes(likes).await.map_err(HandlerError::retry)?;
+    ///         Ok(statuses
+    ///             .into_iter()
+    ///             .map(|status| match status {
+    ///                 200..=299 => Ok(()),
+    ///                 400..=499 => Err(HandlerError::reject(format!("HTTP {status}"))),
+    ///                 _ => Err(HandlerError::retry(format!("HTTP {status}"))),
+    ///             })
+    ///             .collect())
+    ///     })
+    ///     .open()
+    ///     .await?;
+    /// # Ok(outbox) }
+    /// ```
     pub fn batch_handler<F, Fut>(self, name: &str, batch_size: u32, send: F) -> Self
     where
         F: Fn(Vec<HandlerContext>) -> Fut + 'static,
@@ -545,6 +711,28 @@ impl OutboxBuilder {
     /// How a coalesced transaction's mutations combine with the pending one's (by
     /// default the newer replace the older). Mutations that do not deserialize as `M`
     /// are replaced.
+    ///
+    /// ```no_run
+    /// # use offline_outbox::{HandlerError, Outbox, Transaction};
+    /// # use serde::{Deserialize, Serialize};
+    /// /// Counter increments: two pending ones fold into one that adds both.
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Add {
+    ///     by: i64,
+    /// }
+    /// # async fn send(_: Add) -> Result<(), HandlerError> { Ok(()) }
+    /// # async fn run() -> Result<(), offline_outbox::Error> {
+    /// let outbox = Outbox::builder("counters")
+    ///     .handler("add", |ctx| async move { send(ctx.mutations()?).await })
+    ///     .merge("add", |older: Add, newer: Add| Add { by: older.by + newer.by })
+    ///     .open()
+    ///     .await?;
+    /// for _ in 0..3 {
+    ///     let add = Transaction::new("add", ["counter:1"], &Add { by: 1 })?;
+    ///     outbox.enqueue(add.coalesce_key("counter:1")).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn merge<M, F>(self, name: &str, merge: F) -> Self
     where
         M: Serialize + DeserializeOwned,
@@ -589,6 +777,8 @@ impl OutboxBuilder {
         self.set("maxConcurrency", JsValue::from(n))
     }
 
+    /// Default [`Ordering::PerKey`]: disjoint keys run in parallel. [`Ordering::Fifo`]
+    /// sends one transaction at a time, in enqueue order.
     pub fn ordering(self, ordering: Ordering) -> Self {
         let name = match ordering {
             Ordering::PerKey => "per-key",
@@ -640,6 +830,9 @@ impl OutboxBuilder {
         )
     }
 
+    /// What later transactions on a dead transaction's keys do: run
+    /// ([`DeadLetterPolicy::Skip`], the default) or wait until it is retried or discarded
+    /// ([`DeadLetterPolicy::Block`]).
     pub fn dead_letter_policy(self, policy: DeadLetterPolicy) -> Self {
         let name = match policy {
             DeadLetterPolicy::Skip => "skip",
@@ -648,6 +841,8 @@ impl OutboxBuilder {
         self.set("deadLetterPolicy", JsValue::from_str(name))
     }
 
+    /// Who sends when several contexts (tabs, workers) open the same outbox. Default
+    /// [`LeaderElection::Auto`].
     pub fn leader_election(self, mode: LeaderElection) -> Self {
         let name = match mode {
             LeaderElection::Auto => "auto",
@@ -658,14 +853,20 @@ impl OutboxBuilder {
         self.set("leaderElection", JsValue::from_str(name))
     }
 
+    /// Whether to ask for persistent storage (`navigator.storage.persist()`) at open, so
+    /// the browser does not evict the outbox under storage pressure. Default `true`.
     pub fn persist(self, ask: bool) -> Self {
         self.set("persist", JsValue::from_bool(ask))
     }
 
+    /// Deflates payloads whose JSON form exceeds 1 KiB, where that makes them smaller.
+    /// Handlers see the original values. Default `false`.
     pub fn compress(self, on: bool) -> Self {
         self.set("compress", JsValue::from_bool(on))
     }
 
+    /// Encrypts payloads at rest with AES-GCM under a non-extractable key kept in the
+    /// outbox's database. Handlers see plaintext. Default `false`.
     pub fn encrypt(self, on: bool) -> Self {
         self.set("encrypt", JsValue::from_bool(on))
     }
@@ -682,6 +883,8 @@ impl OutboxBuilder {
         self.set("capacity", c.into())
     }
 
+    /// Checks the options (an [`ErrorCode::InvalidOptions`] error names the first that is
+    /// wrong), opens the database and starts sending if this context leads.
     pub async fn open(self) -> Result<Outbox> {
         js::set(&self.options, "handlers", &self.handlers);
         let opts = crate::options::parse_options(&self.options)?;
@@ -706,6 +909,7 @@ impl Outbox {
         }
     }
 
+    /// The name it was opened with.
     pub fn name(&self) -> &str {
         self.engine.name()
     }
@@ -752,10 +956,27 @@ impl Outbox {
         from_js(self.engine.clone().list(true, Ok(limit)).await?)
     }
 
+    /// Puts a dead letter back at its place in key order, its attempts reset;
+    /// [`ErrorCode::NotFound`] if `id` is not a dead letter.
+    ///
+    /// ```no_run
+    /// # use offline_outbox::{DeadReason, Outbox};
+    /// # async fn review(outbox: &Outbox) -> Result<(), offline_outbox::Error> {
+    /// // After a fix on the server: retry what it refused, drop what was corrupt.
+    /// for dead in outbox.dead_letters().await? {
+    ///     match dead.dead_reason {
+    ///         Some(DeadReason::Corrupt) => outbox.discard_dead(&dead.id).await?,
+    ///         _ => outbox.retry_dead(&dead.id).await?,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn retry_dead(&self, id: &str) -> Result<()> {
         self.engine.clone().retry_dead(id.to_string()).await
     }
 
+    /// Deletes a dead letter for good: its [`Outbox::settled`] fails with
+    /// [`ErrorCode::Removed`]; [`ErrorCode::NotFound`] if `id` is not a dead letter.
     pub async fn discard_dead(&self, id: &str) -> Result<()> {
         self.engine.clone().discard_dead(id.to_string()).await
     }
@@ -767,6 +988,7 @@ impl Outbox {
         self.engine.clone().remove(id.to_string()).await
     }
 
+    /// Counts, ages, sizes and latencies (see [`Stats`]).
     pub async fn stats(&self) -> Result<Stats> {
         from_js(self.engine.clone().stats().await?)
     }
@@ -783,6 +1005,22 @@ impl Outbox {
     }
 
     /// Calls `listener` with every event until the [`Subscription`] is dropped.
+    ///
+    /// ```no_run
+    /// # use std::cell::Cell;
+    /// # use std::rc::Rc;
+    /// # use offline_outbox::{Event, Outbox};
+    /// # fn show(outbox: &Outbox) -> offline_outbox::Subscription {
+    /// // A badge with what is waiting, kept while the page shows it.
+    /// let waiting = Rc::new(Cell::new(0u64));
+    /// let badge = waiting.clone();
+    /// outbox.subscribe(move |event| match event {
+    ///     Event::Drained { remaining } => badge.set(remaining),
+    ///     Event::Progress { done, total } => badge.set(total - done),
+    ///     _ => {}
+    /// })
+    /// # }
+    /// ```
     pub fn subscribe(&self, mut listener: impl FnMut(Event) + 'static) -> Subscription {
         let closure = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
             // Events of a newer version of the package than this API knows are skipped.
@@ -798,6 +1036,17 @@ impl Outbox {
     }
 
     /// The pending transactions and dead letters as the JSON text of a backup.
+    ///
+    /// ```no_run
+    /// # use offline_outbox::Outbox;
+    /// # async fn rename(old: Outbox, new: &Outbox) -> Result<(), offline_outbox::Error> {
+    /// // Carry what is waiting over to an outbox of another name.
+    /// let backup = old.export_json().await?;
+    /// let added = new.import_json(&backup).await?;
+    /// assert_eq!(added.skipped, 0);
+    /// old.close().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn export_json(&self) -> Result<String> {
         let doc = self.engine.clone().export().await?;
         js_sys::JSON::stringify(&doc)

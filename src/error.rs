@@ -11,6 +11,7 @@ pub enum ErrorCode {
     UnknownHandler,
     /// `mutations` or `metadata` cannot be structured-cloned (functions, symbols...).
     NotSerializable,
+    /// The browser refused the write: the origin's storage quota is used up.
     QuotaExceeded,
     /// IndexedDB is missing, blocked or failed.
     StorageUnavailable,
@@ -53,6 +54,7 @@ impl ErrorCode {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
+    /// The code as JS sees it (`OutboxError.code`), the variant's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidTransaction => "InvalidTransaction",
@@ -75,11 +77,14 @@ impl ErrorCode {
 /// An error with its code and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// What kind of failure: match on this.
     pub code: ErrorCode,
+    /// What went wrong, for a log or a person.
     pub message: String,
 }
 
 impl Error {
+    /// An error with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -96,6 +101,7 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// What the outbox's calls return.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// `n` in decimal. Messages are joined with `concat` and quote their numbers with this:

@@ -11,14 +11,19 @@ pub type Millis = u64;
 pub type Seq = u64;
 
 /// Among runnable transactions the higher priority goes first. `Ord` sorts `High` first.
+/// Which runnable transactions go first; key order still holds.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    /// Before every normal and low one that is runnable.
     High,
+    /// The default.
     #[default]
     Normal,
+    /// After the others; held back on a metered connection under the `wifi-preferred`
+    /// network policy.
     Low,
 }
 
@@ -86,9 +91,13 @@ impl DeadLetterPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
+    /// Waiting to be sent (or retried).
     Pending,
+    /// Being sent now.
     InFlight,
+    /// In the dead letters.
     Dead,
+    /// A handler acknowledged it.
     Acknowledged,
 }
 

@@ -93,11 +93,18 @@ impl Handlers {
     }
 }
 
+/// Who sends when several contexts (tabs, workers) open the same outbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaderElection {
+    /// Web Locks where the browser has them, else [`LeaderElection::BroadcastChannel`].
     Auto,
+    /// The holder of a Web Lock sends; it passes on at once when that context closes or
+    /// crashes.
     WebLocks,
+    /// A heartbeat lease over a `BroadcastChannel`: a crashed leader is replaced once its
+    /// lease runs out.
     BroadcastChannel,
+    /// This context always sends: only for an app that opens the outbox in one context.
     None,
 }
 

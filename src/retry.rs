@@ -5,6 +5,8 @@
 
 use crate::model::Millis;
 
+/// How the backoff delay is randomised, so that many clients failing together do not
+/// retry together.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Jitter {
     /// Uniform in `[0, delay)`: spreads a thundering herd the most (the AWS recommendation).
@@ -12,6 +14,7 @@ pub enum Jitter {
     Full,
     /// Uniform in `[delay/2, delay)`: never retries too eagerly.
     Equal,
+    /// Exactly the delay.
     None,
 }
 
