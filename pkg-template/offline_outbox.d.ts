@@ -179,6 +179,9 @@ export interface TransactionInfo {
   lastError?: TransactionError;
   /** Only on dead letters. */
   deadReason?: DeadReason;
+  /** As enqueued: later enqueues with the same one (and handler and keys) fold into this
+   *  transaction while it is pending and not in flight. */
+  coalesceKey?: string;
 }
 
 /** What `settled` resolves with. For a transaction this context saw acknowledged it is the

@@ -150,6 +150,9 @@ pub struct TransactionInfo {
     pub last_error: Option<TransactionError>,
     /// Why it is a dead letter; `None` on pending transactions.
     pub dead_reason: Option<DeadReason>,
+    /// As enqueued ([`Transaction::coalesce_key`]): later enqueues with the same one (and
+    /// handler and keys) fold into this transaction while it is pending and not in flight.
+    pub coalesce_key: Option<String>,
 }
 
 fn undefined() -> JsValue {

@@ -347,7 +347,7 @@ test('coalescing: a pending transaction takes the newer mutations (or merges) in
     // Same coalesce key on other keys: not folded, so it ran on its own.
     await ob.settled(other.id);
     await new Promise((r) => setTimeout(r, 50));
-    const peek = (await ob.peek()).map((t) => [t.id, t.status, t.mutations.v, t.metadata]);
+    const peek = (await ob.peek()).map((t) => [t.id, t.status, t.mutations.v, t.metadata, t.coalesceKey]);
     // Folded records survive a reopen: the new instance still knows c and d settle with b.
     await ob.close();
     ob = await Outbox.open({ name: 'features-coalesce', handlers: handlers(false) });
@@ -360,6 +360,7 @@ test('coalescing: a pending transaction takes the newer mutations (or merges) in
     await ob.settled(p2.id);
     await ob.close();
     return {
+      enqueued: [a, e].map((t) => t.coalesceKey),
       keys: { d: d.idempotencyKey, e: e.idempotencyKey },
       ids: { a: a.id, b: b.id, c: c.id, d: d.id, e: e.id, other: other.id, p1: p1.id, p2: p2.id },
       peek, settled, sent, events: events.map((x) => [x.id, x.into]),
@@ -367,10 +368,11 @@ test('coalescing: a pending transaction takes the newer mutations (or merges) in
   });
   const { ids } = r;
   assert.deepEqual(r.peek, [
-    [ids.a, 'in-flight', 'a', undefined],
-    [ids.b, 'pending', 'd', { last: true }],
-    [ids.e, 'pending', 'e', undefined],
+    [ids.a, 'in-flight', 'a', undefined, 'title'],
+    [ids.b, 'pending', 'd', { last: true }, 'title'],
+    [ids.e, 'pending', 'e', undefined, undefined],
   ]);
+  assert.deepEqual(r.enqueued, ['title', undefined]);
   assert.deepEqual(r.events, [[ids.c, ids.b], [ids.d, ids.b]]);
   assert.deepEqual(r.settled, Array(6).fill('acknowledged'));
   // a was aborted by close: pending again in the new instance, so b (carrying d) folds into

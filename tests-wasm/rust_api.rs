@@ -420,6 +420,14 @@ async fn batch_handlers_typed_merges_and_the_heads_of_the_lists() {
         .map(|t| t.mutations_as().unwrap())
         .collect();
     assert_eq!(pending, vec![Counter { adds: 1 }, Counter { adds: 7 }]);
+    assert!(peek
+        .iter()
+        .filter(|t| t.handler == "count")
+        .all(|t| t.coalesce_key.as_deref() == Some("counter")));
+    assert!(peek
+        .iter()
+        .filter(|t| t.handler != "count")
+        .all(|t| t.coalesce_key.is_none()));
     // The head of each list.
     let first = outbox.peek_first(1).await.unwrap();
     assert_eq!(first.len(), 1);

@@ -149,5 +149,6 @@ export function infoOf(r, seq, status, payload) {
   t.nextAttemptAt = r.nextAttemptAt;
   if (r.lastError) t.lastError = { ...r.lastError };
   if (r.deadReason) t.deadReason = r.deadReason;
+  if (r.coalesceKey) t.coalesceKey = r.coalesceKey;
   return t;
 }
