@@ -252,8 +252,8 @@ pub struct ImportReport {
 /// An `OutboxError` carried by an [`Event::Error`].
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct ErrorInfo {
-    /// An [`ErrorCode`]'s name, such as `StorageUnavailable`.
-    pub code: String,
+    /// What kind of failure.
+    pub code: ErrorCode,
     /// What went wrong.
     pub message: String,
 }
@@ -298,8 +298,8 @@ pub enum Event {
     /// The outbox crossed 80 % (`warning`) or 100 % (`full`) of
     /// [`OutboxBuilder::capacity`], on the way up.
     Capacity {
-        /// `warning` or `full`.
-        level: String,
+        /// Which threshold.
+        level: CapacityLevel,
         /// Transactions held.
         count: u64,
         /// Their payloads' approximate stored size.
@@ -310,9 +310,8 @@ pub enum Event {
     /// The database went away under the outbox; every call then fails with
     /// [`ErrorCode::StorageUnavailable`]: open it again.
     StorageLost {
-        /// `deleted` (site data cleared, or evicted), `closed` (by the browser) or
-        /// `upgraded` (a newer version of the package opened it).
-        reason: String,
+        /// How it went.
+        reason: StorageLostReason,
         /// What this context knew was waiting.
         pending: u64,
     },
@@ -360,6 +359,28 @@ pub enum Event {
         /// What failed.
         error: ErrorInfo,
     },
+}
+
+/// Which threshold of [`OutboxBuilder::capacity`] an [`Event::Capacity`] crossed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapacityLevel {
+    /// 80 % of a limit.
+    Warning,
+    /// The limit itself (work is still taken).
+    Full,
+}
+
+/// How the database went away ([`Event::StorageLost`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageLostReason {
+    /// Site data was cleared, or the browser evicted it.
+    Deleted,
+    /// The browser closed the connection.
+    Closed,
+    /// A newer version of the package opened it.
+    Upgraded,
 }
 
 /// Keeps a [`Outbox::subscribe`] listener registered; dropping it unsubscribes.

@@ -1,7 +1,7 @@
 //! Error codes: the `code` of every `OutboxError` a caller can see.
 
-/// Each variant is a stable string code in JS (`OutboxError.code`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Each variant is a stable string code in JS (`OutboxError.code`), its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 pub enum ErrorCode {
     /// The transaction is malformed (keys, priority, handler name, http request...).
     InvalidTransaction,

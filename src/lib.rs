@@ -41,9 +41,9 @@ mod triggers;
 
 #[cfg(target_arch = "wasm32")]
 pub use api::{
-    BatchResult, DrainReport, ErrorInfo, Event, HandlerContext, HandlerError, ImportReport,
-    LatencyPercentiles, LeaderElection, Outbox, OutboxBuilder, Stats, StorageInfo, Subscription,
-    Transaction, TransactionError, TransactionInfo,
+    BatchResult, CapacityLevel, DrainReport, ErrorInfo, Event, HandlerContext, HandlerError,
+    ImportReport, LatencyPercentiles, LeaderElection, Outbox, OutboxBuilder, Stats, StorageInfo,
+    StorageLostReason, Subscription, Transaction, TransactionError, TransactionInfo,
 };
 #[cfg(target_arch = "wasm32")]
 pub use error::{Error, ErrorCode};

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use offline_outbox::{
-    DeadReason, ErrorCode, Event, HandlerError, Jitter, Outbox, Priority, Status, Transaction,
+    CapacityLevel, DeadReason, ErrorCode, Event, HandlerError, Jitter, Outbox, Priority, Status,
+    StorageLostReason, Transaction,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -474,4 +475,158 @@ async fn compressed_and_encrypted_payloads_reach_the_handler_as_sent() {
     }
     assert_eq!(*seen.borrow(), vec![big, small]);
     outbox.close().await;
+}
+
+/// Polls `done` every 10 ms until it holds; false after 5 s.
+async fn until(done: impl Fn() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        let tick = js_sys::Promise::new(&mut |resolve, _| {
+            let set_timeout: js_sys::Function =
+                js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+                    .unwrap()
+                    .into();
+            set_timeout
+                .call2(&wasm_bindgen::JsValue::NULL, &resolve, &10.into())
+                .unwrap();
+        });
+        wasm_bindgen_futures::JsFuture::from(tick).await.unwrap();
+    }
+    done()
+}
+
+#[wasm_bindgen_test]
+async fn every_event_kind_arrives_typed() {
+    let db = name("events");
+    let flaky_calls = Rc::new(RefCell::new(0));
+    let calls = flaky_calls.clone();
+    let outbox = Outbox::builder(&db)
+        .handler("ok", |_ctx| async { Ok(()) })
+        .handler("flaky", move |_ctx| {
+            let calls = calls.clone();
+            async move {
+                *calls.borrow_mut() += 1;
+                if *calls.borrow() == 1 {
+                    Err(HandlerError::retry("busy").after(Duration::from_millis(10)))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .handler("refused", |_ctx| async { Err(HandlerError::reject("no")) })
+        // Never answers: what comes after it on key `h` waits.
+        .handler("hold", |_ctx| std::future::pending())
+        .capacity(Some(5), None)
+        .open()
+        .await
+        .unwrap();
+    let events: Rc<RefCell<Vec<Event>>> = Default::default();
+    let sink = events.clone();
+    let _subscription = outbox.subscribe(move |e| sink.borrow_mut().push(e));
+
+    let ok = outbox
+        .enqueue(Transaction::new("ok", ["a"], &1).unwrap())
+        .await
+        .unwrap();
+    let flaky = outbox
+        .enqueue(Transaction::new("flaky", ["b"], &2).unwrap())
+        .await
+        .unwrap();
+    let refused = outbox
+        .enqueue(Transaction::new("refused", ["c"], &3).unwrap())
+        .await
+        .unwrap();
+    outbox.settled(&ok.id).await.unwrap();
+    outbox.settled(&flaky.id).await.unwrap();
+    assert!(outbox.settled(&refused.id).await.is_err());
+
+    // Behind the held one on `h`: a fold, a removal, and the count crossing 4 of 5 and 5.
+    let hold = || Transaction::new("hold", ["h"], &0).unwrap();
+    outbox.enqueue(hold()).await.unwrap();
+    let older = outbox.enqueue(hold().coalesce_key("same")).await.unwrap();
+    let newer = outbox.enqueue(hold().coalesce_key("same")).await.unwrap();
+    let removed = outbox.enqueue(hold()).await.unwrap();
+    outbox.remove(&removed.id).await.unwrap();
+    for _ in 0..3 {
+        outbox.enqueue(hold()).await.unwrap();
+    }
+    // The held one never finishes: the budget runs out with the five still there.
+    let report = outbox
+        .drain(Some(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert_eq!((report.remaining, report.complete), (5, false));
+
+    let ev = events.borrow().clone();
+    let has = |want: &dyn Fn(&Event) -> bool| ev.iter().any(want);
+    assert!(has(
+        &|e| matches!(e, Event::Enqueued { id, seq } if *id == ok.id && Some(*seq) == ok.seq)
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Sending { id, attempt: 1 } if *id == ok.id)
+    ));
+    assert!(has(&|e| matches!(e, Event::Sent { id } if *id == ok.id)));
+    assert!(has(
+        &|e| matches!(e, Event::Retry { id, attempt: 1, error, next_attempt_at }
+        if *id == flaky.id && error.message == "busy" && *next_attempt_at > 0.0)
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Dead { id, reason: DeadReason::HandlerRejected, error }
+        if *id == refused.id && error.message == "no")
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Coalesced { id, into } if *id == newer.id && *into == older.id)
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Removed { id } if *id == removed.id)
+    ));
+    assert!(has(
+        &|e| matches!(e, Event::Progress { done, total } if *done >= 1 && total >= done)
+    ));
+    assert!(has(&|e| matches!(
+        e,
+        Event::Capacity {
+            level: CapacityLevel::Warning,
+            count: 4,
+            ..
+        }
+    )));
+    assert!(has(
+        &|e| matches!(e, Event::Capacity { level: CapacityLevel::Full, count: 5, ratio, .. } if *ratio >= 1.0)
+    ));
+    assert!(has(&|e| matches!(e, Event::Drained { remaining: 0 })));
+
+    // A second instance waits on the lock and gains it when the first closes.
+    let next = Outbox::builder(&db)
+        .handler("ok", |_ctx| async { Ok(()) })
+        .handler("flaky", |_ctx| async { Ok(()) })
+        .handler("refused", |_ctx| async { Ok(()) })
+        .handler("hold", |_ctx| std::future::pending())
+        .open()
+        .await
+        .unwrap();
+    let leader: Rc<RefCell<Vec<Event>>> = Default::default();
+    let sink = leader.clone();
+    let _next_subscription = next.subscribe(move |e| sink.borrow_mut().push(e));
+    assert!(!next.is_leader());
+    outbox.close().await;
+    assert!(until(|| leader.borrow().contains(&Event::Leader { is_leader: true })).await);
+
+    // Its database deleted under it: storage lost, with what it knew was waiting.
+    js_sys::eval(&format!("indexedDB.deleteDatabase('offline-outbox:{db}')")).unwrap();
+    assert!(
+        until(|| leader.borrow().iter().any(|e| matches!(
+            e,
+            Event::StorageLost {
+                reason: StorageLostReason::Deleted,
+                pending: 5
+            }
+        )))
+        .await,
+        "{:?}",
+        leader.borrow()
+    );
+    next.close().await;
 }
