@@ -159,7 +159,10 @@ export interface NewTransaction {
 }
 
 export interface TransactionError {
+  /** The thrown error's name ('Error' for a thrown value that is not an error). */
   name: string;
+  /** Its message (a thrown object as JSON, any other value as text), at most its first
+   *  1,000 characters: it is stored with the transaction. */
   message: string;
 }
 

@@ -111,7 +111,8 @@ pub struct TransactionError {
     /// The error's name: `Error`, `TimeoutError` (past [`OutboxBuilder::attempt_timeout`]),
     /// `NonRetriableError` (a [`HandlerError::reject`]), or a JS handler's own.
     pub name: String,
-    /// The handler's message.
+    /// The handler's message, at most its first 1,000 characters (it is stored with the
+    /// transaction).
     pub message: String,
 }
 

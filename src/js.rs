@@ -24,6 +24,9 @@ extern "C" {
 
     #[wasm_bindgen(constructor, js_class = "NonRetriableError")]
     pub fn new(message: &str) -> NonRetriableError;
+
+    #[wasm_bindgen(js_name = messageOf)]
+    fn message_of(e: &JsValue) -> String;
 }
 
 #[wasm_bindgen(module = "/src/js/size.js")]
@@ -54,14 +57,6 @@ pub fn size_of(value: &JsValue) -> u64 {
 extern "C" {
     #[wasm_bindgen(js_name = cloneForStorage, catch)]
     fn clone_now(value: &JsValue) -> Result<JsValue, JsValue>;
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// JS's own conversion: formatting numbers in Rust would pull its float printing
-    /// (some 15 KiB of wasm) into the package for this one use.
-    #[wasm_bindgen(js_name = String)]
-    fn js_string(value: &JsValue) -> String;
 }
 
 /// The `OutboxError` for a Rust error.
@@ -129,23 +124,13 @@ fn error_name(e: &JsValue) -> Option<String> {
     get(e, "name").as_string()
 }
 
-/// Name and message of whatever a handler threw, for `lastError`.
+/// Name and message of whatever a handler threw, for `lastError` (the message cut to
+/// `MAX_MESSAGE` in `errors.js`).
 pub fn describe(e: &JsValue) -> LastError {
-    if e.is_object() {
-        let name = error_name(e).unwrap_or_else(|| "Error".into());
-        let message = get(e, "message").as_string().unwrap_or_else(|| {
-            js_sys::JSON::stringify(e)
-                .ok()
-                .map(String::from)
-                .unwrap_or_default()
-        });
-        LastError { name, message }
-    } else {
-        let message = js_string(e);
-        LastError {
-            name: "Error".into(),
-            message,
-        }
+    let name = e.is_object().then(|| error_name(e)).flatten();
+    LastError {
+        name: name.unwrap_or_else(|| "Error".into()),
+        message: message_of(e),
     }
 }
 

@@ -131,6 +131,54 @@ async function deadLetterScenario(policy) {
   }, policy);
 }
 
+test('lastError keeps what a handler threw: an error\'s message, an object as JSON, other values as text, at most 1,000 characters of it', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'features-last-error';
+    // A whole error page thrown as the message: 2 MB, not ASCII at the cut.
+    const huge = 'é'.repeat(600) + 'x'.repeat(2_000_000);
+    const thrown = {
+      error: new TypeError('plain'),
+      huge: new Error(huge),
+      object: { code: 42, why: 'quota' },
+      string: 'just text',
+      number: 7,
+      nothing: undefined,
+      unprintable: { toJSON() { throw new Error('no'); } },
+    };
+    const handlers = { h: (ctx) => { throw thrown[ctx.mutations]; } };
+    let ob = await Outbox.open({ name, handlers, retry: { maxAttempts: 1 } });
+    const lengths = [];
+    ob.subscribe((e) => { if (e.type === 'dead') lengths.push(e.error.message.length); });
+    const ids = [];
+    for (const k of Object.keys(thrown)) ids.push((await ob.enqueue({ handler: 'h', keys: [k], mutations: k })).id);
+    await Promise.all(ids.map((id) => ob.settled(id).catch(() => {})));
+    // The long one as whether it is the first 1,000 chars, or else its length.
+    const cut = huge.slice(0, 1000);
+    const read = async () => Object.fromEntries((await ob.deadLetters()).map(({ mutations: k, lastError: e }) => [k,
+      k === 'huge' ? { ...e, message: e.message === cut || e.message.length } : e]));
+    const live = await read();
+    await ob.close();
+    ob = await Outbox.open({ name, handlers });
+    const stored = await read();
+    await ob.close();
+    return { live, stored, lengths };
+  });
+  const expected = {
+    error: { name: 'TypeError', message: 'plain' },
+    huge: { name: 'Error', message: true },
+    object: { name: 'Error', message: '{"code":42,"why":"quota"}' },
+    string: { name: 'Error', message: 'just text' },
+    number: { name: 'Error', message: '7' },
+    nothing: { name: 'Error', message: 'undefined' },
+    unprintable: { name: 'Error', message: '' },
+  };
+  assert.deepEqual(r.live, expected);
+  assert.deepEqual(r.stored, expected, 'as stored, after a reopen');
+  assert.equal(r.lengths.length, 7);
+  assert.equal(Math.max(...r.lengths), 1000, 'the dead event carries the cut message too');
+});
+
 test("dead letters, policy 'skip' (default): later transactions on the key go on", async () => {
   const r = await deadLetterScenario(undefined);
   assert.deepEqual(r.afterDeath, ['x2', 'y']);
