@@ -70,7 +70,9 @@ export interface BatchHandler<M = any, D = any> {
 export interface HandlerSpec<M = any, D = any> {
   send: Handler<M, D>;
   /** Folds a newer coalesced transaction's mutations into the pending one's. Without it,
-   *  the newer mutations replace the older. */
+   *  the newer mutations replace the older. If it throws (or returns what cannot be
+   *  stored), the two run on their own, in order, and an `error` event with the newer id
+   *  and code `InvalidTransaction` says why. */
   merge?: (older: M, newer: M) => M;
 }
 

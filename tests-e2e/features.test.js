@@ -595,6 +595,48 @@ test('coalescing: remove() while a newer transaction is being folded in removes 
   assert.deepEqual(r.sent, ['head'], 'nothing of the removed transaction went out');
 });
 
+test('coalescing: a merge that throws leaves both transactions to run on their own, in order, and says so with an error event', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const name = 'features-coalesce-merge-throws';
+    const sent = [];
+    const errors = [];
+    let release;
+    const gate = new Promise((r) => { release = r; });
+    const handlers = {
+      hold: () => gate,
+      patch: {
+        send: (ctx) => { sent.push(ctx.mutations); },
+        merge: (older, newer) => { if (newer.bad) throw new TypeError('cannot merge'); return { ...older, ...newer }; },
+      },
+    };
+    let ob = await Outbox.open({ name, handlers });
+    const watch = (o) => o.subscribe((e) => { if (e.type === 'error') errors.push([e.id, e.error.code, e.error.message, e.error instanceof window.lib.OutboxError]); });
+    watch(ob);
+    // The key stays busy, so the patches wait, pending, behind the held one.
+    await ob.enqueue({ handler: 'hold', keys: ['doc'], mutations: 0 });
+    const a = await ob.enqueue({ handler: 'patch', keys: ['doc'], mutations: { title: 'T' }, coalesceKey: 'doc' });
+    const b = await ob.enqueue({ handler: 'patch', keys: ['doc'], mutations: { bad: true }, coalesceKey: 'doc' });
+    await new Promise((r) => setTimeout(r, 50));
+    const before = (await ob.peek()).map((t) => [t.id, t.mutations]);
+    // A new leader tries the fold again as it loads them, and fails the same way.
+    await ob.close();
+    ob = await Outbox.open({ name, handlers });
+    watch(ob);
+    const settled = Promise.all([a, b].map((t) => ob.settled(t.id).then((i) => i.id)));
+    release();
+    const done = await settled;
+    await ob.close();
+    return { ids: [a.id, b.id], before, errors, sent, done };
+  });
+  const [a, b] = r.ids;
+  assert.deepEqual(r.before.slice(1), [[a, { title: 'T' }], [b, { bad: true }]]);
+  assert.equal(r.errors.length, 2, JSON.stringify(r.errors));
+  for (const e of r.errors) assert.deepEqual(e, [b, 'InvalidTransaction', 'merge threw TypeError: cannot merge', true]);
+  assert.deepEqual(r.sent, [{ title: 'T' }, { bad: true }], 'each on its own, in order');
+  assert.deepEqual(r.done, [a, b]);
+});
+
 test('coalescing: retryDead() and discardDead() take an id folded into the dead letter too', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox, NonRetriableError } = window.lib;
