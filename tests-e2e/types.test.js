@@ -1,6 +1,6 @@
 // The package's TypeScript types against what it hands out at run time: the values a page
 // gets (transaction infos, settled answers, stats, a drain report, a backup and its import
-// report, every kind of event but `error`, a handler's context) are written out as object literals
+// report, every kind of event, a handler's context) are written out as object literals
 // typed with the d.ts, and tsc checks them. An object literal may have no property its
 // type lacks and must have every one it requires, so a field added, renamed or dropped on
 // either side fails here.
@@ -35,11 +35,12 @@ test('what the package hands out at run time matches its TypeScript types', asyn
         refuse: async () => { throw new NonRetriableError('no'); },
         hold: () => new Promise(() => {}),
         counter: { send: async () => {}, merge: (a, b) => a + b },
+        clash: { send: async () => {}, merge: () => { throw new Error('no merge'); } },
       },
     });
     ob.subscribe((e) => events.push(e));
     // Handlers of the same names for the other instances; what they send is not checked.
-    const stubs = { flaky: async () => {}, refuse: async () => {}, hold: async () => {}, counter: async () => {} };
+    const stubs = { flaky: async () => {}, refuse: async () => {}, hold: async () => {}, counter: async () => {}, clash: async () => {} };
     // A second instance waits on the lock: it gains leadership, with a leader event, at
     // the first one's close.
     const next = await Outbox.open({ name: 'types-runtime', handlers: stubs });
@@ -54,6 +55,9 @@ test('what the package hands out at run time matches its TypeScript types', asyn
     const held = await ob.enqueue({ handler: 'hold', keys: ['h'], mutations: 'h' });
     const c1 = await ob.enqueue({ handler: 'counter', keys: ['c'], mutations: 1, coalesceKey: 'c' });
     await ob.enqueue({ handler: 'counter', keys: ['c'], mutations: 2, coalesceKey: 'c', idempotencyKey: 'own-key' });
+    // Behind the held one (the only slot): the fold's merge throws, an error event.
+    await ob.enqueue({ handler: 'clash', keys: ['x'], mutations: 1, coalesceKey: 'x' });
+    await ob.enqueue({ handler: 'clash', keys: ['x'], mutations: 2, coalesceKey: 'x' });
     const gone = await ob.enqueue({ handler: 'counter', keys: ['r'], mutations: 3 });
     await ob.remove(gone.id);
     const infos = [a, held, c1, ...(await ob.peek()), ...(await ob.deadLetters())];
@@ -75,6 +79,8 @@ test('what the package hands out at run time matches its TypeScript types', asyn
     const lit = (v) => {
       if (v === undefined) return 'undefined';
       if (v instanceof Date) return `new Date(${v.getTime()})`;
+      // An error's message and name are not its own enumerable fields.
+      if (v instanceof Error) return lit({ name: v.name, message: v.message, ...v });
       if (Array.isArray(v)) return `[${v.map(lit).join(', ')}]`;
       if (v !== null && typeof v === 'object') return `{ ${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${lit(x)}`).join(', ')} }`;
       return JSON.stringify(v);
@@ -88,7 +94,7 @@ test('what the package hands out at run time matches its TypeScript types', asyn
     };
   });
   const seen = new Set(shapes.types);
-  for (const type of ['enqueued', 'sending', 'sent', 'retry', 'dead', 'removed', 'drained', 'progress', 'coalesced', 'capacity', 'leader', 'storage-lost']) {
+  for (const type of ['enqueued', 'sending', 'sent', 'retry', 'dead', 'removed', 'drained', 'progress', 'coalesced', 'capacity', 'leader', 'storage-lost', 'error']) {
     assert.ok(seen.has(type), `no ${type} event to check`);
   }
   assert.ok(shapes.signals.length >= 2 && shapes.signals.every(Boolean), 'each context has an AbortSignal');
