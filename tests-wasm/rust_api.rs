@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use offline_outbox::{
-    CapacityLevel, DeadReason, ErrorCode, Event, HandlerError, Jitter, Outbox, Priority, Status,
-    StorageLostReason, Transaction,
+    CapacityLevel, DeadReason, ErrorCode, Event, HandlerContext, HandlerError, Jitter, Outbox,
+    Priority, Status, StorageLostReason, Subscription, Transaction,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -102,10 +102,41 @@ fn serde_json_like_meta() -> HashMap<&'static str, &'static str> {
     HashMap::from([("user", "ana")])
 }
 
+type Events = Rc<RefCell<Vec<Event>>>;
+
+/// Every event `outbox` emits from now on, until the subscription is dropped.
+fn record(outbox: &Outbox) -> (Events, Subscription) {
+    let events: Events = Default::default();
+    let sink = events.clone();
+    let subscription = outbox.subscribe(move |e| sink.borrow_mut().push(e));
+    (events, subscription)
+}
+
+type Attempt = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>>>>;
+
+/// A handler that asks for a retry after `after` on its first call and acknowledges every
+/// later one; `calls` counts them.
+fn fails_once(
+    calls: Rc<RefCell<u32>>,
+    message: &'static str,
+    after: Duration,
+) -> impl Fn(HandlerContext) -> Attempt {
+    move |_ctx| {
+        let calls = calls.clone();
+        Box::pin(async move {
+            *calls.borrow_mut() += 1;
+            if *calls.borrow() == 1 {
+                Err(HandlerError::retry(message).after(after))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
 #[wasm_bindgen_test]
 async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
     let calls = Rc::new(RefCell::new(0u32));
-    let count = calls.clone();
     let outbox = Outbox::builder(&name("errors"))
         .retry(
             Duration::from_secs(60),
@@ -113,27 +144,18 @@ async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
             None,
             Jitter::None,
         )
-        .handler("flaky", move |_ctx| {
-            let count = count.clone();
-            async move {
-                *count.borrow_mut() += 1;
-                if *count.borrow() == 1 {
-                    // The server's Retry-After replaces the 60 s backoff.
-                    Err(HandlerError::retry("503").after(Duration::from_millis(30)))
-                } else {
-                    Ok(())
-                }
-            }
-        })
+        // The server's Retry-After replaces the 60 s backoff.
+        .handler(
+            "flaky",
+            fails_once(calls.clone(), "503", Duration::from_millis(30)),
+        )
         .handler("refused", |_ctx| async {
             Err(HandlerError::reject("422: invalid title"))
         })
         .open()
         .await
         .unwrap();
-    let events: Rc<RefCell<Vec<Event>>> = Default::default();
-    let sink = events.clone();
-    let subscription = outbox.subscribe(move |e| sink.borrow_mut().push(e));
+    let (events, subscription) = record(&outbox);
 
     let flaky = outbox
         .enqueue(Transaction::new("flaky", ["k"], &1).unwrap())
@@ -228,9 +250,7 @@ async fn an_attempt_past_its_timeout_is_aborted_and_retried() {
         .open()
         .await
         .unwrap();
-    let events: Rc<RefCell<Vec<Event>>> = Default::default();
-    let sink = events.clone();
-    let _subscription = outbox.subscribe(move |e| sink.borrow_mut().push(e));
+    let (events, _subscription) = record(&outbox);
     let info = outbox
         .enqueue(Transaction::new("slow", ["k"], &1).unwrap())
         .await
@@ -500,21 +520,12 @@ async fn until(done: impl Fn() -> bool) -> bool {
 #[wasm_bindgen_test]
 async fn every_event_kind_arrives_typed() {
     let db = name("events");
-    let flaky_calls = Rc::new(RefCell::new(0));
-    let calls = flaky_calls.clone();
     let outbox = Outbox::builder(&db)
         .handler("ok", |_ctx| async { Ok(()) })
-        .handler("flaky", move |_ctx| {
-            let calls = calls.clone();
-            async move {
-                *calls.borrow_mut() += 1;
-                if *calls.borrow() == 1 {
-                    Err(HandlerError::retry("busy").after(Duration::from_millis(10)))
-                } else {
-                    Ok(())
-                }
-            }
-        })
+        .handler(
+            "flaky",
+            fails_once(Default::default(), "busy", Duration::from_millis(10)),
+        )
         .handler("refused", |_ctx| async { Err(HandlerError::reject("no")) })
         // Never answers: what comes after it on key `h` waits.
         .handler("hold", |_ctx| std::future::pending())
@@ -522,9 +533,7 @@ async fn every_event_kind_arrives_typed() {
         .open()
         .await
         .unwrap();
-    let events: Rc<RefCell<Vec<Event>>> = Default::default();
-    let sink = events.clone();
-    let _subscription = outbox.subscribe(move |e| sink.borrow_mut().push(e));
+    let (events, _subscription) = record(&outbox);
 
     let ok = outbox
         .enqueue(Transaction::new("ok", ["a"], &1).unwrap())
@@ -607,9 +616,7 @@ async fn every_event_kind_arrives_typed() {
         .open()
         .await
         .unwrap();
-    let leader: Rc<RefCell<Vec<Event>>> = Default::default();
-    let sink = leader.clone();
-    let _next_subscription = next.subscribe(move |e| sink.borrow_mut().push(e));
+    let (leader, _next_subscription) = record(&next);
     assert!(!next.is_leader());
     outbox.close().await;
     assert!(until(|| leader.borrow().contains(&Event::Leader { is_leader: true })).await);
