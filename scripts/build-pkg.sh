@@ -52,6 +52,9 @@ node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js "
 node_modules/.bin/esbuild pkg/offline_outbox.js --bundle --minify --format=esm --allow-overwrite \
   --external:'*/errors.js' --log-override:duplicate-object-key=silent --log-level=warning \
   --outfile=pkg/offline_outbox.js
+# A snippet's own import of the error classes keeps its path, relative to the snippets'
+# folder: point it where the glue's import points.
+sed -i "s#\"./errors.js\"#\"./${snippet}\"#g" pkg/offline_outbox.js
 # terser's second pass and its frequency-ordered names gzip 0.5 KB smaller than esbuild's
 # output alone; ES2020 output (the sources use ?? and ?. already) and arrows for function
 # expressions that use neither `this` nor `arguments` (none is ever called with `new`)

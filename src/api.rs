@@ -1048,8 +1048,22 @@ impl Outbox {
     /// ```
     pub fn subscribe(&self, mut listener: impl FnMut(Event) + 'static) -> Subscription {
         let closure = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            // An error event's OutboxError holds its message in a property that is not
+            // enumerable, which serde's reading of a tagged enum does not see.
+            let typed = if js::get(&ev, "type").as_string().as_deref() == Some("error") {
+                let e = js::from_js(&js::get(&ev, "error"));
+                Ok(Event::Error {
+                    id: js::get(&ev, "id").as_string(),
+                    error: ErrorInfo {
+                        code: e.code,
+                        message: e.message,
+                    },
+                })
+            } else {
+                serde_wasm_bindgen::from_value(ev)
+            };
             // Events of a newer version of the package than this API knows are skipped.
-            if let Ok(ev) = serde_wasm_bindgen::from_value(ev) {
+            if let Ok(ev) = typed {
                 listener(ev);
             }
         });

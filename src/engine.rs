@@ -870,10 +870,15 @@ impl Engine {
         }
     }
 
+    /// The error as `{ code, message }`, which each context's listeners get as an
+    /// `OutboxError` (`listeners.js`).
     fn report_error(&self, id: Option<&str>, e: &Error) {
         self.emit(|| {
+            let error = Object::new();
+            js::set(&error, "code", &JsValue::from_str(e.code.as_str()));
+            js::set(&error, "message", &JsValue::from_str(&e.message));
             let ev = event("error", id);
-            js::set(&ev, "error", &js::to_js(e));
+            js::set(&ev, "error", &error);
             ev
         });
     }

@@ -637,3 +637,63 @@ async fn every_event_kind_arrives_typed() {
     );
     next.close().await;
 }
+
+#[wasm_bindgen_test]
+async fn an_error_event_from_the_leader_arrives_typed() {
+    // The leader is a JS outbox whose merge throws (a Rust merge cannot fail), on the same
+    // database; the Rust outbox follows and hears its events.
+    let db = name("error-event");
+    let never = js_sys::Function::new_no_args("return new Promise(() => {})");
+    let clash = js_sys::Object::new();
+    let set = |o: &js_sys::Object, k: &str, v: &wasm_bindgen::JsValue| {
+        js_sys::Reflect::set(o, &k.into(), v).unwrap();
+    };
+    set(&clash, "send", &never);
+    let merge = js_sys::Function::new_no_args("throw new TypeError('cannot merge')");
+    set(&clash, "merge", &merge);
+    let handlers = js_sys::Object::new();
+    set(&handlers, "hold", &never);
+    set(&handlers, "clash", &clash);
+    let options = js_sys::Object::new();
+    set(&options, "name", &db.as_str().into());
+    set(&options, "handlers", &handlers);
+    let leader = offline_outbox::JsOutbox::open(options.into())
+        .await
+        .unwrap();
+
+    let follower = Outbox::builder(&db)
+        .handler("hold", |_ctx| std::future::pending())
+        .handler("clash", |_ctx| std::future::pending())
+        .open()
+        .await
+        .unwrap();
+    assert!(!follower.is_leader());
+    let (events, _subscription) = record(&follower);
+    // Behind the held one, the two wait; the second's fold calls the merge, which throws.
+    let enqueue = |handler: &str, key: Option<&str>| {
+        let tx = Transaction::new(handler, ["k"], &1).unwrap();
+        follower.enqueue(match key {
+            Some(k) => tx.coalesce_key(k),
+            None => tx,
+        })
+    };
+    enqueue("hold", None).await.unwrap();
+    enqueue("clash", Some("c")).await.unwrap();
+    let newer = enqueue("clash", Some("c")).await.unwrap();
+    let error = Event::Error {
+        id: Some(newer.id.clone()),
+        error: offline_outbox::ErrorInfo {
+            code: ErrorCode::InvalidTransaction,
+            message: "merge threw TypeError: cannot merge".into(),
+        },
+    };
+    assert!(
+        until(|| events.borrow().contains(&error)).await,
+        "{:?}",
+        events.borrow()
+    );
+    follower.close().await;
+    wasm_bindgen_futures::JsFuture::from(leader.close())
+        .await
+        .unwrap();
+}

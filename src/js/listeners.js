@@ -1,5 +1,6 @@
 // The functions `subscribe` registered. Each event goes to every one of them, in the
 // order they subscribed; one that throws stops neither the outbox nor the others.
+import { OutboxError } from './errors.js';
 export class Listeners {
   constructor() {
     this.list = [];
@@ -21,6 +22,9 @@ export class Listeners {
 
   /** Calls those subscribed now, even if one of them unsubscribes another meanwhile. */
   deliver(ev) {
+    // An `error` event's error travels as `{ code, message }`: cloned to another context,
+    // an OutboxError would keep neither its name nor its code.
+    if (ev.type === 'error') ev = { ...ev, error: new OutboxError(ev.error.code, ev.error.message) };
     for (const [f] of [...this.list]) {
       try {
         f(ev);
