@@ -25,8 +25,6 @@ extern "C" {
     #[wasm_bindgen(constructor, js_class = "NonRetriableError")]
     pub fn new(message: &str) -> NonRetriableError;
 
-    #[wasm_bindgen(js_name = messageOf)]
-    fn message_of(e: &JsValue) -> String;
 }
 
 #[wasm_bindgen(module = "/src/js/size.js")]
@@ -125,7 +123,7 @@ fn error_name(e: &JsValue) -> Option<String> {
 }
 
 /// Name and message of whatever a handler threw, for `lastError` (the message cut to
-/// `MAX_MESSAGE` in `errors.js`).
+/// `MAX_MESSAGE` in `attempt.js`).
 pub fn describe(e: &JsValue) -> LastError {
     let name = e.is_object().then(|| error_name(e)).flatten();
     LastError {
@@ -154,6 +152,8 @@ pub fn retry_after_ms(e: &JsValue) -> Option<Millis> {
 
 #[wasm_bindgen(module = "/src/js/attempt.js")]
 extern "C" {
+    #[wasm_bindgen(js_name = messageOf)]
+    fn message_of(e: &JsValue) -> String;
     /// A handler's context (but its signal) from the transaction's fields and its stored
     /// payload record.
     #[wasm_bindgen(js_name = handlerContext)]

@@ -1,8 +1,8 @@
-// One handler call: the context's signal, and the outcome within `attemptTimeoutMs`. A
-// handler awaiting something that never answers would otherwise hold its keys and a
-// concurrency slot until the outbox closes; timed out, it fails like any retryable error,
-// and its signal aborts so that the handler (the built-in http handler's fetch included)
-// can stop.
+// One handler call: the context's signal, the outcome within `attemptTimeoutMs`, and the
+// message a failure leaves in `lastError`. A handler awaiting something that never
+// answers would otherwise hold its keys and a concurrency slot until the outbox closes;
+// timed out, it fails like any retryable error, and its signal aborts so that the handler
+// (the built-in http handler's fetch included) can stop.
 
 /** A handler's context, but its signal: the transaction's fields and its payload record's. */
 export const handlerContext = (id, idempotencyKey, keys, { mutations, metadata }, attempt) =>
@@ -42,4 +42,24 @@ export function callHandler(f, arg, outer, ms) {
     // attempt would pile up over a long drain.
     outer.removeEventListener('abort', follow);
   });
+}
+
+/**
+ * The most of a message `lastError` keeps, in UTF-16 units: it is stored with its
+ * transaction and held in memory, so a whole error page thrown as the message would cost
+ * that much on every transaction it failed.
+ */
+const MAX_MESSAGE = 1000;
+
+/**
+ * The message of whatever a handler threw, for `lastError`: an error's `message`, else an
+ * object as JSON, else the value as text; cut here, before it crosses into wasm.
+ */
+export function messageOf(e) {
+  let m = '';
+  try {
+    m = e === null || typeof e !== 'object' ? String(e)
+      : typeof e.message === 'string' ? e.message : JSON.stringify(e) ?? '';
+  } catch { /* a getter, toJSON or toString that throws: no message */ }
+  return m.slice(0, MAX_MESSAGE);
 }
