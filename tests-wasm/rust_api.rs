@@ -697,3 +697,82 @@ async fn an_error_event_from_the_leader_arrives_typed() {
         .await
         .unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn a_follower_works_through_the_leader() {
+    let db = name("follower");
+    let open = || {
+        Outbox::builder(&db)
+            .handler("ok", |_ctx| async { Ok(()) })
+            .handler("hold", |_ctx| std::future::pending())
+            .handler("refused", |_ctx| async { Err(HandlerError::reject("no")) })
+            .open()
+    };
+    let leader = open().await.unwrap();
+    let follower = open().await.unwrap();
+    assert!(leader.is_leader() && !follower.is_leader());
+    let (events, _subscription) = record(&follower);
+
+    let ok = follower
+        .enqueue(Transaction::new("ok", ["a"], &1).unwrap())
+        .await
+        .unwrap();
+    follower.settled(&ok.id).await.unwrap();
+    let refused = follower
+        .enqueue(Transaction::new("refused", ["b"], &2).unwrap())
+        .await
+        .unwrap();
+    let err = follower.settled(&refused.id).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Dead);
+    let held = follower
+        .enqueue(Transaction::new("hold", ["c"], &3).unwrap())
+        .await
+        .unwrap();
+    let waiting = follower
+        .enqueue(Transaction::new("hold", ["c"], &4).unwrap())
+        .await
+        .unwrap();
+    // The follower hears the leader start sending the held one.
+    assert!(
+        until(|| events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, Event::Sending { id, .. } if *id == held.id)))
+        .await
+    );
+
+    let peek = follower.peek().await.unwrap();
+    assert_eq!(
+        peek.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        vec![held.id.clone(), waiting.id.clone()]
+    );
+    assert_eq!(peek[0].status, Status::InFlight);
+    assert_eq!(peek[1].status, Status::Pending);
+    let dead = follower.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].dead_reason, Some(DeadReason::HandlerRejected));
+
+    let stats = follower.stats().await.unwrap();
+    assert!(!stats.is_leader);
+    assert_eq!((stats.pending, stats.in_flight, stats.dead), (1, 1, 1));
+    let report = follower
+        .drain(Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!((report.remaining, report.complete), (2, false));
+
+    // Removing the one being sent is refused; the one waiting goes.
+    assert_eq!(
+        follower.remove(&held.id).await.unwrap_err().code,
+        ErrorCode::InFlight
+    );
+    follower.remove(&waiting.id).await.unwrap();
+    assert_eq!(
+        follower.settled(&waiting.id).await.unwrap_err().code,
+        ErrorCode::Removed
+    );
+    follower.discard_dead(&refused.id).await.unwrap();
+    assert!(leader.dead_letters().await.unwrap().is_empty());
+    follower.close().await;
+    leader.close().await;
+}
