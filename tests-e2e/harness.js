@@ -27,9 +27,10 @@ export async function startServer() {
     script: [],            // queued { status, headers, body } answers for /api/mutate
     delayMs: 0,
     statusSeen: new Map(), // idempotency key -> times /api/status/<code> was called
+    endlessClosed: 0,      // clients that stopped reading /api/endless
     // A request still held (delayMs) when the next test resets is not recorded as answered.
     round: 0,
-    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.round++; },
+    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.endlessClosed = 0; this.round++; },
     unique() { return [...this.byKey.values()]; },
   };
   const server = http.createServer(async (req, res) => {
@@ -51,6 +52,14 @@ export async function startServer() {
         if (first && code === 503) headers['retry-after'] = new Date(Date.now() + 2000).toUTCString();
         res.writeHead(first ? code : 200, headers);
         res.end(first ? `status ${code} body for ${key}` : 'ok');
+        return;
+      }
+      // /api/endless: a 503 whose body never ends, a chunk every 50 ms after the first.
+      if (url.pathname === '/api/endless') {
+        res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' });
+        res.write('é'.repeat(150) + 'x'.repeat(150));
+        const timer = setInterval(() => res.write('y'.repeat(1000)), 50);
+        res.on('close', () => { clearInterval(timer); api.endlessClosed++; });
         return;
       }
       if (url.pathname === '/api/mutate') {

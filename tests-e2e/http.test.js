@@ -1,7 +1,7 @@
 // The built-in `http` handler: how each response is classified, end to end.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSuite, stopSuite } from './harness.js';
+import { startSuite, stopSuite, waitFor } from './harness.js';
 
 let srv, browser, page;
 
@@ -62,6 +62,25 @@ test('responses are classified: 2xx acknowledges, 408/425/429/5xx and network er
   assert.ok(r.network.attempts >= 2);
   // Every request carried its transaction's idempotency key.
   for (const code of codes) assert.ok(srv.api.statusSeen.has(r[code].key));
+});
+
+test('a failed response is read only as far as its excerpt: an endless error body fails the attempt at once and is cancelled', async () => {
+  srv.api.reset();
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const ob = await Outbox.open({ name: 'http-endless', handlers: {}, retry: { baseDelayMs: 60000, maxDelayMs: 60000, jitter: 'none' } });
+    const t0 = performance.now();
+    const failed = new Promise((resolve) => ob.subscribe((e) => { if (e.type === 'retry') resolve(e.error); }));
+    await ob.enqueue({ handler: 'http', keys: ['k'], mutations: { method: 'POST', url: '/api/endless', body: 'x' } });
+    const error = await Promise.race([failed, new Promise((resolve) => setTimeout(() => resolve(null), 5000))]);
+    const ms = performance.now() - t0;
+    await ob.close();
+    return { error, ms };
+  });
+  assert.ok(r.error, 'the attempt failed within 5 s');
+  assert.equal(r.error.name, 'HttpError');
+  assert.equal(r.error.message, `HTTP 503 Service Unavailable: ${'é'.repeat(150)}${'x'.repeat(50)}`);
+  await waitFor(() => srv.api.endlessClosed === 1, 3000, 'the body download cancelled');
 });
 
 test('a request fetch would refuse is refused at enqueue, naming what is wrong, and nothing is stored', async () => {

@@ -89,7 +89,15 @@ export async function httpSend({ mutations: m, idempotencyKey, signal }) {
   }
   const { status } = response;
   if (status >= 200 && status < 300) return;
-  const excerpt = (await response.text().catch(() => '')).slice(0, EXCERPT);
+  // The body's start only, read as it comes: an error page can be large, or slow.
+  let excerpt = '';
+  try {
+    const reader = response.body.getReader();
+    const text = new TextDecoder();
+    for (let r; excerpt.length < EXCERPT && !(r = await reader.read()).done;) excerpt += text.decode(r.value, { stream: true });
+    reader.cancel();
+  } catch { /* no body, or one that failed midway: what was read */ }
+  excerpt = excerpt.slice(0, EXCERPT);
   const retry = status === 408 || status === 425 || status === 429 || (status >= 500 && status < 600);
   throw failure('HttpError', `HTTP ${status} ${response.statusText}: ${excerpt}`, retry
     ? { retryAfterMs: retryAfterMs(response.headers.get('Retry-After')) }
