@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use offline_outbox::{
     CapacityLevel, DeadReason, ErrorCode, Event, HandlerContext, HandlerError, Jitter, Outbox,
-    Priority, Status, StorageLostReason, Subscription, Transaction,
+    Priority, Status, StorageLostReason, Subscription, Transaction, TransactionInfo,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -102,6 +102,19 @@ fn serde_json_like_meta() -> HashMap<&'static str, &'static str> {
     HashMap::from([("user", "ana")])
 }
 
+/// Enqueues `mutations` for `handler` on `key` alone; the info once it is durable.
+async fn enqueue_on<M: Serialize + ?Sized>(
+    outbox: &Outbox,
+    handler: &str,
+    key: &str,
+    mutations: &M,
+) -> TransactionInfo {
+    outbox
+        .enqueue(Transaction::new(handler, [key], mutations).unwrap())
+        .await
+        .unwrap()
+}
+
 type Events = Rc<RefCell<Vec<Event>>>;
 
 /// Every event `outbox` emits from now on, until the subscription is dropped.
@@ -157,10 +170,7 @@ async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
         .unwrap();
     let (events, subscription) = record(&outbox);
 
-    let flaky = outbox
-        .enqueue(Transaction::new("flaky", ["k"], &1).unwrap())
-        .await
-        .unwrap();
+    let flaky = enqueue_on(&outbox, "flaky", "k", &1).await;
     outbox
         .settled(&flaky.id)
         .await
@@ -178,10 +188,7 @@ async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
         .iter()
         .any(|e| matches!(e, Event::Sent { id } if *id == flaky.id)));
 
-    let refused = outbox
-        .enqueue(Transaction::new("refused", ["k2"], "x").unwrap())
-        .await
-        .unwrap();
+    let refused = enqueue_on(&outbox, "refused", "k2", &"x").await;
     let err = outbox.settled(&refused.id).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Dead);
     let dead = outbox.dead_letters().await.unwrap();
@@ -203,10 +210,7 @@ async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
     drop(subscription);
     let before = events.borrow().len();
     outbox.discard_dead(&refused.id).await.unwrap();
-    outbox
-        .enqueue(Transaction::new("flaky", ["k"], &2).unwrap())
-        .await
-        .unwrap();
+    enqueue_on(&outbox, "flaky", "k", &2).await;
     outbox.drain(None).await.unwrap();
     assert_eq!(
         events.borrow().len(),
@@ -251,10 +255,7 @@ async fn an_attempt_past_its_timeout_is_aborted_and_retried() {
         .await
         .unwrap();
     let (events, _subscription) = record(&outbox);
-    let info = outbox
-        .enqueue(Transaction::new("slow", ["k"], &1).unwrap())
-        .await
-        .unwrap();
+    let info = enqueue_on(&outbox, "slow", "k", &1).await;
     outbox
         .settled(&info.id)
         .await
@@ -327,9 +328,7 @@ async fn peek_drain_and_a_backup_between_two_outboxes() {
         .await
         .unwrap();
     for i in 0..3 {
-        src.enqueue(Transaction::new("later", ["doc"], &edit(i)).unwrap())
-            .await
-            .unwrap();
+        enqueue_on(&src, "later", "doc", &edit(i)).await;
     }
     let peek = src.peek().await.unwrap();
     assert_eq!(peek.len(), 3);
@@ -487,10 +486,7 @@ async fn compressed_and_encrypted_payloads_reach_the_handler_as_sent() {
     big.title = "a long title that repeats. ".repeat(100);
     let small = edit(8);
     for e in [&big, &small] {
-        let info = outbox
-            .enqueue(Transaction::new("save", ["doc"], e).unwrap())
-            .await
-            .unwrap();
+        let info = enqueue_on(&outbox, "save", "doc", e).await;
         outbox.settled(&info.id).await.unwrap();
     }
     assert_eq!(*seen.borrow(), vec![big, small]);
@@ -535,18 +531,9 @@ async fn every_event_kind_arrives_typed() {
         .unwrap();
     let (events, _subscription) = record(&outbox);
 
-    let ok = outbox
-        .enqueue(Transaction::new("ok", ["a"], &1).unwrap())
-        .await
-        .unwrap();
-    let flaky = outbox
-        .enqueue(Transaction::new("flaky", ["b"], &2).unwrap())
-        .await
-        .unwrap();
-    let refused = outbox
-        .enqueue(Transaction::new("refused", ["c"], &3).unwrap())
-        .await
-        .unwrap();
+    let ok = enqueue_on(&outbox, "ok", "a", &1).await;
+    let flaky = enqueue_on(&outbox, "flaky", "b", &2).await;
+    let refused = enqueue_on(&outbox, "refused", "c", &3).await;
     outbox.settled(&ok.id).await.unwrap();
     outbox.settled(&flaky.id).await.unwrap();
     assert!(outbox.settled(&refused.id).await.is_err());
@@ -670,16 +657,14 @@ async fn an_error_event_from_the_leader_arrives_typed() {
     assert!(!follower.is_leader());
     let (events, _subscription) = record(&follower);
     // Behind the held one, the two wait; the second's fold calls the merge, which throws.
-    let enqueue = |handler: &str, key: Option<&str>| {
-        let tx = Transaction::new(handler, ["k"], &1).unwrap();
-        follower.enqueue(match key {
-            Some(k) => tx.coalesce_key(k),
-            None => tx,
-        })
+    enqueue_on(&follower, "hold", "k", &1).await;
+    let clash = || {
+        Transaction::new("clash", ["k"], &1)
+            .unwrap()
+            .coalesce_key("c")
     };
-    enqueue("hold", None).await.unwrap();
-    enqueue("clash", Some("c")).await.unwrap();
-    let newer = enqueue("clash", Some("c")).await.unwrap();
+    follower.enqueue(clash()).await.unwrap();
+    let newer = follower.enqueue(clash()).await.unwrap();
     let error = Event::Error {
         id: Some(newer.id.clone()),
         error: offline_outbox::ErrorInfo {
@@ -713,25 +698,13 @@ async fn a_follower_works_through_the_leader() {
     assert!(leader.is_leader() && !follower.is_leader());
     let (events, _subscription) = record(&follower);
 
-    let ok = follower
-        .enqueue(Transaction::new("ok", ["a"], &1).unwrap())
-        .await
-        .unwrap();
+    let ok = enqueue_on(&follower, "ok", "a", &1).await;
     follower.settled(&ok.id).await.unwrap();
-    let refused = follower
-        .enqueue(Transaction::new("refused", ["b"], &2).unwrap())
-        .await
-        .unwrap();
+    let refused = enqueue_on(&follower, "refused", "b", &2).await;
     let err = follower.settled(&refused.id).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Dead);
-    let held = follower
-        .enqueue(Transaction::new("hold", ["c"], &3).unwrap())
-        .await
-        .unwrap();
-    let waiting = follower
-        .enqueue(Transaction::new("hold", ["c"], &4).unwrap())
-        .await
-        .unwrap();
+    let held = enqueue_on(&follower, "hold", "c", &3).await;
+    let waiting = enqueue_on(&follower, "hold", "c", &4).await;
     // The follower hears the leader start sending the held one.
     assert!(
         until(|| events
