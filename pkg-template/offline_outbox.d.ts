@@ -136,7 +136,9 @@ export interface HttpMutation {
   method: string;
   url: string;
   headers?: Record<string, string>;
-  body?: string | ArrayBuffer | ArrayBufferView | null;
+  /** A Blob (a File too) is stored as it is and sent as its bytes, its `type` the
+   *  Content-Type unless `headers` set one. */
+  body?: string | ArrayBuffer | ArrayBufferView | Blob | null;
 }
 
 export interface NewTransaction {

@@ -36,8 +36,10 @@ export async function startServer() {
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
     if (url.pathname.startsWith('/api/')) {
-      let body = '';
-      for await (const chunk of req) body += chunk;
+      const chunks = [];
+      for await (const chunk of req) chunks.push(chunk);
+      const bytes = Buffer.concat(chunks);
+      const body = bytes.toString();
       // /api/status/<code>: answers <code> the first time per idempotency key, then 200.
       const status = url.pathname.match(/^\/api\/status\/(\d{3})$/);
       if (status) {
@@ -64,7 +66,7 @@ export async function startServer() {
       }
       if (url.pathname === '/api/mutate') {
         const key = req.headers['idempotency-key'] ?? null;
-        const entry = { key, method: req.method, body, headers: req.headers, at: Date.now() };
+        const entry = { key, method: req.method, body, bytes, headers: req.headers, at: Date.now() };
         api.received.push(entry);
         const round = api.round;
         if (api.delayMs) await new Promise((r) => setTimeout(r, api.delayMs));

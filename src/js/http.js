@@ -46,8 +46,11 @@ export function httpProblem(m) {
   } catch (e) {
     return `http headers are not valid: ${e.message}`;
   }
-  if (hasBody(body) && typeof body !== 'string' && !(body instanceof ArrayBuffer) && !ArrayBuffer.isView(body)) {
-    return 'http body must be a string, an ArrayBuffer or a typed array';
+  // What structured clone stores and fetch sends as bytes; a Blob (a File too) is how a
+  // photo picked offline gets queued, its type the request's Content-Type unless a header
+  // says otherwise.
+  if (hasBody(body) && typeof body !== 'string' && !(body instanceof ArrayBuffer) && !ArrayBuffer.isView(body) && !(body instanceof Blob)) {
+    return 'http body must be a string, an ArrayBuffer, a typed array or a Blob';
   }
   if (/^(get|head)$/i.test(method) && hasBody(body)) return 'a GET or HEAD request cannot have a body';
   return undefined;
