@@ -191,9 +191,11 @@ export interface TransactionInfo {
   coalesceKey?: string;
 }
 
-/** What `settled` resolves with. For a transaction this context saw acknowledged it is the
- *  full info with status 'acknowledged'; for one acknowledged earlier (this context holds
- *  no record of it) only `id` and `status` are set. */
+/** What `settled` resolves with. For a transaction this context sent (as leader; one of
+ *  its last 1,000 acknowledged) it is its info with status 'acknowledged', `mutations` and
+ *  `metadata` undefined (they are not kept); otherwise (acknowledged by another context or
+ *  before this one opened: acknowledged transactions leave no record) only `id` and
+ *  `status` are set. */
 export type SettledInfo =
   | (Omit<TransactionInfo, 'status'> & { status: 'acknowledged' })
   | { id: string; status: 'acknowledged' };

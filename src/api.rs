@@ -116,7 +116,7 @@ pub struct TransactionError {
     pub message: String,
 }
 
-/// A transaction as `enqueue`, `peek` and `dead_letters` report it.
+/// A transaction as `enqueue`, `peek`, `dead_letters` and `settled` report it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionInfo {
@@ -139,7 +139,7 @@ pub struct TransactionInfo {
     pub seq: Option<u64>,
     /// Which runnable transactions go first.
     pub priority: Priority,
-    /// Pending, in flight, or dead.
+    /// Pending, in flight or dead; acknowledged in what [`Outbox::settled`] gives.
     pub status: Status,
     /// Attempts that failed so far (reset by [`Outbox::retry_dead`]).
     pub attempts: u32,
@@ -955,8 +955,19 @@ impl Outbox {
     /// Waits until a handler (in any context) acknowledged the transaction; `Dead` or
     /// `Removed` if it went to the dead letters or was removed (or discarded) instead. A
     /// removal is remembered for 30 days, across reopens.
-    pub async fn settled(&self, id: &str) -> Result<()> {
-        wait(self.engine.settled(id.to_string())).await.map(|_| ())
+    ///
+    /// Resolves with its info, status [`Status::Acknowledged`], where this context sent it
+    /// (as leader; one of its last 1,000 acknowledged): its `attempts` count the failed
+    /// ones before, its `mutations` and `metadata` are `undefined` (they are not kept).
+    /// `None` otherwise: acknowledged by another context, before this one opened, or an id
+    /// the outbox holds nothing about (acknowledged transactions leave no record).
+    pub async fn settled(&self, id: &str) -> Result<Option<TransactionInfo>> {
+        let info = wait(self.engine.settled(id.to_string())).await?;
+        // The short answer is `{ id, status }`; the full one names the handler.
+        if js::get(&info, "handler").is_undefined() {
+            return Ok(None);
+        }
+        from_js(info).map(Some)
     }
 
     /// Pending transactions (in flight included), in seq order.

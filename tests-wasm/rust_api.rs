@@ -83,7 +83,17 @@ async fn typed_handlers_receive_what_was_enqueued() {
     assert_eq!(info.priority, Priority::High);
     assert_eq!(info.idempotency_key, "key-1");
     assert_eq!(info.mutations_as::<Edit>().unwrap(), edit(1));
-    outbox.settled(&info.id).await.expect("acknowledged");
+    let done = outbox
+        .settled(&info.id)
+        .await
+        .expect("acknowledged")
+        .expect("seen acknowledged here");
+    assert_eq!(done.status, Status::Acknowledged);
+    assert_eq!((done.id.as_str(), done.attempts), (info.id.as_str(), 0));
+    assert_eq!(done.handler, "save");
+    assert!(done.mutations.is_undefined(), "payloads are not kept");
+    // Unknown here: acknowledged transactions leave no record.
+    assert!(outbox.settled("no-such-id").await.unwrap().is_none());
     let seen = seen.borrow().clone();
     assert_eq!(seen.len(), 1);
     let (body, key, keys, attempt, user) = &seen[0];
@@ -171,10 +181,14 @@ async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
     let (events, subscription) = record(&outbox);
 
     let flaky = enqueue_on(&outbox, "flaky", "k", &1).await;
-    outbox
+    let done = outbox
         .settled(&flaky.id)
         .await
-        .expect("sent on the second attempt");
+        .expect("sent on the second attempt")
+        .expect("seen acknowledged here");
+    assert_eq!(done.status, Status::Acknowledged);
+    assert_eq!(done.attempts, 1, "the failed attempt before");
+    assert_eq!(done.last_error.map(|e| e.message), Some("503".to_string()));
     assert_eq!(*calls.borrow(), 2);
     let retry = events.borrow().iter().find_map(|e| match e {
         Event::Retry {
@@ -699,7 +713,17 @@ async fn a_follower_works_through_the_leader() {
     let (events, _subscription) = record(&follower);
 
     let ok = enqueue_on(&follower, "ok", "a", &1).await;
-    follower.settled(&ok.id).await.unwrap();
+    // The leader sent it: it has the info, the follower no record of it.
+    assert!(follower.settled(&ok.id).await.unwrap().is_none());
+    let sent = leader
+        .settled(&ok.id)
+        .await
+        .unwrap()
+        .expect("the leader's info");
+    assert_eq!(
+        (sent.id, sent.status),
+        (ok.id.clone(), Status::Acknowledged)
+    );
     let refused = enqueue_on(&follower, "refused", "b", &2).await;
     let err = follower.settled(&refused.id).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Dead);
