@@ -93,6 +93,45 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
   });
 }
 
+test('a POST a page makes offline is queued by the worker (the README\'s fetch recipe) and sent on sync: its bytes, type and idempotency key', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const cdp = await context.newCDPSession(await context.newPage());
+  // The page uses no outbox of its own: the worker's is the only one.
+  const page = await openApp(context, srv.origin);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
+    await navigator.serviceWorker.ready;
+  });
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  await context.setOffline(true);
+  const statuses = await page.evaluate(async () => {
+    const post = (n, headers, body) => fetch(`/api/mutate?queue&n=${n}`, { method: 'POST', headers, body }).then((r) => r.status);
+    const photo = Uint8Array.from({ length: 3000 }, (_, i) => i % 251);
+    return [
+      await post(1, { 'Content-Type': 'image/png', 'Idempotency-Key': 'upload-1' }, new Blob([photo])),
+      await post(2, { 'Content-Type': 'application/json', 'Idempotency-Key': 'note-2' }, JSON.stringify({ text: 'é' })),
+    ];
+  });
+  assert.deepEqual(statuses, [202, 202], 'the worker answered for the server');
+  assert.equal(srv.api.received.length, 0);
+  await page.close();
+  await context.setOffline(false);
+  const id = await registrationId(cdp);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await waitFor(() => srv.api.unique().length === 2, 15000, 'the worker to send both');
+  await sleep(200);
+  assert.equal(srv.api.received.length, 2, 'each once');
+  const [photo, note] = srv.api.received;
+  assert.equal(photo.key, 'upload-1', 'sent first: the same key (path), in order');
+  assert.equal(photo.headers['content-type'], 'image/png');
+  assert.deepEqual([...photo.bytes], Array.from({ length: 3000 }, (_, i) => i % 251));
+  assert.equal(note.key, 'note-2');
+  assert.equal(note.headers['content-type'], 'application/json');
+  assert.deepEqual(JSON.parse(note.body), { text: 'é' });
+  await context.close();
+});
+
 test('a sync that fires while the worker still sees itself offline waits for it to come online', async () => {
   const { context, cdp, page, ids } = await queuedOffline('sw-module.js', 'module');
   await page.close();

@@ -15,5 +15,27 @@ Object.defineProperty(WorkerNavigator.prototype, 'onLine', { get() { return !sel
 self.addEventListener('online', (event) => { if (self.lagOnline) event.stopImmediatePropagation(); });
 
 self.outbox = installOutboxSync({ name: 'sw-test', budgetMs: 3000, retry: { baseDelayMs: 50, maxDelayMs: 100 } });
+// The README's recipe: a POST a page makes while the network is down is queued, the way
+// Workbox's BackgroundSyncPlugin does. Here only requests marked `?queue`, so that the
+// other tests' requests pass through untouched.
+self.addEventListener('fetch', (event) => {
+  const { request } = event;
+  if (request.method !== 'POST' || !new URL(request.url).searchParams.has('queue')) return;
+  const queued = request.clone(); // fetch consumes the body
+  event.respondWith(fetch(request).catch(async () => {
+    await (await self.outbox).enqueue({
+      handler: 'http',
+      keys: [new URL(queued.url).pathname],
+      idempotencyKey: queued.headers.get('Idempotency-Key') ?? undefined,
+      mutations: {
+        method: queued.method,
+        url: queued.url,
+        headers: Object.fromEntries(queued.headers),
+        body: await queued.blob(),
+      },
+    });
+    return new Response(null, { status: 202 });
+  }));
+});
 self.addEventListener('install', () => self.skipWaiting());
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
