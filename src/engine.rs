@@ -1218,7 +1218,10 @@ impl Engine {
                     if unread_below {
                         self.request_sync();
                     }
-                    if leader::is_offline() {
+                    // A worker leads only for a sync event, and `onLine` says true on a
+                    // network that reaches nothing: what a worker queues (a page's failed
+                    // fetch) would wait for the next page to open.
+                    if leader::is_offline() || self.mode == Mode::OnDemand {
                         leader::register_sync(&self.sync_tag());
                     }
                     for (item, written) in done {

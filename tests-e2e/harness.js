@@ -28,9 +28,10 @@ export async function startServer() {
     delayMs: 0,
     statusSeen: new Map(), // idempotency key -> times /api/status/<code> was called
     endlessClosed: 0,      // clients that stopped reading /api/endless
+    down: false,           // /api/mutate drops every connection: fetch fails while online
     // A request still held (delayMs) when the next test resets is not recorded as answered.
     round: 0,
-    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.endlessClosed = 0; this.round++; },
+    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.endlessClosed = 0; this.down = false; this.round++; },
     unique() { return [...this.byKey.values()]; },
   };
   const server = http.createServer(async (req, res) => {
@@ -65,6 +66,10 @@ export async function startServer() {
         return;
       }
       if (url.pathname === '/api/mutate') {
+        if (api.down) {
+          req.socket.destroy();
+          return;
+        }
         const key = req.headers['idempotency-key'] ?? null;
         const entry = { key, method: req.method, body, bytes, headers: req.headers, at: Date.now() };
         api.received.push(entry);

@@ -132,6 +132,35 @@ test('a POST a page makes offline is queued by the worker (the README\'s fetch r
   await context.close();
 });
 
+test('a POST that fails while the browser says online (a network that reaches nothing) is queued by the worker, which registers its sync at once', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const cdp = await context.newCDPSession(await context.newPage());
+  const page = await openApp(context, srv.origin);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
+    await navigator.serviceWorker.ready;
+  });
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  srv.api.down = true;
+  const status = await page.evaluate(() => fetch('/api/mutate?queue', {
+    method: 'POST', headers: { 'Idempotency-Key': 'sent-later' }, body: 'x',
+  }).then((r) => r.status));
+  assert.equal(status, 202);
+  const [sw] = context.serviceWorkers();
+  assert.ok(await sw.evaluate(() => navigator.onLine), 'the worker thinks it is online');
+  // Before, only an enqueue made offline registered it, and no page is left to send.
+  await waitFor(() => sw.evaluate((tag) => self.registered.includes(tag), TAG), 3000, 'the worker to register its sync');
+  await page.close();
+  srv.api.down = false;
+  const id = await registrationId(cdp);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await waitFor(() => srv.api.byKey.has('sent-later'), 15000, 'the worker to send it');
+  await sleep(200);
+  assert.equal(srv.api.received.length, 1, 'once');
+  await context.close();
+});
+
 test('a sync that fires while the worker still sees itself offline waits for it to come online', async () => {
   const { context, cdp, page, ids } = await queuedOffline('sw-module.js', 'module');
   await page.close();
