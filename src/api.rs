@@ -54,6 +54,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::js;
 use crate::model::{DeadLetterPolicy, DeadReason, Ordering, Priority, Status};
 pub use crate::options::LeaderElection;
+use crate::options::HTTP_HANDLER;
 use crate::retry::Jitter;
 
 type JsHandler = Closure<dyn FnMut(JsValue) -> Promise>;
@@ -564,6 +565,25 @@ impl Transaction {
         }
     }
 
+    /// A transaction for the built-in `http` handler, which sends `request` with `fetch`
+    /// and the transaction's `Idempotency-Key`: 2xx acknowledges; 408, 425, 429, 5xx and
+    /// network errors retry (honouring `Retry-After`); any other status dead-letters. A
+    /// request `fetch` would refuse fails the enqueue with
+    /// [`ErrorCode::InvalidTransaction`], and nothing is stored.
+    ///
+    /// ```no_run
+    /// # use offline_outbox::{HttpRequest, Outbox, Transaction};
+    /// # async fn save(outbox: &Outbox) -> Result<(), offline_outbox::Error> {
+    /// let put = HttpRequest::new("PUT", "/api/todos/42")
+    ///     .header("Content-Type", "application/json")
+    ///     .body(r#"{"title":"milk"}"#);
+    /// outbox.enqueue(Transaction::http(["todo:42"], put)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn http(keys: impl IntoIterator<Item = impl Into<String>>, request: HttpRequest) -> Self {
+        Self::from_js(HTTP_HANDLER, keys, request.0.into())
+    }
+
     /// Data for the handler beside the mutations (who made the change, a client
     /// version...); serialized as JSON would be.
     pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Result<Self> {
@@ -623,6 +643,41 @@ impl Transaction {
             js::set(&o, "coalesceKey", &JsValue::from_str(k));
         }
         o.into()
+    }
+}
+
+/// A request for [`Transaction::http`]: the built-in `http` handler's mutations.
+#[derive(Clone, Debug)]
+pub struct HttpRequest(Object);
+
+impl HttpRequest {
+    /// `method` is an HTTP token (`GET`, `POST`...); `url` is absolute, or relative to the
+    /// page (or worker) that sends it.
+    pub fn new(method: &str, url: &str) -> Self {
+        let o = Object::new();
+        js::set(&o, "method", &JsValue::from_str(method));
+        js::set(&o, "url", &JsValue::from_str(url));
+        Self(o)
+    }
+
+    /// Sets a header (the `Idempotency-Key` is the transaction's own).
+    pub fn header(self, name: &str, value: &str) -> Self {
+        let mut headers = js::get(&self.0, "headers");
+        if headers.is_undefined() {
+            headers = Object::new().into();
+            js::set(&self.0, "headers", &headers);
+        }
+        // Setting a data property on a plain object made here cannot fail.
+        let _ = js_sys::Reflect::set(&headers, &name.into(), &value.into());
+        self
+    }
+
+    /// The body: a string, or binary data as a `Uint8Array`, `ArrayBuffer` or `Blob` (a
+    /// `File` too, whose type is the Content-Type unless a header sets one). Stored as it
+    /// is; none on GET or HEAD.
+    pub fn body(self, body: impl Into<JsValue>) -> Self {
+        js::set(&self.0, "body", &body.into());
+        self
     }
 }
 

@@ -42,8 +42,8 @@ mod triggers;
 #[cfg(target_arch = "wasm32")]
 pub use api::{
     BatchResult, CapacityLevel, DrainReport, ErrorInfo, Event, HandlerContext, HandlerError,
-    ImportReport, LatencyPercentiles, LeaderElection, Outbox, OutboxBuilder, Stats, StorageInfo,
-    StorageLostReason, Subscription, Transaction, TransactionError, TransactionInfo,
+    HttpRequest, ImportReport, LatencyPercentiles, LeaderElection, Outbox, OutboxBuilder, Stats,
+    StorageInfo, StorageLostReason, Subscription, Transaction, TransactionError, TransactionInfo,
 };
 #[cfg(target_arch = "wasm32")]
 pub use error::{Error, ErrorCode};

@@ -33,7 +33,7 @@ extern "C" {
 }
 
 /// The built-in handler's name.
-const HTTP_HANDLER: &str = "http";
+pub const HTTP_HANDLER: &str = "http";
 
 pub enum Handler {
     Js(Function),

@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use offline_outbox::{
-    CapacityLevel, DeadReason, ErrorCode, Event, HandlerContext, HandlerError, Jitter, Outbox,
-    Priority, Status, StorageLostReason, Subscription, Transaction, TransactionInfo,
+    CapacityLevel, DeadReason, ErrorCode, Event, HandlerContext, HandlerError, HttpRequest, Jitter,
+    Outbox, Priority, Status, StorageLostReason, Subscription, Transaction, TransactionInfo,
 };
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -772,4 +772,66 @@ async fn a_follower_works_through_the_leader() {
     assert!(leader.dead_letters().await.unwrap().is_empty());
     follower.close().await;
     leader.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn the_builtin_http_handler_takes_typed_requests() {
+    let outbox = Outbox::builder(&name("http")).open().await.unwrap();
+    // The test server answers its page for `GET /` and 404 for anything else.
+    let page = HttpRequest::new("GET", "/").header("X-Test", "1");
+    let ok = outbox
+        .enqueue(Transaction::http(["a"], page))
+        .await
+        .unwrap();
+    assert_eq!(
+        (ok.handler.as_str(), ok.keys.as_slice()),
+        ("http", &["a".to_string()][..])
+    );
+    let done = outbox.settled(&ok.id).await.unwrap().expect("sent here");
+    assert_eq!(done.status, Status::Acknowledged);
+
+    let bytes = js_sys::Uint8Array::from(&[1u8, 2, 3][..]);
+    let missing = HttpRequest::new("POST", "/no-such-route").body(bytes);
+    let missing = outbox
+        .enqueue(Transaction::http(["b"], missing))
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox.settled(&missing.id).await.unwrap_err().code,
+        ErrorCode::Dead
+    );
+    let dead = outbox.dead_letters().await.unwrap();
+    let error = dead[0].last_error.as_ref().unwrap();
+    assert_eq!(error.name, "HttpError");
+    assert!(error.message.starts_with("HTTP 404"), "{}", error.message);
+
+    // What fetch would refuse is refused at enqueue, and nothing is stored.
+    for (request, why) in [
+        (
+            HttpRequest::new("GET", "/").body("x"),
+            "a GET or HEAD request cannot have a body",
+        ),
+        (
+            HttpRequest::new("POST", "/").header("bad name", "x"),
+            "http headers are not valid",
+        ),
+        (
+            HttpRequest::new("PO ST", "/"),
+            "http method must be an HTTP token",
+        ),
+        (
+            HttpRequest::new("POST", "ftp://example.test/x"),
+            "is not http or https",
+        ),
+    ] {
+        let err = outbox
+            .enqueue(Transaction::http(["c"], request))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidTransaction);
+        assert!(err.message.contains(why), "{}", err.message);
+    }
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 1));
+    outbox.close().await;
 }
