@@ -20,7 +20,6 @@ use std::rc::{Rc, Weak};
 
 use rustc_hash::FxHashMap;
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -41,6 +40,7 @@ use crate::retry::{Decision, RetryPolicy, Rng};
 use crate::scheduler::Scheduler;
 use crate::storage_manager;
 use crate::store::{self, Append, Payloads, Store};
+use crate::timer::Timeout;
 use crate::triggers::{self, Trigger};
 
 /// How many payloads the cache holds ahead of dispatch: the loader reads this many

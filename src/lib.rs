@@ -37,6 +37,8 @@ mod storage_manager;
 #[cfg(target_arch = "wasm32")]
 mod store;
 #[cfg(target_arch = "wasm32")]
+mod timer;
+#[cfg(target_arch = "wasm32")]
 mod triggers;
 
 #[cfg(target_arch = "wasm32")]
