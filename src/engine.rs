@@ -477,12 +477,7 @@ impl Engine {
             waiters: js::Waiters::new(),
             listeners: js::Listeners::new(),
         });
-        let weak = Rc::downgrade(&engine);
-        let channel = Channel::open(&Store::database_name(&engine.name), move |msg| {
-            if let Some(e) = weak.upgrade() {
-                e.on_message(msg);
-            }
-        });
+        let channel = engine.open_channel();
         if mode == Mode::Lease && channel.is_none() {
             return Err(Error::new(
                 ErrorCode::InvalidOptions,
@@ -497,9 +492,19 @@ impl Engine {
             match t {
                 Trigger::Online => e.notify_online(),
                 Trigger::Visible => e.wake(),
-                Trigger::Hidden => e.leave_election(),
+                // A message reaching a page in the back-forward cache evicts it: the
+                // channel closes with the page hidden, once its last words are out.
+                Trigger::Hidden => {
+                    e.leave_election();
+                    e.flush_outgoing();
+                    e.st.borrow_mut().channel = None;
+                }
                 Trigger::Restored => {
+                    let channel = e.open_channel();
+                    e.st.borrow_mut().channel = channel;
                     e.say("hello");
+                    // Outcomes announced while the page was frozen went unheard.
+                    e.settle_from_store();
                     js::spawn(async move { e.start_election().await });
                 }
             }
@@ -531,6 +536,16 @@ impl Engine {
         }
         engine.start_election().await;
         Ok(engine)
+    }
+
+    /// The outbox's channel, delivering to this engine while it lives.
+    fn open_channel(self: &Rc<Self>) -> Option<Channel> {
+        let weak = Rc::downgrade(self);
+        Channel::open(&Store::database_name(&self.name), move |msg| {
+            if let Some(e) = weak.upgrade() {
+                e.on_message(msg);
+            }
+        })
     }
 
     /// Joins the election. Resolves once it is known whether this context leads right
@@ -649,8 +664,11 @@ impl Engine {
         }
         self.emit_leader(true);
         // Requests posted while no one led were heard by no one: followers post theirs
-        // again on this word, and this context's own are served here.
+        // again on this word, and this context's own are served here. Followers also
+        // check their `settled` waits against the store, as this context does: the last
+        // leader may have gone before its last outcomes went out.
         self.say("lead");
+        self.settle_from_store();
         let own: Vec<JsValue> = self
             .st
             .borrow()

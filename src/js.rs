@@ -190,6 +190,9 @@ extern "C" {
     pub fn settle(this: &Waiters, id: &str, ok: bool, value: &JsValue);
     #[wasm_bindgen(method, js_name = move)]
     pub fn move_to(this: &Waiters, from: &str, to: &str);
+    /// The ids waited on.
+    #[wasm_bindgen(method)]
+    pub fn ids(this: &Waiters) -> Array;
     #[wasm_bindgen(method, js_name = rejectAll)]
     pub fn reject_all(this: &Waiters, error: &JsValue);
 }

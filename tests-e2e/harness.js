@@ -92,7 +92,8 @@ export async function startServer() {
     }
     res.writeHead(200, {
       'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
-      'cache-control': 'no-store',
+      // Chromium keeps no page served `no-store` in the back-forward cache.
+      'cache-control': url.searchParams.has('cacheable') ? 'no-cache' : 'no-store',
     });
     fs.createReadStream(file).pipe(res);
   });
@@ -101,10 +102,12 @@ export async function startServer() {
   return { origin, api, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
 }
 
-export async function launch() {
+/** With `bfcache`, the back-forward cache on, as in a user's Chromium (playwright turns it off). */
+export async function launch({ bfcache = false } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: CHROMIUM_ARGS,
+    ignoreDefaultArgs: bfcache ? ['--disable-back-forward-cache'] : [],
   });
 }
 

@@ -2,7 +2,7 @@
 // the outbox. Run for Web Locks and for the BroadcastChannel lease.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSuite, stopSuite, openApp, sleep, waitFor } from './harness.js';
+import { startSuite, stopSuite, openApp, launch, sleep, waitFor } from './harness.js';
 
 let srv, browser;
 
@@ -294,6 +294,101 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     await context.close();
   });
 }
+
+for (const mode of ['web-locks', 'broadcast-channel']) {
+  test(`${mode}: a leader that goes into the back-forward cache hands over at once, stays cached, and rejoins when restored`, async () => {
+    srv.api.reset();
+    const cached = await launch({ bfcache: true });
+    const context = await cached.newContext();
+    const name = `bfcache-${mode}`;
+    const app = 'tests-e2e/pages/app.html?cacheable';
+    const pages = [await openApp(context, srv.origin, app), await openApp(context, srv.origin, app)];
+    for (const p of pages) {
+      await p.evaluate(() => {
+        // Holds in a tab that sets `holding`; elsewhere it posts.
+        window.handlers.hold = (ctx) => (window.holding ? new Promise(() => {}) : window.handlers.post(ctx));
+      });
+      await p.evaluate(openOutbox, { name, mode });
+    }
+    // `a` leads (under the lease, the lower random claimant wins).
+    const leader = await waitForOneLeader(pages);
+    const [a, b] = leader === 0 ? pages : [...pages].reverse();
+    const send = (p, n) => p.evaluate(async (n) => {
+      const t = await window.ob.enqueue({ handler: 'post', keys: ['k'], mutations: { key: 'k', n } });
+      await window.ob.settled(t.id);
+    }, n);
+    await send(a, 1);
+    // The leader leaves while sending one, with `settled` waiting on it: the next leader
+    // sends it while this page is frozen, and says so on a channel this page no longer hears.
+    await a.evaluate(() => {
+      window.marker = 'before';
+      window.holding = true;
+      window.outcome = window.ob.enqueue({ handler: 'hold', keys: ['k'], mutations: { key: 'k', n: 2 } })
+        .then((t) => window.ob.settled(t.id)).then(() => 'settled', (e) => e.code);
+    });
+    await waitFor(() => a.evaluate(async () => (await window.ob.stats()).inFlight === 1), 3000, 'the held attempt');
+    await a.goto(`${srv.origin}/tests-e2e/pages/app.html?cacheable&away`);
+    const t0 = Date.now();
+    await waitFor(() => b.evaluate(() => window.ob.isLeader), 3000, 'the follower to lead');
+    const handover = Date.now() - t0;
+    await waitFor(() => srv.api.unique().length === 2, 3000, 'the new leader to send the held one');
+    await send(b, 3);
+    await a.goBack({ waitUntil: 'commit' });
+    const reasons = await a.evaluate(() => JSON.stringify(performance.getEntriesByType('navigation')[0].notRestoredReasons));
+    assert.equal(await a.evaluate(() => window.marker), 'before', `restored from the back-forward cache (not: ${reasons})`);
+    const outcome = await a.evaluate(() => Promise.race([window.outcome, new Promise((r) => setTimeout(() => r('still waiting'), 3000))]));
+    assert.equal(outcome, 'settled', 'its settled() learns the outcome it missed');
+    // Restored, it follows (the other tab leads now) and its work goes out through it.
+    await sleep(300);
+    assert.deepEqual(await leaderFlags([a, b]), [false, true]);
+    await a.evaluate(() => { window.holding = false; });
+    await send(a, 4);
+    await b.close();
+    await waitFor(() => a.evaluate(() => window.ob.isLeader), 3000, 'the restored tab to lead again');
+    await send(a, 5);
+    assert.deepEqual(firstSeenOrder(), { k: [1, 2, 3, 4, 5] });
+    assert.equal(srv.api.received.length, 5, 'each once');
+    assert.ok(handover < 1000, `handed over in ${handover} ms`);
+    await cached.close();
+  });
+}
+
+test("a follower that missed an outcome on the channel learns it from the store once leadership changes: under the next leader, or as leader itself", async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const name = 'missed-outcome';
+  // Opened in this order, Web Locks hands the lock on from c to b, then to a.
+  const [c, b] = await tabs(context, 2, { name, mode: 'web-locks' });
+  const a = await openApp(context, srv.origin);
+  await a.evaluate(() => {
+    // Deaf to the outcome events while `deaf` is set: what a leader gone before its last
+    // events went out leaves its followers with.
+    const { set, get } = Object.getOwnPropertyDescriptor(BroadcastChannel.prototype, 'onmessage');
+    Object.defineProperty(BroadcastChannel.prototype, 'onmessage', {
+      get() { return get.call(this); },
+      set(f) { set.call(this, f && ((e) => (window.deaf && e.data?.t === 'evs' ? undefined : f(e)))); },
+    });
+    window.deaf = true;
+  });
+  await a.evaluate(openOutbox, { name, mode: 'web-locks' });
+  assert.deepEqual(await leaderFlags([c, b, a]), [true, false, false]);
+  srv.api.delayMs = 300;
+  const waitOn = (n) => a.evaluate((n) => {
+    window.outcome = window.ob.enqueue({ handler: 'post', keys: ['k'], mutations: { key: 'k', n } })
+      .then((t) => window.ob.settled(t.id)).then(() => 'settled', (e) => e.code);
+  }, n);
+  const outcome = (ms) => a.evaluate((ms) => Promise.race([window.outcome, new Promise((r) => setTimeout(() => r('still waiting'), ms))]), ms);
+  for (const [n, leader, next] of [[1, c, b], [2, b, a]]) {
+    await waitOn(n);
+    await waitFor(() => srv.api.unique().length === n, 3000, `transaction ${n} sent`);
+    assert.equal(await outcome(300), 'still waiting', `${n}: the outcome event went unheard`);
+    await leader.close();
+    await waitFor(() => next.evaluate(() => window.ob.isLeader), 3000, 'the next leader');
+    assert.equal(await outcome(2000), 'settled', `${n}: learned from the store`);
+  }
+  assert.equal(srv.api.received.length, 2);
+  await context.close();
+});
 
 test("a follower's remove() made while no one leads is served by the next leader (the follower itself here)", async () => {
   const context = await browser.newContext();

@@ -266,6 +266,13 @@ impl Engine {
                 return promise;
             }
         }
+        self.settle_stored(id);
+        promise
+    }
+
+    /// Settles what waits on `id` if the store says how it ended; otherwise the word from
+    /// whichever context sends it will.
+    fn settle_stored(self: &Rc<Self>, id: String) {
         let me = self.clone();
         js::spawn(async move {
             let (ok, value) = match me.store.settled_outcome(&id).await {
@@ -277,7 +284,17 @@ impl Engine {
             };
             me.waiters.settle(&id, ok, &value);
         });
-        promise
+    }
+
+    /// Every `settled` wait checked against the store: for a context that may have missed
+    /// outcomes announced on the channel (frozen in the back-forward cache meanwhile).
+    pub(super) fn settle_from_store(self: &Rc<Self>) {
+        let ids = self.waiters.ids();
+        for i in 0..ids.length() {
+            if let Some(id) = ids.get(i).as_string() {
+                self.settle_stored(id);
+            }
+        }
     }
 
     /// Counts over the pending transactions: the leader's from memory without copying

@@ -37,7 +37,11 @@ export class Waiters {
     else this.byId.set(to, list);
   }
 
+  ids() {
+    return [...this.byId.keys()];
+  }
+
   rejectAll(error) {
-    for (const id of [...this.byId.keys()]) this.settle(id, false, error);
+    for (const id of this.ids()) this.settle(id, false, error);
   }
 }
