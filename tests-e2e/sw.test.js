@@ -93,17 +93,26 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
   });
 }
 
-test('a POST a page makes offline is queued by the worker (the README\'s fetch recipe) and sent on sync: its bytes, type and idempotency key', async () => {
+/**
+ * A fresh context with a page controlled by the module worker (the README's fetch recipe
+ * in it), which uses no outbox of its own: the worker's is the only one. With a CDP session
+ * on a blank page of its own, as `queuedOffline` gives.
+ */
+async function controlledPage() {
   srv.api.reset();
   const context = await browser.newContext();
   const cdp = await context.newCDPSession(await context.newPage());
-  // The page uses no outbox of its own: the worker's is the only one.
   const page = await openApp(context, srv.origin);
   await page.evaluate(async () => {
     await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
     await navigator.serviceWorker.ready;
   });
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  return { context, cdp, page };
+}
+
+test('a POST a page makes offline is queued by the worker (the README\'s fetch recipe) and sent on sync: its bytes, type and idempotency key', async () => {
+  const { context, cdp, page } = await controlledPage();
   await context.setOffline(true);
   const statuses = await page.evaluate(async () => {
     const post = (n, headers, body) => fetch(`/api/mutate?queue&n=${n}`, { method: 'POST', headers, body }).then((r) => r.status);
@@ -133,15 +142,7 @@ test('a POST a page makes offline is queued by the worker (the README\'s fetch r
 });
 
 test('a POST that fails while the browser says online (a network that reaches nothing) is queued by the worker, which registers its sync at once', async () => {
-  srv.api.reset();
-  const context = await browser.newContext();
-  const cdp = await context.newCDPSession(await context.newPage());
-  const page = await openApp(context, srv.origin);
-  await page.evaluate(async () => {
-    await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
-    await navigator.serviceWorker.ready;
-  });
-  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  const { context, cdp, page } = await controlledPage();
   srv.api.down = true;
   const status = await page.evaluate(() => fetch('/api/mutate?queue', {
     method: 'POST', headers: { 'Idempotency-Key': 'sent-later' }, body: 'x',
