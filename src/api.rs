@@ -646,8 +646,9 @@ impl Transaction {
     }
 }
 
-/// A request for [`Transaction::http`]: the built-in `http` handler's mutations.
-#[derive(Clone, Debug)]
+/// A request for [`Transaction::http`]: the built-in `http` handler's mutations. Not
+/// `Clone`: it builds one JS object, which a copy would share.
+#[derive(Debug)]
 pub struct HttpRequest(Object);
 
 impl HttpRequest {
