@@ -664,11 +664,8 @@ impl Engine {
         }
         self.emit_leader(true);
         // Requests posted while no one led were heard by no one: followers post theirs
-        // again on this word, and this context's own are served here. Followers also
-        // check their `settled` waits against the store, as this context does: the last
-        // leader may have gone before its last outcomes went out.
+        // again on this word, and this context's own are served here.
         self.say("lead");
-        self.settle_from_store();
         let own: Vec<JsValue> = self
             .st
             .borrow()

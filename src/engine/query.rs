@@ -286,8 +286,10 @@ impl Engine {
         });
     }
 
-    /// Every `settled` wait checked against the store: for a context that may have missed
-    /// outcomes announced on the channel (frozen in the back-forward cache meanwhile).
+    /// Every `settled` wait checked against the store: for a page back from the
+    /// back-forward cache, which missed the outcomes announced on the channel meanwhile.
+    /// One lookup per wait, each its own IndexedDB transaction: paid on a restore only,
+    /// not on every change of leader.
     pub(super) fn settle_from_store(self: &Rc<Self>) {
         let ids = self.waiters.ids();
         for i in 0..ids.length() {
