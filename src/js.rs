@@ -40,10 +40,23 @@ pub fn spawn(f: impl Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(f);
 }
 
-/// `f` as a Promise, boxed for the same reason as [`spawn`].
+/// `f` as a Promise, run through [`spawn`]: wasm-bindgen-futures' `future_to_promise`
+/// would bring its own promise glue, which `Deferred` already is.
 pub fn promise(f: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
-    let f: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(f);
-    wasm_bindgen_futures::future_to_promise(f)
+    boxed_promise(Box::pin(f))
+}
+
+/// The one instance of [`promise`]'s body.
+fn boxed_promise(f: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>>) -> Promise {
+    let d = Deferred::new();
+    let p = d.promise.clone();
+    spawn(async move {
+        match f.await {
+            Ok(v) => d.resolve(&v),
+            Err(e) => d.reject(&e),
+        }
+    });
+    p
 }
 
 /// Approximate stored size of a value (see `size.js`).
