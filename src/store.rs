@@ -94,8 +94,8 @@ extern "C" {
         most: u32,
     ) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = locate, catch)]
-    fn locate_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
-    fn outcome(found: &JsValue, id: &str) -> JsValue;
+    fn locate_ids(tx: &IdbTransaction, ids: &Array) -> std::result::Result<JsValue, JsValue>;
+    fn outcomes(found: &JsValue, ids: &Array) -> Array;
     #[wasm_bindgen(js_name = findDead, catch)]
     fn find_dead_id(tx: &IdbTransaction, id: &str) -> std::result::Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = importRecords, catch)]
@@ -646,29 +646,20 @@ impl Store {
         )
     }
 
-    /// How `settled(id)` ends, from where `id` is in the store: `None` while it is
-    /// pending, else whether it was fulfilled and with what, a rejection as the dead
-    /// letter's last error message or `None` if removed (`outcome` in `js/idb.js`).
-    pub async fn settled_outcome(
-        &self,
-        id: &str,
-    ) -> Result<Option<std::result::Result<JsValue, Option<String>>>> {
+    /// How `settled(id)` ends for each id of `ids`, from where it is in the store:
+    /// `undefined` while it is pending, else `[true, info]` once acknowledged, `[false,
+    /// why]` if dead (its last error's message) or `[false, null]` if removed (`outcome`
+    /// in `js/idb.js`).
+    pub async fn settled_outcomes(&self, ids: &Array) -> Result<Array> {
         let tx = self.tx(
             &[OUTBOX, PAYLOADS, DEAD, ALIASES, ACKED],
             IdbTransactionMode::Readonly,
             "locate",
         )?;
-        let found = tx.check(locate_id(&tx.tx, id))?;
+        let found = tx.check(locate_ids(&tx.tx, ids))?;
         // The lookups follow the alias's result: no early commit.
         tx.wait(false).await?;
-        let out = outcome(&found, id);
-        Ok((!out.is_undefined()).then(|| {
-            let out: Array = out.unchecked_into();
-            match out.get(0).is_truthy() {
-                true => Ok(out.get(1)),
-                false => Err(out.get(1).as_string()),
-            }
-        }))
+        Ok(outcomes(&found, ids))
     }
 
     /// Deletes the removal marks (see `push_forget`) set before `before`.

@@ -353,6 +353,61 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   });
 }
 
+test("a follower that missed outcomes on the channel learns them from the store once leadership changes: under the next leader, or as leader itself", async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const name = 'missed-outcome';
+  const pages = [];
+  // Opened in this order, Web Locks hands the lock on from c to b, then to a.
+  for (let i = 0; i < 3; i++) {
+    const p = await openApp(context, srv.origin);
+    await p.evaluate((deaf) => {
+      window.handlers.refuse = () => { throw new window.lib.NonRetriableError('refused'); };
+      window.handlers.hang = () => new Promise(() => {});
+      if (!deaf) return;
+      // Deaf to the outcome events while `deaf` is set: what a leader gone before its last
+      // events went out leaves its followers with.
+      const { set, get } = Object.getOwnPropertyDescriptor(BroadcastChannel.prototype, 'onmessage');
+      Object.defineProperty(BroadcastChannel.prototype, 'onmessage', {
+        get() { return get.call(this); },
+        set(f) { set.call(this, f && ((e) => (window.deaf && e.data?.t === 'evs' ? undefined : f(e)))); },
+      });
+      window.deaf = true;
+    }, i === 2);
+    await p.evaluate(openOutbox, { name, mode: 'web-locks' });
+    pages.push(p);
+  }
+  const [c, b, a] = pages;
+  assert.deepEqual(await leaderFlags([c, b, a]), [true, false, false]);
+  srv.api.delayMs = 300;
+  // Four waits in one lookup: acknowledged, dead, removed, and one still pending (its
+  // handler never answers, in any tab), which must go on waiting.
+  const waitOn = (n) => a.evaluate(async (n) => {
+    const enq = (handler, key) => window.ob.enqueue({ handler, keys: [key], mutations: { key, n } });
+    const hung = await enq('hang', `h${n}`);
+    const blocked = await enq('post', `h${n}`);
+    const txs = [await enq('post', 'k'), await enq('refuse', `r${n}`), blocked, hung];
+    window.outcomes = txs.map((t) => window.ob.settled(t.id).then(() => 'settled', (e) => e.code));
+    return blocked.id;
+  }, n);
+  const outcomes = (ms) => a.evaluate((ms) => Promise.all(window.outcomes.map((o) => Promise.race([o, new Promise((r) => setTimeout(() => r('waiting'), ms))]))), ms);
+  for (const [n, leader, next] of [[1, c, b], [2, b, a]]) {
+    const blocked = await waitOn(n);
+    await waitFor(() => srv.api.unique().length === n, 3000, `transaction ${n} sent`);
+    await leader.evaluate((id) => window.ob.remove(id), blocked);
+    await waitFor(() => a.evaluate(async () => (await window.ob.stats()).dead === 1), 3000, 'the refused one dead');
+    assert.deepEqual(await outcomes(300), ['waiting', 'waiting', 'waiting', 'waiting'], `${n}: the outcome events went unheard`);
+    await leader.close();
+    await waitFor(() => next.evaluate(() => window.ob.isLeader), 3000, 'the next leader');
+    await sleep(300);
+    assert.deepEqual(await outcomes(2000), ['settled', 'Dead', 'Removed', 'waiting'], `${n}: learned from the store`);
+    // The next round counts its own dead letter.
+    await a.evaluate(async () => { for (const t of await window.ob.deadLetters()) await window.ob.discardDead(t.id); });
+  }
+  assert.equal(srv.api.received.length, 2);
+  await context.close();
+});
+
 test("a follower's remove() made while no one leads is served by the next leader (the follower itself here)", async () => {
   const context = await browser.newContext();
   const name = 'leaderless-remove';

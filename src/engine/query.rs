@@ -266,37 +266,48 @@ impl Engine {
                 return promise;
             }
         }
-        self.settle_stored(id);
+        self.settle_stored(Array::of1(&id.into()), true);
         promise
     }
 
-    /// Settles what waits on `id` if the store says how it ended; otherwise the word from
-    /// whichever context sends it will.
-    fn settle_stored(self: &Rc<Self>, id: String) {
+    /// Settles what waits on each of `ids` if the store says how it ended; otherwise the
+    /// word from whichever context sends it will. A failed read rejects them if `asked`
+    /// (a `settled` call), else leaves them waiting.
+    fn settle_stored(self: &Rc<Self>, ids: Array, asked: bool) {
         let me = self.clone();
         js::spawn(async move {
-            let (ok, value) = match me.store.settled_outcome(&id).await {
-                Ok(None) => return,
-                Ok(Some(Ok(acked))) => (true, acked),
-                Ok(Some(Err(Some(why)))) => (false, dead_error(&id, &[": ", &why])),
-                Ok(Some(Err(None))) => (false, removed_error(&id)),
-                Err(e) => (false, js::to_js(&e)),
+            let outcomes = match me.store.settled_outcomes(&ids).await {
+                Ok(o) => o,
+                Err(e) => {
+                    if let (true, Some(id)) = (asked, ids.get(0).as_string()) {
+                        me.waiters.settle(&id, false, &js::to_js(&e));
+                    }
+                    return;
+                }
             };
-            me.waiters.settle(&id, ok, &value);
+            for i in 0..ids.length() {
+                let out = outcomes.get(i);
+                let Some(id) = ids.get(i).as_string().filter(|_| !out.is_undefined()) else {
+                    continue;
+                };
+                let out: Array = out.unchecked_into();
+                let (ok, value) = (out.get(0).is_truthy(), out.get(1));
+                let value = match (ok, value.as_string()) {
+                    (true, _) => value,
+                    (false, Some(why)) => dead_error(&id, &[": ", &why]),
+                    (false, None) => removed_error(&id),
+                };
+                me.waiters.settle(&id, ok, &value);
+            }
         });
     }
 
-    /// Every `settled` wait checked against the store: for a page back from the
-    /// back-forward cache, which missed the outcomes announced on the channel meanwhile.
-    /// One lookup per wait, each its own IndexedDB transaction: paid on a restore only,
-    /// not on every change of leader.
+    /// Every `settled` wait checked against the store, in one read: for a context that may
+    /// have missed outcomes announced on the channel (a page back from the back-forward
+    /// cache, or under a new leader: the last one may have gone before its last events
+    /// went out).
     pub(super) fn settle_from_store(self: &Rc<Self>) {
-        let ids = self.waiters.ids();
-        for i in 0..ids.length() {
-            if let Some(id) = ids.get(i).as_string() {
-                self.settle_stored(id);
-            }
-        }
+        self.settle_stored(self.waiters.ids(), false);
     }
 
     /// Counts over the pending transactions: the leader's from memory without copying

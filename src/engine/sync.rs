@@ -113,6 +113,7 @@ impl Engine {
                 for msg in waiting {
                     self.post(&msg);
                 }
+                self.settle_from_store();
             }
             "reply" => self.take_reply(&msg),
             _ => {}

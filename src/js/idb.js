@@ -331,17 +331,22 @@ export function countPending(tx) {
 }
 
 /**
- * Where a transaction id is: { dead: record } | { payload: true } (pending: a pending or
- * dead transaction has its payload) | { member: true } (pending in a group record) | {}
- * (none: acknowledged or never enqueued). An id
- * folded into another transaction is where that one is; one listed in `acked` is
- * acknowledged, its payload not yet swept.
+ * Where each transaction id of `ids` is: { dead: record } | { payload: true } (pending: a
+ * pending or dead transaction has its payload) | { member: true } (pending in a group
+ * record) | {} (none: acknowledged or never enqueued). An id folded into another
+ * transaction is where that one is; one listed in `acked` is acknowledged, its payload not
+ * yet swept. One transaction and one read of `acked` for them all: a context that may have
+ * missed outcomes asks for every id it waits on at once.
  */
-export function locate(tx, id) {
-  const out = {};
+export function locate(tx, ids) {
+  const outs = ids.map(() => ({}));
   const acked = tx.objectStore('acked').getAll();
-  acked.onsuccess = () => { if (acked.result.some((ids) => ids.includes(id))) out.acked = true; };
-  named(tx, id, (id, removed) => {
+  acked.onsuccess = () => {
+    const all = new Set(acked.result.flat());
+    ids.forEach((id, i) => { if (all.has(id)) outs[i].acked = true; });
+  };
+  ids.forEach((id, i) => named(tx, id, (id, removed) => {
+    const out = outs[i];
     out.removed = removed;
     const p = tx.objectStore('payloads').getKey(id);
     p.onsuccess = () => { if (p.result !== undefined) out.payload = true; };
@@ -349,8 +354,8 @@ export function locate(tx, id) {
     g.onsuccess = () => { if (g.result !== undefined) out.member = true; };
     const d = tx.objectStore('dead').index('id').get(id);
     d.onsuccess = () => { if (d.result !== undefined) out.dead = d.result; };
-  });
-  return out;
+  }));
+  return outs;
 }
 
 /**
@@ -359,12 +364,15 @@ export function locate(tx, id) {
  * if dead (`why` its last error's message) and `[false, null]` if removed; the engine
  * words the rejections.
  */
-export function outcome(found, id) {
+function outcome(found, id) {
   if (found.dead) return [false, found.dead.lastError?.message ?? ''];
   if ((found.payload && !found.acked) || found.member) return undefined;
   if (found.removed) return [false, null];
   return [true, acknowledged(id)];
 }
+
+/** `outcome` for each id of `ids`, from what `locate` found for it. */
+export const outcomes = (found, ids) => found.map((f, i) => outcome(f, ids[i]));
 
 /**
  * Calls `then` with the id of the transaction `id` names (itself, or the one it was folded
