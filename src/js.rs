@@ -24,7 +24,6 @@ extern "C" {
 
     #[wasm_bindgen(constructor, js_class = "NonRetriableError")]
     pub fn new(message: &str) -> NonRetriableError;
-
 }
 
 #[wasm_bindgen(module = "/src/js/size.js")]

@@ -10,8 +10,8 @@ pub type Millis = u64;
 /// consistent across every context that shares the database.
 pub type Seq = u64;
 
-/// Among runnable transactions the higher priority goes first. `Ord` sorts `High` first.
-/// Which runnable transactions go first; key order still holds.
+/// Which runnable transactions go first (key order still holds). `Ord` sorts `High`
+/// first.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
