@@ -276,6 +276,10 @@ impl Engine {
     fn settle_stored(self: &Rc<Self>, ids: Array, asked: bool) {
         let me = self.clone();
         js::spawn(async move {
+            // Most contexts wait on nothing: no transaction then, on each change of leader.
+            if ids.length() == 0 {
+                return;
+            }
             let outcomes = match me.store.settled_outcomes(&ids).await {
                 Ok(o) => o,
                 Err(e) => {
