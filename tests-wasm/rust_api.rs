@@ -83,13 +83,8 @@ async fn typed_handlers_receive_what_was_enqueued() {
     assert_eq!(info.priority, Priority::High);
     assert_eq!(info.idempotency_key, "key-1");
     assert_eq!(info.mutations_as::<Edit>().unwrap(), edit(1));
-    let done = outbox
-        .settled(&info.id)
-        .await
-        .expect("acknowledged")
-        .expect("seen acknowledged here");
-    assert_eq!(done.status, Status::Acknowledged);
-    assert_eq!((done.id.as_str(), done.attempts), (info.id.as_str(), 0));
+    let done = sent_here(&outbox, &info.id).await;
+    assert_eq!(done.attempts, 0);
     assert_eq!(done.handler, "save");
     assert!(done.mutations.is_undefined(), "payloads are not kept");
     // Unknown here: acknowledged transactions leave no record.
@@ -123,6 +118,17 @@ async fn enqueue_on<M: Serialize + ?Sized>(
         .enqueue(Transaction::new(handler, [key], mutations).unwrap())
         .await
         .unwrap()
+}
+
+/// What `settled(id)` gives in the context that sent it: the info, acknowledged.
+async fn sent_here(outbox: &Outbox, id: &str) -> TransactionInfo {
+    let info = outbox
+        .settled(id)
+        .await
+        .expect("acknowledged")
+        .expect("this context's info");
+    assert_eq!((info.id.as_str(), info.status), (id, Status::Acknowledged));
+    info
 }
 
 type Events = Rc<RefCell<Vec<Event>>>;
@@ -181,13 +187,8 @@ async fn retry_after_and_events_then_rejection_to_the_dead_letters() {
     let (events, subscription) = record(&outbox);
 
     let flaky = enqueue_on(&outbox, "flaky", "k", &1).await;
-    let done = outbox
-        .settled(&flaky.id)
-        .await
-        .expect("sent on the second attempt")
-        .expect("seen acknowledged here");
-    assert_eq!(done.status, Status::Acknowledged);
-    assert_eq!(done.attempts, 1, "the failed attempt before");
+    let done = sent_here(&outbox, &flaky.id).await;
+    assert_eq!(done.attempts, 1, "sent on the second attempt");
     assert_eq!(done.last_error.map(|e| e.message), Some("503".to_string()));
     assert_eq!(*calls.borrow(), 2);
     let retry = events.borrow().iter().find_map(|e| match e {
@@ -715,15 +716,7 @@ async fn a_follower_works_through_the_leader() {
     let ok = enqueue_on(&follower, "ok", "a", &1).await;
     // The leader sent it: it has the info, the follower no record of it.
     assert!(follower.settled(&ok.id).await.unwrap().is_none());
-    let sent = leader
-        .settled(&ok.id)
-        .await
-        .unwrap()
-        .expect("the leader's info");
-    assert_eq!(
-        (sent.id, sent.status),
-        (ok.id.clone(), Status::Acknowledged)
-    );
+    sent_here(&leader, &ok.id).await;
     let refused = enqueue_on(&follower, "refused", "b", &2).await;
     let err = follower.settled(&refused.id).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Dead);
@@ -787,8 +780,7 @@ async fn the_builtin_http_handler_takes_typed_requests() {
         (ok.handler.as_str(), ok.keys.as_slice()),
         ("http", &["a".to_string()][..])
     );
-    let done = outbox.settled(&ok.id).await.unwrap().expect("sent here");
-    assert_eq!(done.status, Status::Acknowledged);
+    sent_here(&outbox, &ok.id).await;
 
     let bytes = js_sys::Uint8Array::from(&[1u8, 2, 3][..]);
     let missing = HttpRequest::new("POST", "/no-such-route").body(bytes);
