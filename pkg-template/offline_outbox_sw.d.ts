@@ -6,7 +6,9 @@ export interface OutboxSyncOptions extends Omit<OutboxOptions, 'handlers'> {
   handlers?: OutboxOptions['handlers'];
   /** Time a `sync` event may spend draining (browsers allow a few minutes). Default 25000. */
   budgetMs?: number;
-  /** Where the .wasm is (needed by the classic bundle). */
+  /** Where the .wasm is (needed by the classic bundle). Given as a URL (or by default),
+   *  the module is fetched on install and kept in Cache Storage, so that the worker opens
+   *  its outbox when started offline. */
   wasm?: InitInput;
 }
 

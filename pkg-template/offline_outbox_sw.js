@@ -12,7 +12,15 @@
 // the outbox is empty and rejects while work remains, so the browser retries later; on the
 // last chance the tag is registered again. Without the Sync API it drains on worker start,
 // on `online`, and when a page asks (it posts { type: 'offline-outbox:wake', name }).
+//
+// The worker keeps the wasm module in Cache Storage (fetched on install): a worker is
+// started for any event, offline too (a page's POST to queue), when fetching the module
+// would fail.
 import init, { Outbox } from './offline_outbox.js';
+
+/** This build's module cache: build-pkg.sh puts a hash of the module and its glue here,
+ *  so a worker never pairs its glue with another build's module. */
+const CACHE = 'offline-outbox-wasm-__BUILD__';
 
 /** How long a sync waits for the worker to see itself online. */
 const ONLINE_WAIT_MS = 2000;
@@ -32,14 +40,54 @@ function online() {
   });
 }
 
+/** The URL `wasm` names (by default the module beside this file), or null where it is the
+ *  module itself (a Response, bytes). Throws where there is no default (the classic bundle
+ *  has no `import.meta.url`). */
+function moduleUrl(wasm) {
+  if (wasm === undefined) return new URL('offline_outbox_bg.wasm', import.meta.url).href;
+  if (typeof wasm === 'string' || wasm instanceof URL) return new URL(wasm, self.location.href).href;
+  return wasm instanceof Request ? wasm.url : null;
+}
+
+/** The module from this build's cache, else fetched and kept there. */
+async function cachedModule(url) {
+  let cache;
+  try {
+    cache = await caches.open(CACHE);
+  } catch {
+    return fetch(url); // no Cache Storage here (some private modes)
+  }
+  const hit = await cache.match(url);
+  if (hit) return hit;
+  const response = await fetch(url);
+  if (response.ok) await cache.put(url, response.clone()).catch(() => {});
+  return response;
+}
+
 export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm, ...options }) {
   const tag = `offline-outbox:${name}`;
-  // A failed open is not kept: the worker starts (and opens) for any event, offline too,
-  // when fetching the module fails; the next sync, once online, opens it again.
+  let url = null;
+  try {
+    url = moduleUrl(wasm);
+  } catch {} // init reports it
+  // A failed open is not kept: a worker started offline before the module was cached (its
+  // install was offline, or made by a build that did not cache) opens on the next event.
   let opened;
-  const outbox = () => (opened ??= init(wasm === undefined ? undefined : { module_or_path: wasm })
+  const outbox = () => (opened ??= (url ? cachedModule(url) : Promise.resolve(wasm))
+    .then((module) => init(module === undefined ? undefined : { module_or_path: module }))
     .then(() => Outbox.open({ name, handlers, ...options }))
     .catch((e) => { opened = undefined; throw e; }));
+
+  if (url) {
+    self.addEventListener('install', (event) => event.waitUntil(cachedModule(url).then(() => {}, () => {})));
+    // Other builds' modules: their workers are replaced by this one. (A worker of another
+    // scope on this origin that runs another build fetches its module again.)
+    self.addEventListener('activate', (event) => event.waitUntil(caches.keys()
+      .then((names) => Promise.all(names
+        .filter((n) => n.startsWith('offline-outbox-wasm-') && n !== CACHE)
+        .map((n) => caches.delete(n))))
+      .catch(() => {})));
+  }
   const drain = () => outbox().then((ob) => ob.drain({ budgetMs }));
 
   self.addEventListener('sync', (event) => {

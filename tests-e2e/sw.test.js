@@ -98,18 +98,45 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
  * in it), which uses no outbox of its own: the worker's is the only one. With a CDP session
  * on a blank page of its own, as `queuedOffline` gives.
  */
-async function controlledPage() {
+async function controlledPage({ staleCache = null } = {}) {
   srv.api.reset();
   const context = await browser.newContext();
   const cdp = await context.newCDPSession(await context.newPage());
   const page = await openApp(context, srv.origin);
-  await page.evaluate(async () => {
+  await page.evaluate(async (staleCache) => {
+    if (staleCache) await (await caches.open(staleCache)).put('/stale.wasm', new Response('old'));
     await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
     await navigator.serviceWorker.ready;
-  });
+  }, staleCache);
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
   return { context, cdp, page };
 }
+
+test('a worker started offline (to queue a page\'s POST) loads the module from its cache, and its install dropped other builds\' caches', async () => {
+  const stale = 'offline-outbox-wasm-0000000000000000';
+  const { context, cdp, page } = await controlledPage({ staleCache: stale });
+  const names = await page.evaluate(() => caches.keys());
+  assert.equal(names.length, 1, `one module cache, this build's: ${names}`);
+  assert.match(names[0], /^offline-outbox-wasm-[0-9a-f]{16}$/);
+  assert.notEqual(names[0], stale);
+  const id = await registrationId(cdp);
+  // (Offline first: the emulation then covers the worker as it starts again.)
+  await context.setOffline(true);
+  await cdp.send('ServiceWorker.stopAllWorkers');
+  // The POST starts the worker, offline: before, it could not fetch the module, its
+  // outbox never opened, and the POST failed like any other offline.
+  const status = await page.evaluate(() => fetch('/api/mutate?queue', {
+    method: 'POST', headers: { 'Idempotency-Key': 'queued-cold' }, body: 'x',
+  }).then((r) => r.status, (e) => String(e)));
+  assert.equal(status, 202);
+  await page.close();
+  await context.setOffline(false);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await waitFor(() => srv.api.byKey.has('queued-cold'), 15000, 'the worker to send it');
+  await sleep(200);
+  assert.equal(srv.api.received.length, 1, 'once');
+  await context.close();
+});
 
 test('a POST a page makes offline is queued by the worker (the README\'s fetch recipe) and sent on sync: its bytes, type and idempotency key', async () => {
   const { context, cdp, page } = await controlledPage();
@@ -187,7 +214,11 @@ test('a worker whose outbox could not open (started offline) opens it on the nex
   const { context, cdp, page, ids } = await queuedOffline('sw-classic.js', 'classic');
   await page.close();
   const id = await registrationId(cdp);
-  // Restarted while offline, the worker cannot fetch the wasm module, so its open fails.
+  // Restarted while offline without the module in its cache (as a worker installed while
+  // offline, or by a build that did not cache it), the worker cannot fetch it, so its open
+  // fails.
+  const [running] = context.serviceWorkers();
+  assert.ok(await running.evaluate(async () => (await caches.keys()).length === 1 && caches.delete((await caches.keys())[0])), 'the install cached the module');
   await cdp.send('ServiceWorker.stopAllWorkers');
   await cdp.send('ServiceWorker.startWorker', { scopeURL: scope() });
   let sw;
