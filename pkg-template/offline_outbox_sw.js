@@ -18,9 +18,9 @@
 // would fail.
 import init, { Outbox } from './offline_outbox.js';
 
-/** This build's module cache: build-pkg.sh puts a hash of the module and its glue here,
- *  so a worker never pairs its glue with another build's module. */
-const CACHE = 'offline-outbox-wasm-__BUILD__';
+/** This build's module cache: build-pkg.sh puts a hash of the module here. */
+const BUILD = '__BUILD__';
+const CACHE = `offline-outbox-wasm-${BUILD}`;
 
 /** How long a sync waits for the worker to see itself online. */
 const ONLINE_WAIT_MS = 2000;
@@ -59,9 +59,25 @@ async function cachedModule(url) {
   }
   const hit = await cache.match(url);
   if (hit) return hit;
-  const response = await fetch(url);
-  if (response.ok) await cache.put(url, response.clone()).catch(() => {});
-  return response;
+  // The HTTP cache may hold another build's module under the same URL (kept here it would
+  // pair this build's glue with it for good): only this build's is kept, asked of the
+  // server itself when the first answer is another.
+  let response;
+  for (const mode of ['default', 'reload']) {
+    response = await fetch(url, { cache: mode });
+    const bytes = response.ok ? await response.clone().arrayBuffer() : null;
+    if (bytes && await hash(bytes) === BUILD) {
+      await cache.put(url, response).catch(() => {});
+      return new Response(bytes, { headers: { 'content-type': 'application/wasm' } });
+    }
+  }
+  return response; // not this build's: init says what is wrong with it
+}
+
+/** The first 16 hex digits of the SHA-256 of `bytes`, as build-pkg.sh writes BUILD. */
+async function hash(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return [...digest.subarray(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm, ...options }) {

@@ -70,9 +70,10 @@ find pkg/snippets -name '*.js' ! -name errors.js -delete
 cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts \
   pkg-template/offline_outbox_sw.js pkg-template/offline_outbox_sw.d.ts pkg/
 rm -f pkg/.gitignore pkg/offline_outbox_bg.wasm.d.ts
-# The service worker caches the module under a name of this build's, which the module and
-# glue identify: a worker's glue then never meets another build's module.
-build=$(cat pkg/offline_outbox_bg.wasm pkg/offline_outbox.js | sha256sum | cut -c1-16)
+# The service worker caches the module under a name of this build's, a hash of the module
+# (which it checks the module it fetches against): a worker's glue then never meets another
+# build's module. (Glue that differs over the same module fits it all the same.)
+build=$(sha256sum pkg/offline_outbox_bg.wasm | cut -c1-16)
 sed -i "s/__BUILD__/${build}/" pkg/offline_outbox_sw.js
 
 # Classic service workers cannot import modules: the same code bundled as one script

@@ -29,9 +29,10 @@ export async function startServer() {
     statusSeen: new Map(), // idempotency key -> times /api/status/<code> was called
     endlessClosed: 0,      // clients that stopped reading /api/endless
     down: false,           // /api/mutate drops every connection: fetch fails while online
+    staleServed: 0,        // files served as an older build (`?stale`)
     // A request still held (delayMs) when the next test resets is not recorded as answered.
     round: 0,
-    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.endlessClosed = 0; this.down = false; this.round++; },
+    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.endlessClosed = 0; this.down = false; this.staleServed = 0; this.round++; },
     unique() { return [...this.byKey.values()]; },
   };
   const server = http.createServer(async (req, res) => {
@@ -88,6 +89,14 @@ export async function startServer() {
     const file = path.join(ROOT, path.normalize(decodeURIComponent(url.pathname)));
     if (!file.startsWith(ROOT) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
       res.writeHead(404).end('not found');
+      return;
+    }
+    // `?stale`: answers as an HTTP cache holding an older file would, unless the request
+    // bypasses caches (fetch's `cache: 'reload'`).
+    if (url.searchParams.has('stale') && req.headers.pragma !== 'no-cache') {
+      api.staleServed++;
+      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+      res.end('an older build');
       return;
     }
     res.writeHead(200, {

@@ -2,7 +2,9 @@
 // Background Sync (fired through CDP), and without the Sync API on worker start / online.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSuite, stopSuite, openApp, sleep, waitFor } from './harness.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startSuite, stopSuite, openApp, sleep, waitFor, ROOT } from './harness.js';
 
 let srv, browser;
 
@@ -98,16 +100,16 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
  * in it), which uses no outbox of its own: the worker's is the only one. With a CDP session
  * on a blank page of its own, as `queuedOffline` gives.
  */
-async function controlledPage({ staleCache = null } = {}) {
+async function controlledPage({ staleCache = null, script = 'sw-module.js' } = {}) {
   srv.api.reset();
   const context = await browser.newContext();
   const cdp = await context.newCDPSession(await context.newPage());
   const page = await openApp(context, srv.origin);
-  await page.evaluate(async (staleCache) => {
+  await page.evaluate(async ({ staleCache, script }) => {
     if (staleCache) await (await caches.open(staleCache)).put('/stale.wasm', new Response('old'));
-    await navigator.serviceWorker.register('sw-module.js', { type: 'module' });
+    await navigator.serviceWorker.register(script, { type: 'module' });
     await navigator.serviceWorker.ready;
-  }, staleCache);
+  }, { staleCache, script });
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
   return { context, cdp, page };
 }
@@ -135,6 +137,21 @@ test('a worker started offline (to queue a page\'s POST) loads the module from i
   await waitFor(() => srv.api.byKey.has('queued-cold'), 15000, 'the worker to send it');
   await sleep(200);
   assert.equal(srv.api.received.length, 1, 'once');
+  await context.close();
+});
+
+test('the worker keeps only this build\'s module: where the HTTP cache answers with another, it asks the server', async () => {
+  const wasm = '/pkg/offline_outbox_bg.wasm?stale';
+  const { context, page } = await controlledPage({ script: `sw-module.js?wasm=${encodeURIComponent(wasm)}` });
+  assert.ok(srv.api.staleServed >= 1, 'the first answer was an older build');
+  const kept = await page.evaluate(async (wasm) => {
+    const [name] = await caches.keys();
+    const hit = await (await caches.open(name)).match(new URL(wasm, location.href).href);
+    return hit && (await hit.arrayBuffer()).byteLength;
+  }, wasm);
+  assert.equal(kept, fs.statSync(path.join(ROOT, 'pkg/offline_outbox_bg.wasm')).size);
+  const [sw] = context.serviceWorkers();
+  assert.equal(await sw.evaluate(() => self.outbox.then(() => 'opened', (e) => `failed: ${e}`)), 'opened');
   await context.close();
 });
 

@@ -14,7 +14,9 @@ const onLine = Object.getOwnPropertyDescriptor(WorkerNavigator.prototype, 'onLin
 Object.defineProperty(WorkerNavigator.prototype, 'onLine', { get() { return !self.lagOnline && onLine.call(this); } });
 self.addEventListener('online', (event) => { if (self.lagOnline) event.stopImmediatePropagation(); });
 
-self.outbox = installOutboxSync({ name: 'sw-test', budgetMs: 3000, retry: { baseDelayMs: 50, maxDelayMs: 100 } });
+// `?wasm=<url>`: the module from there (by default, the one beside the package's entry).
+const wasm = new URL(location.href).searchParams.get('wasm') ?? undefined;
+self.outbox = installOutboxSync({ name: 'sw-test', budgetMs: 3000, retry: { baseDelayMs: 50, maxDelayMs: 100 }, wasm });
 // The README's recipe: a POST a page makes while the network is down is queued, the way
 // Workbox's BackgroundSyncPlugin does. Here only requests marked `?queue`, so that the
 // other tests' requests pass through untouched.
