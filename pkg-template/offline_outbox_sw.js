@@ -86,8 +86,8 @@ export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm,
   try {
     url = moduleUrl(wasm);
   } catch {} // init reports it
-  // A failed open is not kept: a worker started offline before the module was cached (its
-  // install was offline, or made by a build that did not cache) opens on the next event.
+  // A failed open is not kept: a worker started offline without the module cached (it was
+  // installed offline) opens on the next event.
   let opened;
   const outbox = () => (opened ??= (url ? cachedModule(url) : Promise.resolve(wasm))
     .then((module) => init(module === undefined ? undefined : { module_or_path: module }))

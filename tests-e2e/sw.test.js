@@ -231,9 +231,8 @@ test('a worker whose outbox could not open (started offline) opens it on the nex
   const { context, cdp, page, ids } = await queuedOffline('sw-classic.js', 'classic');
   await page.close();
   const id = await registrationId(cdp);
-  // Restarted while offline without the module in its cache (as a worker installed while
-  // offline, or by a build that did not cache it), the worker cannot fetch it, so its open
-  // fails.
+  // Restarted while offline without the module in its cache (as a worker installed
+  // offline), the worker cannot fetch it, so its open fails.
   const [running] = context.serviceWorkers();
   assert.ok(await running.evaluate(async () => (await caches.keys()).length === 1 && caches.delete((await caches.keys())[0])), 'the install cached the module');
   await cdp.send('ServiceWorker.stopAllWorkers');
