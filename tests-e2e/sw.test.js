@@ -54,6 +54,15 @@ async function queuedOffline(script, type) {
   return { context, cdp, page, ids };
 }
 
+/** Fires the worker's sync: the server must then get the request of idempotency key `key`,
+ *  the only one, once. */
+async function syncSendsOnce(cdp, registrationId, key) {
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId, tag: TAG, lastChance: false });
+  await waitFor(() => srv.api.byKey.has(key), 15000, 'the worker to send it');
+  await sleep(200);
+  assert.equal(srv.api.received.length, 1, 'once');
+}
+
 /** Where the test workers are registered. */
 const scope = () => `${srv.origin}/tests-e2e/pages/`;
 
@@ -133,10 +142,7 @@ test('a worker started offline (to queue a page\'s POST) loads the module from i
   assert.equal(status, 202);
   await page.close();
   await context.setOffline(false);
-  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
-  await waitFor(() => srv.api.byKey.has('queued-cold'), 15000, 'the worker to send it');
-  await sleep(200);
-  assert.equal(srv.api.received.length, 1, 'once');
+  await syncSendsOnce(cdp, id, 'queued-cold');
   await context.close();
 });
 
@@ -198,11 +204,7 @@ test('a POST that fails while the browser says online (a network that reaches no
   await waitFor(() => sw.evaluate((tag) => self.registered.includes(tag), TAG), 3000, 'the worker to register its sync');
   await page.close();
   srv.api.down = false;
-  const id = await registrationId(cdp);
-  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
-  await waitFor(() => srv.api.byKey.has('sent-later'), 15000, 'the worker to send it');
-  await sleep(200);
-  assert.equal(srv.api.received.length, 1, 'once');
+  await syncSendsOnce(cdp, await registrationId(cdp), 'sent-later');
   await context.close();
 });
 
