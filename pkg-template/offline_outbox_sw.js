@@ -86,16 +86,19 @@ export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm,
   try {
     url = moduleUrl(wasm);
   } catch {} // init reports it
+  // On install the worker opens its outbox too: one fetch of the module serves both.
+  let fetching;
+  const module = () => (fetching ??= cachedModule(url).finally(() => { fetching = undefined; }));
   // A failed open is not kept: a worker started offline without the module cached (it was
   // installed offline) opens on the next event.
   let opened;
-  const outbox = () => (opened ??= (url ? cachedModule(url) : Promise.resolve(wasm))
+  const outbox = () => (opened ??= (url ? module() : Promise.resolve(wasm))
     .then((module) => init(module === undefined ? undefined : { module_or_path: module }))
     .then(() => Outbox.open({ name, handlers, ...options }))
     .catch((e) => { opened = undefined; throw e; }));
 
   if (url) {
-    self.addEventListener('install', (event) => event.waitUntil(cachedModule(url).then(() => {}, () => {})));
+    self.addEventListener('install', (event) => event.waitUntil(module().then(() => {}, () => {})));
     // Other builds' modules: their workers are replaced by this one. (A worker of another
     // scope on this origin that runs another build fetches its module again.)
     self.addEventListener('activate', (event) => event.waitUntil(caches.keys()

@@ -30,9 +30,10 @@ export async function startServer() {
     endlessClosed: 0,      // clients that stopped reading /api/endless
     down: false,           // /api/mutate drops every connection: fetch fails while online
     staleServed: 0,        // files served as an older build (`?stale`)
+    files: new Map(),      // static file URL (path and query) -> times requested
     // A request still held (delayMs) when the next test resets is not recorded as answered.
     round: 0,
-    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.endlessClosed = 0; this.down = false; this.staleServed = 0; this.round++; },
+    reset() { this.received = []; this.byKey.clear(); this.script = []; this.delayMs = 0; this.statusSeen.clear(); this.endlessClosed = 0; this.down = false; this.staleServed = 0; this.files.clear(); this.round++; },
     unique() { return [...this.byKey.values()]; },
   };
   const server = http.createServer(async (req, res) => {
@@ -86,6 +87,7 @@ export async function startServer() {
       res.writeHead(404).end();
       return;
     }
+    api.files.set(req.url, (api.files.get(req.url) ?? 0) + 1);
     const file = path.join(ROOT, path.normalize(decodeURIComponent(url.pathname)));
     if (!file.startsWith(ROOT) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
       res.writeHead(404).end('not found');

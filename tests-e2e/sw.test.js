@@ -123,9 +123,11 @@ async function controlledPage({ staleCache = null, script = 'sw-module.js' } = {
   return { context, cdp, page };
 }
 
-test('a worker started offline (to queue a page\'s POST) loads the module from its cache, and its install dropped other builds\' caches', async () => {
+test('a worker started offline (to queue a page\'s POST) loads the module from its cache; its install fetched it once and dropped other builds\' caches', async () => {
   const stale = 'offline-outbox-wasm-0000000000000000';
-  const { context, cdp, page } = await controlledPage({ staleCache: stale });
+  const wasm = '/pkg/offline_outbox_bg.wasm?worker';
+  const { context, cdp, page } = await controlledPage({ staleCache: stale, script: `sw-module.js?wasm=${encodeURIComponent(wasm)}` });
+  assert.equal(srv.api.files.get(wasm), 1, 'one fetch of the module served the install and the open');
   const names = await page.evaluate(() => caches.keys());
   assert.equal(names.length, 1, `one module cache, this build's: ${names}`);
   assert.match(names[0], /^offline-outbox-wasm-[0-9a-f]{16}$/);
