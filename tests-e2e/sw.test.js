@@ -107,7 +107,8 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
 /**
  * A fresh context with a page controlled by the module worker (the README's fetch recipe
  * in it), which uses no outbox of its own: the worker's is the only one. With a CDP session
- * on a blank page of its own, as `queuedOffline` gives.
+ * on a blank page of its own, as `queuedOffline` gives. `script` is the worker's URL (its
+ * query may name the module's); `staleCache`, a cache the page makes before registering.
  */
 async function controlledPage({ staleCache = null, script = 'sw-module.js' } = {}) {
   srv.api.reset();
