@@ -477,15 +477,13 @@ impl Engine {
             waiters: js::Waiters::new(),
             listeners: js::Listeners::new(),
         });
-        let channel = engine.open_channel();
-        if mode == Mode::Lease && channel.is_none() {
+        engine.join_channel();
+        if mode == Mode::Lease && engine.st.borrow().channel.is_none() {
             return Err(Error::new(
                 ErrorCode::InvalidOptions,
                 "leaderElection 'broadcast-channel': BroadcastChannel is not available in this context",
             ));
         }
-        engine.st.borrow_mut().channel = channel;
-        engine.say("hello");
         let w = Rc::downgrade(&engine);
         let triggers = triggers::install(move |t| {
             let Some(e) = w.upgrade() else { return };
@@ -500,11 +498,9 @@ impl Engine {
                     e.st.borrow_mut().channel = None;
                 }
                 Trigger::Restored => {
-                    let channel = e.open_channel();
-                    e.st.borrow_mut().channel = channel;
-                    e.say("hello");
-                    // Outcomes announced while the page was frozen went unheard.
-                    e.settle_from_store();
+                    e.join_channel();
+                    // What was said while the page was frozen went unheard.
+                    e.rejoin();
                     js::spawn(async move { e.start_election().await });
                 }
             }
@@ -538,14 +534,17 @@ impl Engine {
         Ok(engine)
     }
 
-    /// The outbox's channel, delivering to this engine while it lives.
-    fn open_channel(self: &Rc<Self>) -> Option<Channel> {
+    /// Opens the outbox's channel, delivering to this engine while it lives, and says hello
+    /// on it.
+    fn join_channel(self: &Rc<Self>) {
         let weak = Rc::downgrade(self);
-        Channel::open(&Store::database_name(&self.name), move |msg| {
+        let channel = Channel::open(&Store::database_name(&self.name), move |msg| {
             if let Some(e) = weak.upgrade() {
                 e.on_message(msg);
             }
-        })
+        });
+        self.st.borrow_mut().channel = channel;
+        self.say("hello");
     }
 
     /// Joins the election. Resolves once it is known whether this context leads right

@@ -353,6 +353,38 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   });
 }
 
+test('a follower\'s drain() whose answer came while it was in the back-forward cache is answered once it is restored', async () => {
+  srv.api.reset();
+  const cached = await launch({ bfcache: true });
+  const context = await cached.newContext();
+  const app = 'tests-e2e/pages/app.html?cacheable';
+  const [a, b] = [await openApp(context, srv.origin, app), await openApp(context, srv.origin, app)];
+  for (const p of [a, b]) {
+    // Holds until the page that runs it opens the gate.
+    await p.evaluate(() => { window.handlers.gate = () => new Promise((open) => { window.openGate = open; }); });
+    await p.evaluate(openOutbox, { name: 'bfcache-rpc', mode: 'web-locks' });
+  }
+  assert.deepEqual(await leaderFlags([a, b]), [true, false]);
+  // The leader drains for the follower until the held attempt ends; the follower is in the
+  // cache by then, and the answer goes to the channel it closed.
+  await b.evaluate(async () => {
+    await window.ob.enqueue({ handler: 'gate', keys: ['k'], mutations: {} });
+    window.marker = 'before';
+    window.drained = window.ob.drain().then((r) => `remaining ${r.remaining}`, (e) => e.code);
+  });
+  await waitFor(() => a.evaluate(() => typeof window.openGate === 'function'), 3000, 'the held attempt');
+  await b.goto(`${srv.origin}/tests-e2e/pages/app.html?cacheable&away`);
+  await a.evaluate(() => window.openGate());
+  await waitFor(() => a.evaluate(async () => (await window.ob.stats()).pending === 0), 3000, 'the leader to finish');
+  await b.goBack({ waitUntil: 'commit' });
+  const reasons = await b.evaluate(() => JSON.stringify(performance.getEntriesByType('navigation')[0].notRestoredReasons));
+  assert.equal(await b.evaluate(() => window.marker), 'before', `restored from the back-forward cache (not: ${reasons})`);
+  // Without a budget a follower's drain waits for its answer, which no one would send again.
+  const drained = await b.evaluate(() => Promise.race([window.drained, new Promise((r) => setTimeout(() => r('still waiting'), 3000))]));
+  assert.equal(drained, 'remaining 0');
+  await cached.close();
+});
+
 test("a follower that missed outcomes on the channel learns them from the store once leadership changes: under the next leader, or as leader itself", async () => {
   srv.api.reset();
   const context = await browser.newContext();

@@ -103,21 +103,26 @@ impl Engine {
                 }
             }
             "rpc" if leading => self.serve(msg),
-            "lead" if !leading => {
-                // What the last leader was sending is pending again until this one says.
-                let waiting: Vec<JsValue> = {
-                    let mut st = self.st.borrow_mut();
-                    st.remote_in_flight.clear();
-                    st.rpcs.iter().map(|r| r.msg.clone()).collect()
-                };
-                for msg in waiting {
-                    self.post(&msg);
-                }
-                self.settle_from_store();
-            }
+            "lead" if !leading => self.rejoin(),
             "reply" => self.take_reply(&msg),
             _ => {}
         }
+    }
+
+    /// For a follower that may have missed the leader's words: under a new leader, or back
+    /// from the back-forward cache (its channel was closed meanwhile). What it took to be
+    /// in flight is pending until the leader says; its requests go out again, as their
+    /// replies may be lost; its `settled` waits are checked against the store.
+    pub(super) fn rejoin(self: &Rc<Self>) {
+        self.st.borrow_mut().remote_in_flight.clear();
+        {
+            // Posting calls nothing back (a message is delivered in a later task).
+            let st = self.st.borrow();
+            for r in &st.rpcs {
+                self.post(&r.msg);
+            }
+        }
+        self.settle_from_store();
     }
 
     pub(super) fn lease_actions(self: &Rc<Self>, actions: Vec<Action>) {
