@@ -326,7 +326,9 @@ export class Outbox {
    *  `OutboxError{code:'Dead'}` if it is or becomes dead, `'Removed'` if removed or
    *  discarded from the dead letters (remembered for 30 days, across reopens). An id the
    *  outbox holds nothing about resolves as acknowledged: acknowledged transactions leave
-   *  no record. */
+   *  no record. Calls that must ask the store (a follower's, say) and are made before its
+   *  read starts share one read: `Promise.all(ids.map((id) => outbox.settled(id)))` makes
+   *  one. */
   settled(id: string): Promise<SettledInfo>;
   /** Not yet acknowledged, not dead, in seq order. With `limit`, the first `limit` of
    *  them, and only those are read from storage (in any context), so a view of a long

@@ -205,8 +205,13 @@ extern "C" {
     /// The ids waited on.
     #[wasm_bindgen(method)]
     pub fn ids(this: &Waiters) -> Array;
-    #[wasm_bindgen(method, js_name = rejectAll)]
+    #[wasm_bindgen(method, js_name = reject)]
     pub fn reject_all(this: &Waiters, error: &JsValue);
+    #[wasm_bindgen(method)]
+    pub fn reject(this: &Waiters, error: &JsValue, ids: &Array);
+    /// Adds `id` to the next store read for `settled` calls: its ids where it is to start.
+    #[wasm_bindgen(method)]
+    pub fn ask(this: &Waiters, id: &str) -> Option<Array>;
 }
 
 #[wasm_bindgen(module = "/src/js/listeners.js")]

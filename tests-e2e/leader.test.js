@@ -385,6 +385,44 @@ test('a follower\'s drain() whose answer came while it was in the back-forward c
   await cached.close();
 });
 
+test('a follower\'s settled() calls made together share one store lookup', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const [a, b] = await tabs(context, 2, { name: 'settled-batch', mode: 'web-locks' }, async (args) => {
+    window.handlers.refuse = () => { throw new window.lib.NonRetriableError('refused'); };
+    const { Outbox } = window.lib;
+    window.ob = await Outbox.open({ name: args.name, leaderElection: args.mode, handlers: window.handlers });
+  });
+  assert.deepEqual(await leaderFlags([a, b]), [true, false]);
+  const result = await b.evaluate(async () => {
+    const ids = [];
+    for (let n = 0; n < 20; n++) ids.push((await window.ob.enqueue({ handler: 'ok', keys: [`k${n}`], mutations: { n } })).id);
+    ids.push((await window.ob.enqueue({ handler: 'refuse', keys: ['r'], mutations: {} })).id);
+    // Every outcome was announced before any settled() call: each call asks the store.
+    for (;;) {
+      const st = await window.ob.stats();
+      if (st.pending + st.inFlight === 0 && st.dead === 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    let lookups = 0;
+    const transaction = IDBDatabase.prototype.transaction;
+    IDBDatabase.prototype.transaction = function (stores, ...rest) {
+      if ([stores].flat().includes('acked')) lookups++;
+      return transaction.call(this, stores, ...rest);
+    };
+    const first = await Promise.allSettled(ids.map((id) => window.ob.settled(id)));
+    const together = lookups;
+    // A call made after the lookup has started gets one of its own.
+    await window.ob.settled(ids[0]);
+    IDBDatabase.prototype.transaction = transaction;
+    return { together, after: lookups - together, outcomes: first.map((r) => r.status === 'fulfilled' ? 'ok' : r.reason.code) };
+  });
+  assert.equal(result.together, 1, 'one lookup for 21 settled() calls');
+  assert.equal(result.after, 1);
+  assert.deepEqual(result.outcomes, [...Array(20).fill('ok'), 'Dead']);
+  await context.close();
+});
+
 test("a follower that missed outcomes on the channel learns them from the store once leadership changes: under the next leader, or as leader itself", async () => {
   srv.api.reset();
   const context = await browser.newContext();

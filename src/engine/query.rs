@@ -266,16 +266,20 @@ impl Engine {
                 return promise;
             }
         }
-        self.settle_stored(Array::of1(&id.into()), true);
+        if let Some(ids) = self.waiters.ask(&id) {
+            self.settle_stored(ids, true);
+        }
         promise
     }
 
     /// Settles what waits on each of `ids` if the store says how it ended; otherwise the
     /// word from whichever context sends it will. A failed read rejects them if `asked`
-    /// (a `settled` call), else leaves them waiting.
+    /// (`settled` calls), else leaves them waiting.
     fn settle_stored(self: &Rc<Self>, ids: Array, asked: bool) {
         let me = self.clone();
         js::spawn(async move {
+            // A `settled` call's list takes no more ids from now on (see `Waiters::ask`).
+            js::set(&ids, "read", &JsValue::TRUE);
             // Most contexts wait on nothing: no transaction then, on each change of leader.
             if ids.length() == 0 {
                 return;
@@ -283,8 +287,8 @@ impl Engine {
             let outcomes = match me.store.settled_outcomes(&ids).await {
                 Ok(o) => o,
                 Err(e) => {
-                    if let (true, Some(id)) = (asked, ids.get(0).as_string()) {
-                        me.waiters.settle(&id, false, &js::to_js(&e));
+                    if asked {
+                        me.waiters.reject(&js::to_js(&e), &ids);
                     }
                     return;
                 }

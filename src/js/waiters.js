@@ -41,7 +41,18 @@ export class Waiters {
     return [...this.byId.keys()];
   }
 
-  rejectAll(error) {
-    for (const id of this.ids()) this.settle(id, false, error);
+  /**
+   * Adds `id` to what the next store read for `settled` calls asks about, so that the
+   * calls made before it starts share it (`Promise.all` over many ids): the list when `id`
+   * opens it, and the caller is to start that read, which marks it `read` as it starts.
+   */
+  ask(id) {
+    if (this.asking?.read === false) this.asking.push(id);
+    else return (this.asking = Object.assign([id], { read: false }));
+  }
+
+  /** Rejects what waits on each of `ids` (by default, on any id) with `error`. */
+  reject(error, ids = this.ids()) {
+    for (const id of ids) this.settle(id, false, error);
   }
 }
