@@ -93,7 +93,7 @@ export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm,
   // installed offline) opens on the next event.
   let opened;
   const outbox = () => (opened ??= (url ? module() : Promise.resolve(wasm))
-    .then((module) => init(module === undefined ? undefined : { module_or_path: module }))
+    .then((module) => init({ module_or_path: module })) // undefined: the one beside the glue
     .then(() => Outbox.open({ name, handlers, ...options }))
     .catch((e) => { opened = undefined; throw e; }));
 
