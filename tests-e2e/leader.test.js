@@ -295,14 +295,29 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
   });
 }
 
+/** The test app, served so that Chromium may keep it in the back-forward cache. */
+const CACHEABLE_APP = 'tests-e2e/pages/app.html?cacheable';
+
+/** Navigates `page` away, into the back-forward cache, with a marker set to tell later. */
+async function leaveIntoCache(page) {
+  await page.evaluate(() => { window.marker = 'before'; });
+  await page.goto(`${srv.origin}/${CACHEABLE_APP}&away`);
+}
+
+/** Navigates back to `page`, which must come from the back-forward cache. */
+async function backFromCache(page) {
+  await page.goBack({ waitUntil: 'commit' });
+  const reasons = await page.evaluate(() => JSON.stringify(performance.getEntriesByType('navigation')[0].notRestoredReasons));
+  assert.equal(await page.evaluate(() => window.marker), 'before', `restored from the back-forward cache (not: ${reasons})`);
+}
+
 for (const mode of ['web-locks', 'broadcast-channel']) {
   test(`${mode}: a leader that goes into the back-forward cache hands over at once, stays cached, and rejoins when restored`, async () => {
     srv.api.reset();
     const cached = await launch({ bfcache: true });
     const context = await cached.newContext();
     const name = `bfcache-${mode}`;
-    const app = 'tests-e2e/pages/app.html?cacheable';
-    const pages = [await openApp(context, srv.origin, app), await openApp(context, srv.origin, app)];
+    const pages = [await openApp(context, srv.origin, CACHEABLE_APP), await openApp(context, srv.origin, CACHEABLE_APP)];
     for (const p of pages) {
       await p.evaluate(() => {
         // Holds in a tab that sets `holding`; elsewhere it posts.
@@ -321,21 +336,18 @@ for (const mode of ['web-locks', 'broadcast-channel']) {
     // The leader leaves while sending one, with `settled` waiting on it: the next leader
     // sends it while this page is frozen, and says so on a channel this page no longer hears.
     await a.evaluate(() => {
-      window.marker = 'before';
       window.holding = true;
       window.outcome = window.ob.enqueue({ handler: 'hold', keys: ['k'], mutations: { key: 'k', n: 2 } })
         .then((t) => window.ob.settled(t.id)).then(() => 'settled', (e) => e.code);
     });
     await waitFor(() => a.evaluate(async () => (await window.ob.stats()).inFlight === 1), 3000, 'the held attempt');
-    await a.goto(`${srv.origin}/tests-e2e/pages/app.html?cacheable&away`);
+    await leaveIntoCache(a);
     const t0 = Date.now();
     await waitFor(() => b.evaluate(() => window.ob.isLeader), 3000, 'the follower to lead');
     const handover = Date.now() - t0;
     await waitFor(() => srv.api.unique().length === 2, 3000, 'the new leader to send the held one');
     await send(b, 3);
-    await a.goBack({ waitUntil: 'commit' });
-    const reasons = await a.evaluate(() => JSON.stringify(performance.getEntriesByType('navigation')[0].notRestoredReasons));
-    assert.equal(await a.evaluate(() => window.marker), 'before', `restored from the back-forward cache (not: ${reasons})`);
+    await backFromCache(a);
     const outcome = await a.evaluate(() => Promise.race([window.outcome, new Promise((r) => setTimeout(() => r('still waiting'), 3000))]));
     assert.equal(outcome, 'settled', 'its settled() learns the outcome it missed');
     // Restored, it follows (the other tab leads now) and its work goes out through it.
@@ -357,8 +369,7 @@ test('a follower\'s drain() whose answer came while it was in the back-forward c
   srv.api.reset();
   const cached = await launch({ bfcache: true });
   const context = await cached.newContext();
-  const app = 'tests-e2e/pages/app.html?cacheable';
-  const [a, b] = [await openApp(context, srv.origin, app), await openApp(context, srv.origin, app)];
+  const [a, b] = [await openApp(context, srv.origin, CACHEABLE_APP), await openApp(context, srv.origin, CACHEABLE_APP)];
   for (const p of [a, b]) {
     // Holds until the page that runs it opens the gate.
     await p.evaluate(() => { window.handlers.gate = () => new Promise((open) => { window.openGate = open; }); });
@@ -369,16 +380,13 @@ test('a follower\'s drain() whose answer came while it was in the back-forward c
   // cache by then, and the answer goes to the channel it closed.
   await b.evaluate(async () => {
     await window.ob.enqueue({ handler: 'gate', keys: ['k'], mutations: {} });
-    window.marker = 'before';
     window.drained = window.ob.drain().then((r) => `remaining ${r.remaining}`, (e) => e.code);
   });
   await waitFor(() => a.evaluate(() => typeof window.openGate === 'function'), 3000, 'the held attempt');
-  await b.goto(`${srv.origin}/tests-e2e/pages/app.html?cacheable&away`);
+  await leaveIntoCache(b);
   await a.evaluate(() => window.openGate());
   await waitFor(() => a.evaluate(async () => (await window.ob.stats()).pending === 0), 3000, 'the leader to finish');
-  await b.goBack({ waitUntil: 'commit' });
-  const reasons = await b.evaluate(() => JSON.stringify(performance.getEntriesByType('navigation')[0].notRestoredReasons));
-  assert.equal(await b.evaluate(() => window.marker), 'before', `restored from the back-forward cache (not: ${reasons})`);
+  await backFromCache(b);
   // Without a budget a follower's drain waits for its answer, which no one would send again.
   const drained = await b.evaluate(() => Promise.race([window.drained, new Promise((r) => setTimeout(() => r('still waiting'), 3000))]));
   assert.equal(drained, 'remaining 0');
