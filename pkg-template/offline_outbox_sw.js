@@ -125,7 +125,14 @@ export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm,
     });
     drain();
   }
-  return outbox();
+  outbox(); // opened as the worker starts
+  // Each use opens again if the last open failed: the first open's promise would keep that
+  // failure for the worker's life (a worker started offline without its module, then
+  // online), and the fetch recipe's `await outbox` would fail every POST after it.
+  return new (class extends Promise {
+    static get [Symbol.species]() { return Promise; } // `finally` makes a plain one
+    then(onFulfilled, onRejected) { return outbox().then(onFulfilled, onRejected); }
+  })(() => {});
 }
 
 export { init, Outbox };

@@ -255,6 +255,34 @@ test('a worker whose outbox could not open (started offline) opens it on the nex
   await context.close();
 });
 
+test('the recipe\'s `await outbox` after an open that failed opens again: a POST queued once the worker could open', async () => {
+  const { context, cdp, page } = await controlledPage();
+  const id = await registrationId(cdp);
+  const post = (key) => page.evaluate((key) => fetch('/api/mutate?queue', {
+    method: 'POST', headers: { 'Idempotency-Key': key }, body: key,
+  }).then((r) => r.status, (e) => String(e)), key);
+  // Started offline without its module (as one installed offline), the worker cannot open
+  // its outbox, so it cannot queue the POST that started it.
+  assert.ok(await page.evaluate(async () => (await caches.keys()).length === 1 && caches.delete((await caches.keys())[0])), 'the install cached the module');
+  await context.setOffline(true);
+  await cdp.send('ServiceWorker.stopAllWorkers');
+  assert.match(await post('lost'), /TypeError/);
+  const [sw] = context.serviceWorkers();
+  // Online, a sync opens the outbox in the same worker.
+  await context.setOffline(false);
+  await cdp.send('ServiceWorker.dispatchSyncEvent', { origin: srv.origin, registrationId: id, tag: TAG, lastChance: false });
+  await waitFor(() => sw.evaluate(() => self.syncOutcomes.length === 1), 10000, 'the sync to end');
+  assert.deepEqual(await sw.evaluate(() => self.syncOutcomes), ['resolved']);
+  // Offline again, the next POST is queued. Before, `installOutboxSync` returned the first
+  // open's promise, which kept its failure for the worker's life, and this POST failed too.
+  await context.setOffline(true);
+  assert.equal(await post('queued-later'), 202);
+  await page.close();
+  await context.setOffline(false);
+  await syncSendsOnce(cdp, id, 'queued-later');
+  await context.close();
+});
+
 test('without the Sync API in the page, work drains when the browser is back online', async () => {
   srv.api.reset();
   const context = await browser.newContext();
