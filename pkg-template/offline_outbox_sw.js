@@ -18,9 +18,13 @@
 // would fail.
 import init, { Outbox } from './offline_outbox.js';
 
-/** This build's module cache: build-pkg.sh puts a hash of the module here. */
+/** This build's module cache: build-pkg.sh puts a hash of the module here. Named for the
+ *  worker's scope too, so that activating drops only this scope's older builds: another
+ *  scope's worker on the origin may run another build, and would have to fetch its module
+ *  again (not possible offline). */
 const BUILD = '__BUILD__';
-const CACHE = `offline-outbox-wasm-${BUILD}`;
+const CACHES = `offline-outbox-wasm ${self.registration?.scope} `;
+const CACHE = CACHES + BUILD;
 
 /** How long a sync waits for the worker to see itself online. */
 const ONLINE_WAIT_MS = 2000;
@@ -99,11 +103,10 @@ export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm,
 
   if (url) {
     self.addEventListener('install', (event) => event.waitUntil(module().then(() => {}, () => {})));
-    // Other builds' modules: their workers are replaced by this one. (A worker of another
-    // scope on this origin that runs another build fetches its module again.)
+    // This scope's other builds' modules: their workers are replaced by this one.
     self.addEventListener('activate', (event) => event.waitUntil(caches.keys()
       .then((names) => Promise.all(names
-        .filter((n) => n.startsWith('offline-outbox-wasm-') && n !== CACHE)
+        .filter((n) => n.startsWith(CACHES) && n !== CACHE)
         .map((n) => caches.delete(n))))
       .catch(() => {})));
   }

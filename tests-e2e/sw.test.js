@@ -108,31 +108,34 @@ for (const [kind, script, type] of [['module', 'sw-module.js', 'module'], ['clas
  * A fresh context with a page controlled by the module worker (the README's fetch recipe
  * in it), which uses no outbox of its own: the worker's is the only one. With a CDP session
  * on a blank page of its own, as `queuedOffline` gives. `script` is the worker's URL (its
- * query may name the module's); `staleCache`, a cache the page makes before registering.
+ * query may name the module's); `caches`, cache names the page makes before registering.
  */
-async function controlledPage({ staleCache = null, script = 'sw-module.js' } = {}) {
+async function controlledPage({ caches: made = [], script = 'sw-module.js' } = {}) {
   srv.api.reset();
   const context = await browser.newContext();
   const cdp = await context.newCDPSession(await context.newPage());
   const page = await openApp(context, srv.origin);
-  await page.evaluate(async ({ staleCache, script }) => {
-    if (staleCache) await (await caches.open(staleCache)).put('/stale.wasm', new Response('old'));
+  await page.evaluate(async ({ made, script }) => {
+    for (const name of made) await (await caches.open(name)).put('/stale.wasm', new Response('old'));
     await navigator.serviceWorker.register(script, { type: 'module' });
     await navigator.serviceWorker.ready;
-  }, { staleCache, script });
+  }, { made, script });
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
   return { context, cdp, page };
 }
 
-test('a worker started offline (to queue a page\'s POST) loads the module from its cache; its install fetched it once and dropped other builds\' caches', async () => {
-  const stale = 'offline-outbox-wasm-0000000000000000';
+test('a worker started offline (to queue a page\'s POST) loads the module from its cache; its install fetched it once and dropped its scope\'s other builds\' caches', async () => {
+  const stale = `offline-outbox-wasm ${scope()} 0000000000000000`;
+  const otherScope = `offline-outbox-wasm ${srv.origin}/elsewhere/ 0000000000000000`;
   const wasm = '/pkg/offline_outbox_bg.wasm?worker';
-  const { context, cdp, page } = await controlledPage({ staleCache: stale, script: `sw-module.js?wasm=${encodeURIComponent(wasm)}` });
+  const { context, cdp, page } = await controlledPage({ caches: [stale, otherScope], script: `sw-module.js?wasm=${encodeURIComponent(wasm)}` });
   assert.equal(srv.api.files.get(wasm), 1, 'one fetch of the module served the install and the open');
   const names = await page.evaluate(() => caches.keys());
-  assert.equal(names.length, 1, `one module cache, this build's: ${names}`);
-  assert.match(names[0], /^offline-outbox-wasm-[0-9a-f]{16}$/);
-  assert.notEqual(names[0], stale);
+  assert.equal(names.length, 2, `this build's module cache and another scope's: ${names}`);
+  assert.ok(names.includes(otherScope), 'another scope\'s worker may run another build: its cache is kept');
+  const ours = names.find((n) => n !== otherScope);
+  assert.ok(ours.startsWith(`offline-outbox-wasm ${scope()} `), ours);
+  assert.match(ours.split(' ').pop(), /^[0-9a-f]{16}$/, 'named for this build');
   const id = await registrationId(cdp);
   // (Offline first: the emulation then covers the worker as it starts again.)
   await context.setOffline(true);
