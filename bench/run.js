@@ -86,7 +86,7 @@ try {
       return `${f(v)} (${ratio < 0.05 ? ratio.toPrecision(2) : fmt(ratio, 1)}x)`;
     })]));
   }
-  console.log('no figure: the system could not store the row\'s items within 60 s, or did not send within 30 s (open) / 120 s (drain)');
+  console.log('no figure: the system could not store the row\'s items within 150 s (its fill stops sooner once its rate says it will not), or did not send within 30 s (open) / 120 s (drain)');
   console.log('targets: ahead of both peers on every row; open with 10,000 pending <= 200 ms; 100,000 pending <= 50 MB');
 
   const rest = await page.evaluate(() => window.runAtRest());
