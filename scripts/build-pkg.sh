@@ -45,16 +45,12 @@ node_modules/.bin/wasm-opt -Oz --flatten --rereloop -Oz --converge --low-memory-
 node scripts/minify-names.mjs pkg/offline_outbox_bg.wasm pkg/offline_outbox.js "${features[@]}"
 
 # The glue ships as one minified module with its snippets bundled in: one file gzips
-# smaller than eight and is one request. The error classes stay a module of their own,
-# minified with their names kept (`err.constructor.name`), which the bundle imports.
-# wasm-bindgen's glue lists a snippet module twice in its imports object, which esbuild
-# would warn about.
+# smaller than several and is one request, where each snippet would be one more after
+# the glue's, in turn (the error classes keep their names as static fields, for
+# `err.constructor.name`). wasm-bindgen's glue lists a snippet module twice in its imports
+# object, which esbuild would warn about.
 node_modules/.bin/esbuild pkg/offline_outbox.js --bundle --minify --format=esm --allow-overwrite \
-  --external:'*/errors.js' --log-override:duplicate-object-key=silent --log-level=warning \
-  --outfile=pkg/offline_outbox.js
-# A snippet's own import of the error classes keeps its path, relative to the snippets'
-# folder: point it where the glue's import points.
-sed -i "s#\"./errors.js\"#\"./${snippet}\"#g" pkg/offline_outbox.js
+  --log-override:duplicate-object-key=silent --log-level=warning --outfile=pkg/offline_outbox.js
 # terser's further passes and its frequency-ordered names gzip 0.5 KB smaller than
 # esbuild's output alone (a third pass 16 bytes more than two; more find nothing); ES2020
 # output (the sources use ?? and ?. already) and arrows for function expressions that use
@@ -62,10 +58,7 @@ sed -i "s#\"./errors.js\"#\"./${snippet}\"#g" pkg/offline_outbox.js
 node_modules/.bin/terser pkg/offline_outbox.js --module --ecma 2020 --compress passes=3,unsafe_arrows=true \
   --mangle toplevel=true \
   -o pkg/offline_outbox.js
-errors=$(ls pkg/snippets/*/src/js/errors.js)
-node_modules/.bin/esbuild "$errors" --minify --keep-names --format=esm --allow-overwrite \
-  --log-level=warning --outfile="$errors"
-find pkg/snippets -name '*.js' ! -name errors.js -delete
+rm -r pkg/snippets
 
 cp pkg-template/package.json pkg-template/README.md pkg-template/offline_outbox.d.ts \
   pkg-template/offline_outbox_sw.js pkg-template/offline_outbox_sw.d.ts pkg/
@@ -82,9 +75,8 @@ sed -i "s/__BUILD__/${build}/" pkg/offline_outbox_sw.js
 node_modules/.bin/esbuild pkg/offline_outbox_sw.js --bundle --format=iife --global-name=offlineOutbox \
   --log-override:empty-import-meta=silent --log-override:duplicate-object-key=silent --log-level=warning --outfile=pkg/offline_outbox_classic.js
 
-# The size budget counts the wasm, the glue and its snippets, each gzipped (as the
-# benchmark checks it).
+# The size budget counts the wasm and the glue, each gzipped (as the benchmark checks it).
 gz() { local n=0; for f in "$@"; do n=$(( n + $(gzip -9c "$f" | wc -c) )); done; echo $n; }
 wasm=$(gz pkg/offline_outbox_bg.wasm)
-js=$(gz pkg/offline_outbox.js pkg/snippets/*/src/js/*.js)
-echo "pkg/: wasm $wasm B gzipped, JS glue and snippets $js B gzipped, total $(( (wasm + js) / 1024 )) KiB gzipped (budget 100 KiB)"
+js=$(gz pkg/offline_outbox.js)
+echo "pkg/: wasm $wasm B gzipped, JS glue $js B gzipped, total $(( (wasm + js) / 1024 )) KiB gzipped (budget 100 KiB)"

@@ -15,15 +15,15 @@ test('exports: init, Outbox, NonRetriableError, OutboxError', async () => {
     const n = new NonRetriableError('y');
     return {
       open: typeof Outbox.open,
-      outboxError: [e instanceof Error, e.name, e.code, e.message],
-      nonRetriable: [n instanceof Error, n.name, n.message],
+      outboxError: [e instanceof Error, e.name, e.constructor.name, e.code, e.message],
+      nonRetriable: [n instanceof Error, n.name, n.constructor.name, n.message],
       init: typeof window.lib.default,
     };
   });
   assert.deepEqual(r, {
     open: 'function',
-    outboxError: [true, 'OutboxError', 'Closed', 'x'],
-    nonRetriable: [true, 'NonRetriableError', 'y'],
+    outboxError: [true, 'OutboxError', 'OutboxError', 'Closed', 'x'],
+    nonRetriable: [true, 'NonRetriableError', 'NonRetriableError', 'y'],
     init: 'function',
   });
 });
