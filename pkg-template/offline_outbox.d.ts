@@ -64,6 +64,8 @@ export interface BatchHandler<M = any, D = any> {
   /** Default 50. A batch takes one `maxConcurrency` slot. */
   batchSize?: number;
   merge?: (older: M, newer: M) => M;
+  /** This handler's calls' time limit, in place of the outbox's `attemptTimeoutMs`. */
+  attemptTimeoutMs?: number;
 }
 
 /** A single-transaction handler with a merge function for coalescing. */
@@ -74,6 +76,9 @@ export interface HandlerSpec<M = any, D = any> {
    *  stored), the two run on their own, in order, and an `error` event with the newer id
    *  and code `InvalidTransaction` says why. */
   merge?: (older: M, newer: M) => M;
+  /** This handler's attempts' time limit (1 to 2^31 - 1 ms), in place of the outbox's
+   *  `attemptTimeoutMs`: shorter for quick writes, longer for uploads. */
+  attemptTimeoutMs?: number;
 }
 
 export interface RetryOptions {
@@ -105,7 +110,7 @@ export interface OutboxOptions {
   /** An attempt (handler call, batch call or http request) with no outcome after this many
    *  ms (1 to 2^31 - 1) fails as a retryable `TimeoutError`: its `signal` aborts, its keys
    *  and concurrency slot are free for the retry, and a late outcome is ignored. Default:
-   *  no limit. */
+   *  no limit. A handler's own `attemptTimeoutMs` takes its place for that handler. */
   attemptTimeoutMs?: number;
   /** What later transactions on a dead transaction's keys do: 'skip' (default) runs them;
    *  'block' holds them until the dead one is retried or discarded. */

@@ -911,6 +911,17 @@ impl OutboxBuilder {
         )
     }
 
+    /// The attempt time limit of the handler registered as `name`, in place of
+    /// [`OutboxBuilder::attempt_timeout`] for it: shorter for quick writes, longer for
+    /// uploads.
+    /// Register the handler first; a name with no handler fails the open with
+    /// `InvalidOptions`.
+    pub fn handler_attempt_timeout(self, name: &str, limit: Duration) -> Self {
+        let ms = JsValue::from_f64(limit.as_millis() as f64);
+        js::set(&self.spec(name), "attemptTimeoutMs", &ms);
+        self
+    }
+
     /// What later transactions on a dead transaction's keys do: run
     /// ([`DeadLetterPolicy::Skip`], the default) or wait until it is retried or discarded
     /// ([`DeadLetterPolicy::Block`]).

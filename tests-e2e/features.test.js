@@ -1211,6 +1211,58 @@ test('attemptTimeoutMs: a batch call times out as a whole; the http handler\'s r
   srv.api.reset();
 });
 
+test('a handler\'s own attemptTimeoutMs takes the outbox\'s place: longer for an upload, shorter for a quick write, for a batch too', async () => {
+  const r = await page.evaluate(async () => {
+    const { Outbox } = window.lib;
+    const retries = [];
+    const calls = [];
+    // Each handler's first attempt: 'upload' answers after 400 ms, the others never.
+    const first = (name, ctx) => {
+      calls.push(`${name}#${ctx.attempt}`);
+      if (ctx.attempt > 1) return undefined;
+      return name === 'upload' ? new Promise((res) => setTimeout(res, 400)) : new Promise(() => {});
+    };
+    const ob = await Outbox.open({
+      name: 'features-timeout-own', attemptTimeoutMs: 150,
+      retry: { baseDelayMs: 50, maxDelayMs: 50, jitter: 'none' },
+      handlers: {
+        upload: { send: (ctx) => first('upload', ctx), attemptTimeoutMs: 2000 },
+        quick: { send: (ctx) => first('quick', ctx), attemptTimeoutMs: 40 },
+        notes: { sendBatch: ([ctx]) => first('notes', ctx), batchSize: 5, attemptTimeoutMs: 60 },
+        plain: (ctx) => first('plain', ctx),
+      },
+    });
+    ob.subscribe((e) => { if (e.type === 'retry') retries.push(`${e.error.name}: ${e.error.message}`); });
+    const ids = [];
+    for (const handler of ['upload', 'quick', 'notes', 'plain']) ids.push((await ob.enqueue({ handler, keys: [handler], mutations: handler })).id);
+    await Promise.all(ids.map((id) => ob.settled(id)));
+    await ob.close();
+    const refused = [];
+    for (const spec of [{ attemptTimeoutMs: 0 }, { attemptTimeoutMs: 2 ** 31 }, { attemptTimeoutMs: '100' }, { batchSize: 0, sendBatch: () => {} }]) {
+      try {
+        await Outbox.open({ name: 'features-timeout-own-bad', handlers: { h: { send: () => {}, ...spec } } });
+        refused.push('opened');
+      } catch (e) {
+        refused.push(`${e.code}: ${e.message}`);
+      }
+    }
+    const created = (await indexedDB.databases()).some((d) => d.name.endsWith('features-timeout-own-bad'));
+    return { retries: retries.sort(), calls: calls.sort(), refused, created };
+  });
+  assert.deepEqual(r.retries, [
+    'TimeoutError: no outcome within 150 ms', // plain: the outbox's
+    'TimeoutError: no outcome within 40 ms', // quick
+    'TimeoutError: no outcome within 60 ms', // notes, as a batch
+  ]);
+  // The upload answered after 400 ms, past the outbox's 150, within its own 2000.
+  assert.deepEqual(r.calls, ['notes#1', 'notes#2', 'plain#1', 'plain#2', 'quick#1', 'quick#2', 'upload#1']);
+  const range = 'attemptTimeoutMs must be a whole number from 1 to 2147483647';
+  assert.deepEqual(r.refused.slice(0, 3), Array(3).fill(`InvalidOptions: handler "h": ${range}`));
+  // A batch handler's spec with send as well is refused before its batchSize is read.
+  assert.match(r.refused[3], /^InvalidOptions: handler "h" must be a function/);
+  assert.equal(r.created, false);
+});
+
 test('peek and deadLetters take a limit: the head of the list in seq order, with only its payloads read, in a follower too', async () => {
   const r = await page.evaluate(async () => {
     const { Outbox, NonRetriableError } = window.lib;

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
-import { callHandler } from '../src/js/attempt.js';
+import { callHandler, limited } from '../src/js/attempt.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const never = () => new Promise(() => {});
@@ -54,4 +54,18 @@ test('the outbox signal aborting (close, lost leadership) aborts the attempt wit
   const again = {};
   assert.deepEqual(await outcome(callHandler(never, again, controller.signal, 10_000)), ['rejected', 'Error', 'closed']);
   assert.equal(again.signal.aborted, true);
+});
+
+test('a handler\'s own limit takes the outbox\'s place, longer or shorter, or where it has none; one function may carry two', async () => {
+  const outer = new AbortController().signal;
+  const slow = (ctx) => sleep(80).then(() => ctx.signal.aborted);
+  const longer = limited(slow, 1000);
+  assert.deepEqual(await outcome(callHandler(longer, {}, outer, 30)), ['resolved', false]);
+  assert.deepEqual(await outcome(callHandler(limited(slow, 30), {}, outer, 1000)), ['rejected', 'TimeoutError', 'no outcome within 30 ms']);
+  const ctx = {};
+  assert.deepEqual(await outcome(callHandler(limited(never, 20), ctx, outer, 0)), ['rejected', 'TimeoutError', 'no outcome within 20 ms']);
+  assert.equal(ctx.signal.reason.name, 'TimeoutError');
+  // The same function, unwrapped, keeps the outbox's limit.
+  assert.deepEqual(await outcome(callHandler(slow, {}, outer, 30)), ['rejected', 'TimeoutError', 'no outcome within 30 ms']);
+  assert.equal(getEventListeners(outer, 'abort').length, 0);
 });

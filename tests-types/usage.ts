@@ -36,8 +36,10 @@ export async function page(): Promise<void> {
         if (!res.ok) throw Object.assign(new Error(`HTTP ${res.status}`), { retryAfterMs: 5000 });
       },
       counter: { send: async () => {}, merge: (older: number, newer: number) => older + newer },
+      upload: { send: async () => {}, attemptTimeoutMs: 300_000 },
       notes: {
         batchSize: 100,
+        attemptTimeoutMs: 5000,
         async sendBatch(batch: HandlerContext<{ text: string }>[]): Promise<BatchOutcome[]> {
           return batch.map((t) => (t.mutations.text ? undefined : new NonRetriableError('empty')));
         },

@@ -294,6 +294,49 @@ async fn an_attempt_past_its_timeout_is_aborted_and_retried() {
 }
 
 #[wasm_bindgen_test]
+async fn a_handler_attempt_timeout_replaces_the_outbox_one() {
+    let outbox = Outbox::builder(&name("timeout-own"))
+        .attempt_timeout(Duration::from_millis(50))
+        .retry(
+            Duration::from_millis(20),
+            Duration::from_millis(20),
+            None,
+            Jitter::None,
+        )
+        .handler("upload", |_ctx| async {
+            // Past the outbox's limit, within the handler's own.
+            sleep(200).await;
+            Ok(())
+        })
+        .handler_attempt_timeout("upload", Duration::from_secs(5))
+        .open()
+        .await
+        .unwrap();
+    let (events, _subscription) = record(&outbox);
+    let info = enqueue_on(&outbox, "upload", "k", &1).await;
+    outbox
+        .settled(&info.id)
+        .await
+        .expect("sent on its first attempt");
+    assert!(
+        !events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, Event::Retry { .. })),
+        "never timed out"
+    );
+    outbox.close().await;
+
+    let err = Outbox::builder(&name("timeout-own-bad"))
+        .handler_attempt_timeout("none", Duration::from_secs(1))
+        .open()
+        .await
+        .err()
+        .expect("no handler of that name");
+    assert_eq!(err.code, ErrorCode::InvalidOptions);
+}
+
+#[wasm_bindgen_test]
 async fn typed_errors_for_bad_input_and_a_closed_outbox() {
     let err = Outbox::builder(&name("bad"))
         .max_concurrency(0)
@@ -508,22 +551,27 @@ async fn compressed_and_encrypted_payloads_reach_the_handler_as_sent() {
     outbox.close().await;
 }
 
+/// Resolves after `ms` milliseconds.
+async fn sleep(ms: u32) {
+    let tick = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout: js_sys::Function =
+            js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
+                .unwrap()
+                .into();
+        set_timeout
+            .call2(&wasm_bindgen::JsValue::NULL, &resolve, &ms.into())
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(tick).await.unwrap();
+}
+
 /// Polls `done` every 10 ms until it holds; false after 5 s.
 async fn until(done: impl Fn() -> bool) -> bool {
     for _ in 0..500 {
         if done() {
             return true;
         }
-        let tick = js_sys::Promise::new(&mut |resolve, _| {
-            let set_timeout: js_sys::Function =
-                js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into())
-                    .unwrap()
-                    .into();
-            set_timeout
-                .call2(&wasm_bindgen::JsValue::NULL, &resolve, &10.into())
-                .unwrap();
-        });
-        wasm_bindgen_futures::JsFuture::from(tick).await.unwrap();
+        sleep(10).await;
     }
     done()
 }

@@ -8,14 +8,26 @@
 export const handlerContext = (id, idempotencyKey, keys, { mutations, metadata }, attempt) =>
   ({ id, idempotencyKey, keys, mutations, metadata, attempt });
 
+/** Handlers with a time limit of their own (a handler's `attemptTimeoutMs`), by the
+ *  function `limited` made for each: one function may serve two handlers. */
+const own = new WeakMap();
+
+/** `f` as a handler whose attempts have `ms`, in place of the outbox's limit. */
+export function limited(f, ms) {
+  const g = (arg) => f(arg);
+  own.set(g, ms);
+  return g;
+}
+
 /**
  * Calls handler `f` with `arg`, a context or a batch's array of them, each given the
  * attempt's signal: `outer` (the outbox's: close, lost leadership), or with `ms` (0: no
- * limit) one that follows it and also aborts with a TimeoutError once `ms` pass, rejecting
- * the call then; a late outcome is dropped, since the attempt has already failed. A call
- * that throws at once rejects.
+ * limit; a `limited` handler's own in its place) one that follows it and also aborts with
+ * a TimeoutError once `ms` pass, rejecting the call then; a late outcome is dropped, since
+ * the attempt has already failed. A call that throws at once rejects.
  */
 export function callHandler(f, arg, outer, ms) {
+  ms = own.get(f) ?? ms;
   let signal = outer;
   let follow;
   let timer;

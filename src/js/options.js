@@ -5,16 +5,19 @@
 // snippets throw it too.
 
 import { httpProblem } from './http.js';
+import { limited } from './attempt.js';
 
 export const MAX_KEYS = 256;
 export const MAX_STRING = 1024;
 const SAFE = Number.MAX_SAFE_INTEGER;
 const DAY = 86_400_000;
 const MAX_BATCH = 10_000;
+/** setTimeout's limit, for time limits: past it the timer would fire at once. */
+const TIMER = 0x7fffffff;
 const OPTIONS = ['name', 'handlers', 'maxConcurrency', 'ordering', 'retry', 'leaderElection', 'maxAgeMs',
   'deadLetterPolicy', 'network', 'persist', 'capacity', 'compress', 'encrypt', 'attemptTimeoutMs'];
 const TRANSACTION = ['handler', 'keys', 'mutations', 'priority', 'idempotencyKey', 'metadata', 'coalesceKey'];
-const HANDLER = 'a function, { send, merge? } or { sendBatch, batchSize?, merge? }';
+const HANDLER = 'a function, { send, merge?, attemptTimeoutMs? } or { sendBatch, batchSize?, merge?, attemptTimeoutMs? }';
 const OPT = 'InvalidOptions';
 const TX = 'InvalidTransaction';
 const utf8 = new TextEncoder();
@@ -103,21 +106,31 @@ function nested(options, field, known) {
   return v;
 }
 
-/** A handler entry as `[name, send, batchSize (0: one transaction a call), merge]`. */
+/** A handler entry as `[name, send, batchSize (0: one transaction a call), merge]`; a
+ *  handler with a time limit of its own is called through `limited`. */
 function handler(name, v) {
   if (typeof v === 'function') return [name, v, 0, null];
   if (!isPlain(v)) throw fault(OPT, `handler "${name}" must be ${HANDLER}`);
-  rejectUnknown(v, ['send', 'sendBatch', 'batchSize', 'merge'], 'handler field', OPT);
+  rejectUnknown(v, ['send', 'sendBatch', 'batchSize', 'merge', 'attemptTimeoutMs'], 'handler field', OPT);
   const fn = (field) => {
     const f = v[field];
     if (f === undefined || typeof f === 'function') return f;
     throw fault(OPT, `handler "${name}": ${field} must be a function`);
   };
+  const count = (field, max) => {
+    try {
+      return whole(v, field, 1, max, OPT);
+    } catch (e) {
+      throw fault(OPT, `handler "${name}": ${e.message}`);
+    }
+  };
   const merge = fn('merge') ?? null;
   const send = fn('send');
   const sendBatch = fn('sendBatch');
-  if (send && !sendBatch && v.batchSize === undefined) return [name, send, 0, merge];
-  if (!send && sendBatch) return [name, sendBatch, whole(v, 'batchSize', 1, MAX_BATCH, OPT) ?? 50, merge];
+  const ms = count('attemptTimeoutMs', TIMER);
+  const own = (f) => (ms ? limited(f, ms) : f);
+  if (send && !sendBatch && v.batchSize === undefined) return [name, own(send), 0, merge];
+  if (!send && sendBatch) return [name, own(sendBatch), count('batchSize', MAX_BATCH) ?? 50, merge];
   throw fault(OPT, `handler "${name}" must be ${HANDLER}`);
 }
 
@@ -143,8 +156,7 @@ export const readOptions = reader(OPT, 'the options', (v) => {
     handlers,
     maxConcurrency: whole(v, 'maxConcurrency', 1, 1024, OPT),
     maxAgeMs: whole(v, 'maxAgeMs', 1, SAFE, OPT),
-    // setTimeout's limit: past it the timer would fire at once.
-    attemptTimeoutMs: whole(v, 'attemptTimeoutMs', 1, 0x7fffffff, OPT),
+    attemptTimeoutMs: whole(v, 'attemptTimeoutMs', 1, TIMER, OPT),
     ordering: choice(v, 'ordering', ['per-key', 'fifo'], OPT),
     leaderElection: choice(v, 'leaderElection', ['auto', 'web-locks', 'broadcast-channel', 'none'], OPT),
     deadLetterPolicy: choice(v, 'deadLetterPolicy', ['skip', 'block'], OPT),
