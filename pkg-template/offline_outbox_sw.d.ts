@@ -14,7 +14,7 @@ export interface OutboxSyncOptions extends Omit<OutboxOptions, 'handlers'> {
 
 /** Drains the outbox on Background Sync (tag `offline-outbox:<name>`), or on worker start,
  *  `online` and page requests where the Sync API is missing. Returns the worker's outbox,
- *  opened as the worker starts; where that open failed, each `then` (or `await`) tries it
- *  again rather than repeating the failure. */
+ *  opened as the worker starts; where that open failed, or the outbox's database has since
+ *  been deleted, each `then` (or `await`) opens it again. */
 export function installOutboxSync(options: OutboxSyncOptions): Promise<Outbox>;
 export { default as init, Outbox } from './offline_outbox.js';

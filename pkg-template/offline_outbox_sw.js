@@ -94,12 +94,22 @@ export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm,
   let fetching;
   const module = () => (fetching ??= cachedModule(url).finally(() => { fetching = undefined; }));
   // A failed open is not kept: a worker started offline without the module cached (it was
-  // installed offline) opens on the next event.
+  // installed offline) opens on the next event. Nor is an outbox whose database went away
+  // (deleted as the app signs a user out, say): it refuses every call, so the next use
+  // opens the outbox afresh.
   let opened;
-  const outbox = () => (opened ??= (url ? module() : Promise.resolve(wasm))
-    .then((module) => init({ module_or_path: module })) // undefined: the one beside the glue
-    .then(() => Outbox.open({ name, handlers, ...options }))
-    .catch((e) => { opened = undefined; throw e; }));
+  const open = () => {
+    const drop = () => { if (opened === done) opened = undefined; };
+    const done = (url ? module() : Promise.resolve(wasm))
+      .then((module) => init({ module_or_path: module })) // undefined: the one beside the glue
+      .then(() => Outbox.open({ name, handlers, ...options }))
+      .then((ob) => {
+        ob.subscribe((e) => { if (e.type === 'storage-lost') drop(); });
+        return ob;
+      }, (e) => { drop(); throw e; });
+    return done;
+  };
+  const outbox = () => (opened ??= open());
 
   if (url) {
     self.addEventListener('install', (event) => event.waitUntil(module().then(() => {}, () => {})));

@@ -575,3 +575,58 @@ test('followers: events, settled, peek, stats, drain and remove through the lead
   assert.deepEqual(srv.api.unique().map((e) => JSON.parse(e.body).n), [1, 2]);
   await context.close();
 });
+
+test('signing out: deleting the database from a follower wipes the outbox in every tab; the leader stops, and a reopen starts empty', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const name = 'sign-out';
+  // Each page's handler holds every call and records its signal's abort.
+  const open = async ({ name }) => {
+    const { Outbox } = window.lib;
+    window.calls = 0;
+    window.aborted = 0;
+    window.lost = [];
+    const hold = (ctx) => {
+      window.calls++;
+      ctx.signal.addEventListener('abort', () => window.aborted++);
+      return new Promise(() => {});
+    };
+    window.ob = await Outbox.open({ name, leaderElection: 'web-locks', handlers: { hold } });
+    window.ob.subscribe((e) => { if (e.type === 'storage-lost') window.lost.push([e.reason, e.pending]); });
+  };
+  const [a, b] = await tabs(context, 2, { name }, open);
+  assert.deepEqual(await leaderFlags([a, b]), [true, false]);
+  await b.evaluate(async () => {
+    for (const key of ['x', 'y', 'z']) await window.ob.enqueue({ handler: 'hold', keys: [key], mutations: key });
+  });
+  await a.waitForFunction(() => window.calls === 3);
+  // The app's sign-out, in the follower: its own outbox closed, then the database deleted.
+  const deletion = await b.evaluate(async (name) => {
+    await window.ob.close();
+    const events = [];
+    await new Promise((resolve) => {
+      const req = indexedDB.deleteDatabase(`offline-outbox:${name}`);
+      req.onblocked = () => events.push('blocked');
+      req.onsuccess = () => resolve(events.push('deleted'));
+      req.onerror = () => resolve(events.push(`error: ${req.error}`));
+    });
+    return events;
+  }, name);
+  assert.deepEqual(deletion, ['deleted'], 'the leader let go of the database at once');
+  await a.waitForFunction(() => window.lost.length === 1);
+  const leader = await a.evaluate(async () => ({
+    lost: window.lost,
+    aborted: window.aborted,
+    enqueue: await window.ob.enqueue({ handler: 'hold', keys: [], mutations: 'late' }).then(() => 'stored', (e) => e.code),
+  }));
+  assert.deepEqual(leader, { lost: [['deleted', 3]], aborted: 3, enqueue: 'StorageUnavailable' });
+  // The next user's outbox, under the same name: empty, and this tab leads it.
+  const fresh = await a.evaluate(async (name) => {
+    const ob = await window.lib.Outbox.open({ name, handlers: { hold: () => {} } });
+    const [peek, dead, stats] = await Promise.all([ob.peek(), ob.deadLetters(), ob.stats()]);
+    await ob.close();
+    return { peek: peek.length, dead: dead.length, pending: stats.pending + stats.inFlight, isLeader: stats.isLeader };
+  }, name);
+  assert.deepEqual(fresh, { peek: 0, dead: 0, pending: 0, isLeader: true });
+  await context.close();
+});

@@ -124,6 +124,12 @@ async function controlledPage({ caches: made = [], script = 'sw-module.js' } = {
   return { context, cdp, page };
 }
 
+/** A POST from `page` that the worker's fetch recipe queues if it cannot go out, with
+ *  Idempotency-Key `key`: its status, or the error it failed with. */
+const postQueued = (page, key) => page.evaluate((key) => fetch('/api/mutate?queue', {
+  method: 'POST', headers: { 'Idempotency-Key': key }, body: key,
+}).then((r) => r.status, (e) => String(e)), key);
+
 test('a worker started offline (to queue a page\'s POST) loads the module from its cache; its install fetched it once and dropped its scope\'s other builds\' caches', async () => {
   const stale = `offline-outbox-wasm ${scope()} 0000000000000000`;
   const otherScope = `offline-outbox-wasm ${srv.origin}/elsewhere/ 0000000000000000`;
@@ -142,10 +148,7 @@ test('a worker started offline (to queue a page\'s POST) loads the module from i
   await cdp.send('ServiceWorker.stopAllWorkers');
   // The POST starts the worker, offline: before, it could not fetch the module, its
   // outbox never opened, and the POST failed like any other offline.
-  const status = await page.evaluate(() => fetch('/api/mutate?queue', {
-    method: 'POST', headers: { 'Idempotency-Key': 'queued-cold' }, body: 'x',
-  }).then((r) => r.status, (e) => String(e)));
-  assert.equal(status, 202);
+  assert.equal(await postQueued(page, 'queued-cold'), 202);
   await page.close();
   await context.setOffline(false);
   await syncSendsOnce(cdp, id, 'queued-cold');
@@ -200,10 +203,7 @@ test('a POST a page makes offline is queued by the worker (the README\'s fetch r
 test('a POST that fails while the browser says online (a network that reaches nothing) is queued by the worker, which registers its sync at once', async () => {
   const { context, cdp, page } = await controlledPage();
   srv.api.down = true;
-  const status = await page.evaluate(() => fetch('/api/mutate?queue', {
-    method: 'POST', headers: { 'Idempotency-Key': 'sent-later' }, body: 'x',
-  }).then((r) => r.status));
-  assert.equal(status, 202);
+  assert.equal(await postQueued(page, 'sent-later'), 202);
   const [sw] = context.serviceWorkers();
   assert.ok(await sw.evaluate(() => navigator.onLine), 'the worker thinks it is online');
   // Before, only an enqueue made offline registered it, and no page is left to send.
@@ -261,15 +261,12 @@ test('a worker whose outbox could not open (started offline) opens it on the nex
 test('the recipe\'s `await outbox` after an open that failed opens again: a POST queued once the worker could open', async () => {
   const { context, cdp, page } = await controlledPage();
   const id = await registrationId(cdp);
-  const post = (key) => page.evaluate((key) => fetch('/api/mutate?queue', {
-    method: 'POST', headers: { 'Idempotency-Key': key }, body: key,
-  }).then((r) => r.status, (e) => String(e)), key);
   // Started offline without its module (as one installed offline), the worker cannot open
   // its outbox, so it cannot queue the POST that started it.
   assert.ok(await page.evaluate(async () => (await caches.keys()).length === 1 && caches.delete((await caches.keys())[0])), 'the install cached the module');
   await context.setOffline(true);
   await cdp.send('ServiceWorker.stopAllWorkers');
-  assert.match(await post('lost'), /TypeError/);
+  assert.match(await postQueued(page, 'lost'), /TypeError/);
   const [sw] = context.serviceWorkers();
   // Online, a sync opens the outbox in the same worker.
   await context.setOffline(false);
@@ -279,10 +276,31 @@ test('the recipe\'s `await outbox` after an open that failed opens again: a POST
   // Offline again, the next POST is queued. Before, `installOutboxSync` returned the first
   // open's promise, which kept its failure for the worker's life, and this POST failed too.
   await context.setOffline(true);
-  assert.equal(await post('queued-later'), 202);
+  assert.equal(await postQueued(page, 'queued-later'), 202);
   await page.close();
   await context.setOffline(false);
   await syncSendsOnce(cdp, id, 'queued-later');
+  await context.close();
+});
+
+test('a worker whose database was deleted (the app signing a user out) queues the next POST in a fresh outbox', async () => {
+  const { context, cdp, page } = await controlledPage();
+  const id = await registrationId(cdp);
+  await context.setOffline(true);
+  assert.equal(await postQueued(page, 'before-wipe'), 202);
+  const deleted = await page.evaluate(() => new Promise((resolve) => {
+    const req = indexedDB.deleteDatabase('offline-outbox:sw-test');
+    req.onsuccess = () => resolve('deleted');
+    req.onerror = () => resolve(String(req.error));
+  }));
+  assert.equal(deleted, 'deleted');
+  // Before, the worker kept its outbox, which refuses every call once its database is
+  // gone, and the POST failed.
+  assert.equal(await postQueued(page, 'after-wipe'), 202);
+  await page.close();
+  await context.setOffline(false);
+  // Only what was queued after the wipe goes out.
+  await syncSendsOnce(cdp, id, 'after-wipe');
   await context.close();
 });
 
