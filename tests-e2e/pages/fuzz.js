@@ -85,8 +85,10 @@ export async function run({ seed, steps, options }) {
     ok: async (ctx) => { receive(ctx); },
     dead: async () => { throw new NonRetriableError('refused'); },
     // Fails once and retries a day later: pending, holding back what shares its keys. Under
-    // attemptTimeoutMs it fails by never answering.
-    hold: options.attemptTimeoutMs ? () => new Promise(() => {}) : async () => { throw new Error('later'); },
+    // attemptTimeoutMs (the outbox's or its own) it fails by never answering.
+    hold: options.attemptTimeoutMs ? () => new Promise(() => {})
+      : options.ownTimeout ? { send: () => new Promise(() => {}), attemptTimeoutMs: 20 }
+        : async () => { throw new Error('later'); },
     batch: {
       sendBatch: async (batch) => { batch.forEach(receive); },
     },
@@ -96,7 +98,7 @@ export async function run({ seed, steps, options }) {
   const DAY = 86_400_000;
   const retry = { maxAttempts: 2, baseDelayMs: DAY, maxDelayMs: DAY, jitter: 'none' };
   // With `follower`, every call goes through a second instance that does not lead.
-  const { follower, ...opts } = options;
+  const { follower, ownTimeout, ...opts } = options;
   const openBoth = async () => {
     const first = await Outbox.open({ name, handlers, leaderElection: follower ? 'web-locks' : 'none', retry, ...opts });
     return [first, follower ? await Outbox.open({ name, handlers, leaderElection: 'web-locks', retry, ...opts }) : first];
@@ -296,7 +298,7 @@ export async function run({ seed, steps, options }) {
     } else {
       // open: a valid set of options with one field perturbed, under a fresh name.
       const base = {
-        name: `fuzz-open-${seed}-${step}`, handlers: { ok: handlers.ok, spec: { send: handlers.ok, merge: (a) => a } },
+        name: `fuzz-open-${seed}-${step}`, handlers: { ok: handlers.ok, spec: { send: handlers.ok, merge: (a) => a, attemptTimeoutMs: 5000 } },
         leaderElection: 'none', maxConcurrency: 2, ordering: 'fifo', retry: { baseDelayMs: 10, jitter: 'none' },
         network: { policy: 'always' }, capacity: { maxCount: 10 }, persist: false, compress: true, attemptTimeoutMs: 60000,
       };
