@@ -911,10 +911,9 @@ impl OutboxBuilder {
         )
     }
 
-    /// The attempt time limit of the handler registered as `name`, in place of
-    /// [`OutboxBuilder::attempt_timeout`] for it: shorter for quick writes, longer for
-    /// uploads.
-    /// Register the handler first; a name with no handler fails the open with
+    /// The attempt time limit of the handler registered as `name` (before or after this
+    /// call), in place of [`OutboxBuilder::attempt_timeout`] for it: shorter for quick
+    /// writes, longer for uploads. A name with no handler fails the open with
     /// `InvalidOptions`.
     pub fn handler_attempt_timeout(self, name: &str, limit: Duration) -> Self {
         let ms = JsValue::from_f64(limit.as_millis() as f64);

@@ -303,12 +303,13 @@ async fn a_handler_attempt_timeout_replaces_the_outbox_one() {
             None,
             Jitter::None,
         )
+        // Before the handler itself: the order does not matter.
+        .handler_attempt_timeout("upload", Duration::from_secs(5))
         .handler("upload", |_ctx| async {
             // Past the outbox's limit, within the handler's own.
             sleep(200).await;
             Ok(())
         })
-        .handler_attempt_timeout("upload", Duration::from_secs(5))
         .open()
         .await
         .unwrap();
