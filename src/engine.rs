@@ -664,8 +664,8 @@ impl Engine {
         self.emit_leader(true);
         // Requests posted while no one led were heard by no one: followers post theirs
         // again on this word, and this context's own are served here. Followers also check
-        // their `settled` waits against the store, as this context does once sending has
-        // started: the last leader may have gone before its last outcomes went out.
+        // their `settled` waits against the store, as this context does once it has read
+        // the outbox: the last leader may have gone before its last outcomes went out.
         self.say("lead");
         let own: Vec<JsValue> = self
             .st

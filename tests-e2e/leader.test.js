@@ -431,6 +431,56 @@ test('a follower\'s settled() calls made together share one store lookup', async
   await context.close();
 });
 
+test('a follower waiting on many transactions takes over without first looking them up: it sends first, and asks the store only about what it does not hold', async () => {
+  srv.api.reset();
+  const context = await browser.newContext();
+  const open = async ({ name, hold }) => {
+    const { Outbox } = window.lib;
+    window.log = [];
+    const h = () => { window.log.push('handler'); return hold ? new Promise(() => {}) : undefined; };
+    window.ob = await Outbox.open({ name, leaderElection: 'web-locks', handlers: { h } });
+  };
+  const a = await tab(context, open, { name: 'takeover-waits', hold: true });
+  const b = await tab(context, open, { name: 'takeover-waits', hold: false });
+  assert.deepEqual(await leaderFlags([a, b]), [true, false]);
+  await b.evaluate(async () => {
+    const ids = [];
+    for (let n = 0; n < 300; n++) ids.push((await window.ob.enqueue({ handler: 'h', keys: [`k${n}`], mutations: n })).id);
+    window.done = Promise.all(ids.map((id) => window.ob.settled(id)));
+    // The follower's own lookup for these calls (one), then only what follows is logged.
+    await new Promise((r) => setTimeout(r, 300));
+    window.log = [];
+    const transaction = IDBDatabase.prototype.transaction;
+    IDBDatabase.prototype.transaction = function (stores, mode, ...rest) {
+      const tx = transaction.call(this, stores, mode, ...rest);
+      // A settled lookup reads the acked list, read-only (acknowledging writes it).
+      if ([stores].flat().includes('acked') && (mode ?? 'readonly') === 'readonly') window.log.push('lookup');
+      return tx;
+    };
+    // The lookup asks the aliases store about each id.
+    window.asked = 0;
+    const get = IDBObjectStore.prototype.get;
+    IDBObjectStore.prototype.get = function (...args) {
+      if (this.name === 'aliases') window.asked++;
+      return get.apply(this, args);
+    };
+  });
+  await a.close();
+  const { log, asked } = await b.evaluate(async () => {
+    await window.done;
+    return { log: window.log, asked: window.asked };
+  });
+  assert.equal(log.filter((e) => e === 'handler').length, 300);
+  // Before, it looked up all 300 as it took over, before its first send. Now the lookup
+  // waits until the outbox is read, and asks only about what it no longer holds: what it
+  // has just sent, whose acknowledgement is still being written.
+  const before = log.indexOf('lookup');
+  assert.ok(before !== 0, `the first send came first: ${log.slice(0, 5)}`);
+  assert.ok(asked <= (before === -1 ? 300 : before), `asked about ${asked} ids, with ${before} sent`);
+  assert.ok(log.filter((e) => e === 'lookup').length <= 1);
+  await context.close();
+});
+
 test("a follower that missed outcomes on the channel learns them from the store once leadership changes: under the next leader, or as leader itself", async () => {
   srv.api.reset();
   const context = await browser.newContext();

@@ -272,14 +272,28 @@ impl Engine {
         promise
     }
 
-    /// Settles what waits on each of `ids` if the store says how it ended; otherwise the
-    /// word from whichever context sends it will. A failed read rejects them if `asked`
-    /// (`settled` calls), else leaves them waiting.
-    fn settle_stored(self: &Rc<Self>, ids: Array, asked: bool) {
+    /// Settles what waits on each id of `list` that this context does not hold pending if
+    /// the store says how it ended; otherwise the word from whichever context sends it
+    /// will. A failed read rejects them if `asked` (`settled` calls), else leaves them
+    /// waiting.
+    fn settle_stored(self: &Rc<Self>, list: Array, asked: bool) {
         let me = self.clone();
         js::spawn(async move {
+            // A new leader reads the outbox first, so that these reads (thousands, for a
+            // page that waits on every item) do not hold up its first send, and what it
+            // then holds pending settles by its own outcomes: only the rest is asked about.
+            let _ = me.until_loaded().await;
             // A `settled` call's list takes no more ids from now on (see `Waiters::ask`).
-            js::set(&ids, "read", &JsValue::TRUE);
+            js::set(&list, "read", &JsValue::TRUE);
+            let ids = Array::new();
+            {
+                let st = me.st.borrow();
+                for id in list.iter() {
+                    if !st.ids.contains_key(&*id.as_string().unwrap_or_default()) {
+                        ids.push(&id);
+                    }
+                }
+            }
             // Most contexts wait on nothing: no transaction then, on each change of leader.
             if ids.length() == 0 {
                 return;
