@@ -63,6 +63,15 @@ async function syncSendsOnce(cdp, registrationId, key) {
   assert.equal(srv.api.received.length, 1, 'once');
 }
 
+/** Ends a test whose worker queued `key` while offline: the page closes, the browser is
+ *  back online, and the worker's sync must send that request, the only one, once. */
+async function backOnlineSendsOnce({ context, cdp, page }, id, key) {
+  await page.close();
+  await context.setOffline(false);
+  await syncSendsOnce(cdp, id, key);
+  await context.close();
+}
+
 /** Where the test workers are registered. */
 const scope = () => `${srv.origin}/tests-e2e/pages/`;
 
@@ -149,10 +158,7 @@ test('a worker started offline (to queue a page\'s POST) loads the module from i
   // The POST starts the worker, offline: before, it could not fetch the module, its
   // outbox never opened, and the POST failed like any other offline.
   assert.equal(await postQueued(page, 'queued-cold'), 202);
-  await page.close();
-  await context.setOffline(false);
-  await syncSendsOnce(cdp, id, 'queued-cold');
-  await context.close();
+  await backOnlineSendsOnce({ context, cdp, page }, id, 'queued-cold');
 });
 
 test('the worker keeps only this build\'s module: where the HTTP cache answers with another, it asks the server', async () => {
@@ -277,10 +283,7 @@ test('the recipe\'s `await outbox` after an open that failed opens again: a POST
   // open's promise, which kept its failure for the worker's life, and this POST failed too.
   await context.setOffline(true);
   assert.equal(await postQueued(page, 'queued-later'), 202);
-  await page.close();
-  await context.setOffline(false);
-  await syncSendsOnce(cdp, id, 'queued-later');
-  await context.close();
+  await backOnlineSendsOnce({ context, cdp, page }, id, 'queued-later');
 });
 
 test('a worker whose database was deleted (the app signing a user out) queues the next POST in a fresh outbox', async () => {
@@ -297,11 +300,8 @@ test('a worker whose database was deleted (the app signing a user out) queues th
   // Before, the worker kept its outbox, which refuses every call once its database is
   // gone, and the POST failed.
   assert.equal(await postQueued(page, 'after-wipe'), 202);
-  await page.close();
-  await context.setOffline(false);
   // Only what was queued after the wipe goes out.
-  await syncSendsOnce(cdp, id, 'after-wipe');
-  await context.close();
+  await backOnlineSendsOnce({ context, cdp, page }, id, 'after-wipe');
 });
 
 test('without the Sync API in the page, work drains when the browser is back online', async () => {
