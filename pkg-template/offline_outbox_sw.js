@@ -139,9 +139,10 @@ export function installOutboxSync({ name, handlers = {}, budgetMs = 25000, wasm,
     drain();
   }
   outbox(); // opened as the worker starts
-  // Each use opens again if the last open failed: the first open's promise would keep that
-  // failure for the worker's life (a worker started offline without its module, then
-  // online), and the fetch recipe's `await outbox` would fail every POST after it.
+  // Each use gets the outbox as `outbox()` has it, opened again after a failed open or a
+  // lost database: the first open's promise would keep its failure for the worker's life
+  // (a worker started offline without its module, then online), and the fetch recipe's
+  // `await outbox` would fail every POST after it.
   return new (class extends Promise {
     static get [Symbol.species]() { return Promise; } // `finally` makes a plain one
     then(onFulfilled, onRejected) { return outbox().then(onFulfilled, onRejected); }
