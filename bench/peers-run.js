@@ -60,25 +60,35 @@ export async function peers(browser, origin, log = () => {}) {
     r.fiftyKeysSec = keys.done ? keys.totalMs / 1000 : null;
     await q.close();
 
-    for (const n of [10000, 100000]) {
+    for (const n of [1, 10000, 100000]) {
       name = await filled(context, origin, system, n, 1000, 200);
       log(`peers: ${system}: ${n} ${name ? 'stored' : 'not stored in time'}`);
       if (!name) continue;
       // One open of 10,000 moved between 26 and 67 ms from run to run: the median of up
       // to OPENS, each in a fresh page (a handler that never answers leaves the items
-      // pending), unless one takes seconds. The open of 100,000 is the one whose heap is
-      // measured.
+      // pending), unless one takes seconds. The opens of 1 and 100,000 are the ones
+      // whose heap is measured: what a system holds however little waits, and with much.
+      // After each of the outbox's opens, a fresh page times the open's protocol alone
+      // on the same database (see `openProtocol`).
       const firsts = [];
+      const protocol = [];
       for (let i = 0; i < (n === 10000 ? OPENS : 1); i++) {
         q = await page(context, origin);
         const before = await heap(q, 0);
         const held = await q.evaluate(({ system, name, n }) => window.peerBench.openHolding(system, name, n), { system, name, n });
         firsts.push(held.firstMs || null);
-        if (n === 100000) r.heap100kBytes = (await heap(q, held.wasmBytes)) - before;
+        if (n !== 10000) r[`heap${n}Bytes`] = (await heap(q, held.wasmBytes)) - before;
         await q.close();
+        if (system === 'offline-outbox' && n > 1) {
+          q = await page(context, origin);
+          protocol.push(await q.evaluate((name) => window.peerBench.openProtocol(name), name));
+          await q.close();
+        }
         if (!held.firstMs || held.firstMs > 5000) break;
       }
+      if (n === 1) continue;
       r[`open${n}Ms`] = firsts.includes(null) ? null : median(firsts);
+      if (protocol.length) r[`protocol${n}Ms`] = median(protocol);
     }
     await context.close();
     out[system] = r;

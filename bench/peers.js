@@ -216,5 +216,41 @@ async function openHolding(system, name, n) {
   return { firstMs: first, wasmBytes: memory ? memory.buffer.byteLength : 0 };
 }
 
-window.peerBench = { systems: Object.keys(systems), enqueueRates, fill, openAndDrain, openHolding };
+/**
+ * The open's protocol alone, in plain JS, on the database an outbox named `name` stored:
+ * the database open, a Web Lock, a read-write transaction that bumps the epoch and reads
+ * the first records (committed before anything is sent), then a read of the first
+ * payload. No wasm, no scheduling: how soon any open that keeps the outbox's guarantees
+ * could send first, as the open rows time it.
+ */
+async function openProtocol(name) {
+  const t0 = performance.now();
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open(`offline-outbox:${name}`);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  // Held until the page closes, as a leader holds it.
+  await new Promise((granted) => navigator.locks.request(`protocol:${name}`, () => { granted(); return never(); }));
+  const first = await new Promise((resolve, reject) => {
+    const tx = db.transaction(['meta', 'outbox'], 'readwrite');
+    const meta = tx.objectStore('meta');
+    const epoch = meta.get('epoch');
+    epoch.onsuccess = () => meta.put((epoch.result ?? 0) + 1, 'epoch');
+    // As the outbox reads them: the keys spanning 16 seqs and the first record (here a
+    // group record, which spans them all).
+    const store = tx.objectStore('outbox');
+    const keys = store.getAllKeys(null, 16);
+    store.getAll(null, 1);
+    tx.oncomplete = () => resolve(keys.result[0]);
+    tx.onerror = () => reject(tx.error);
+  });
+  // The first record's payload record (a group's holds its members' payloads).
+  await new Promise((resolve) => { db.transaction('payloads').objectStore('payloads').get(first).onsuccess = resolve; });
+  const ms = performance.now() - t0;
+  db.close();
+  return ms;
+}
+
+window.peerBench = { systems: Object.keys(systems), enqueueRates, fill, openAndDrain, openHolding, openProtocol };
 window.peersReady = true;

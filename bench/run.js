@@ -65,7 +65,8 @@ try {
     fiftyKeysSec: ['50 keys, 20 ms handler, concurrency 8', (v) => `${fmt(v, 3)} s`, false],
     open10000Ms: ['open with 10,000 pending: first send (median)', (v) => `${fmt(v)} ms`, false],
     open100000Ms: ['open with 100,000 pending: first send', (v) => `${fmt(v)} ms`, false],
-    heap100kBytes: ['JS + wasm heap, 100,000 pending', (v) => `${fmt(v / 1048576, 1)} MB`, false],
+    heap1Bytes: ['JS + wasm heap, 1 pending', (v) => `${fmt(v / 1048576, 2)} MB`, false],
+    heap100000Bytes: ['JS + wasm heap, 100,000 pending', (v) => `${fmt(v / 1048576, 1)} MB`, false],
   };
   console.log('');
   console.log('against the peers (same page work, same run; ratio: how many times better offline-outbox is)');
@@ -77,7 +78,7 @@ try {
       const v = peerRows[n][key];
       // Raw IndexedDB loads nothing to hold: its stuck send and what it read are garbage
       // once nothing references the handler's promise, so its figure is no baseline.
-      if (key === 'heap100kBytes' && n === 'raw IndexedDB') return 'n/a (holds nothing)';
+      if (key.startsWith('heap') && n === 'raw IndexedDB') return 'n/a (holds nothing)';
       if (v == null) return 'no figure (see below)';
       if (n === 'offline-outbox' || ours[key] == null) return f(v);
       const ratio = higherIsBetter ? ours[key] / v : v / ours[key];
@@ -86,6 +87,7 @@ try {
     })]));
   }
   console.log('no figure: the system could not store the row\'s items within 150 s (its fill stops sooner once its rate says it will not), or did not send within 30 s (open) / 120 s (drain)');
+  console.log(`the open's protocol alone in plain JS on the outbox's database (database open, Web Lock, fencing transaction, payload read), fresh pages: 10,000 pending ${fmt(ours.protocol10000Ms, 1)} ms (median), 100,000 ${fmt(ours.protocol100000Ms, 1)} ms`);
   console.log('targets: ahead of both peers on every row; open with 10,000 pending <= 200 ms; 100,000 pending <= 50 MB');
 
   const rest = await page.evaluate(() => window.runAtRest());
