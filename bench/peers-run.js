@@ -78,6 +78,7 @@ export async function peers(browser, origin, log = () => {}) {
         const held = await q.evaluate(({ system, name, n }) => window.peerBench.openHolding(system, name, n), { system, name, n });
         firsts.push(held.firstMs || null);
         if (n !== 10000) r[`heap${n}Bytes`] = (await heap(q, held.wasmBytes)) - before;
+        if (n === 1) r.heap1WasmBytes = held.wasmBytes;
         await q.close();
         if (system === 'offline-outbox' && n > 1) {
           q = await page(context, origin);
