@@ -1,22 +1,17 @@
 // Core benchmarks, run in one page. Each figure comes with a baseline measured in the same
 // run, so the ratio does not depend on the machine.
 import init, { Outbox } from '../pkg/offline_outbox.js';
-import { KIB, never, time, median } from './measure.js';
+import { KIB, never, time, median, openDb } from './measure.js';
 
 const payload = (n) => ({ n, text: KIB, at: new Date() });
 
 function rawDb(name) {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(name, 1);
-    req.onupgradeneeded = () => {
-      req.result.createObjectStore('s', { autoIncrement: true });
-      const meta = req.result.createObjectStore('meta', { keyPath: 'seq', autoIncrement: true });
-      meta.createIndex('members', 'ids', { multiEntry: true });
-      meta.createIndex('groups', 'ids.length');
-      req.result.createObjectStore('payloads');
-    };
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
+  return openDb(name, (db) => {
+    db.createObjectStore('s', { autoIncrement: true });
+    const meta = db.createObjectStore('meta', { keyPath: 'seq', autoIncrement: true });
+    meta.createIndex('members', 'ids', { multiEntry: true });
+    meta.createIndex('groups', 'ids.length');
+    db.createObjectStore('payloads');
   });
 }
 

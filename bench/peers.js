@@ -9,7 +9,7 @@ import init, { Outbox } from '../pkg/offline_outbox.js';
 import { startOfflineExecutor, IndexedDBAdapter } from '@tanstack/offline-transactions';
 import { createCollection, localOnlyCollectionOptions } from '@tanstack/db';
 import { Queue } from 'workbox-background-sync';
-import { KIB, never, time, median } from './measure.js';
+import { KIB, never, time, median, openDb } from './measure.js';
 
 // Workbox's Queue is written for a service worker: its feature test reads
 // `self.registration.sync`. In a page there is no registration, so it gets an empty one and
@@ -110,12 +110,7 @@ const systems = {
 
   'raw IndexedDB': {
     async open({ name, handler }) {
-      const db = await new Promise((resolve, reject) => {
-        const req = indexedDB.open(name, 1);
-        req.onupgradeneeded = () => req.result.createObjectStore('s', { autoIncrement: true });
-        req.onsuccess = () => resolve(req.result);
-        req.onerror = () => reject(req.error);
-      });
+      const db = await openDb(name, (d) => d.createObjectStore('s', { autoIncrement: true }));
       // "Sending" reads what is stored at open, in order, hands each over, then deletes
       // what it read.
       (async () => {
@@ -225,11 +220,7 @@ async function openHolding(system, name, n) {
  */
 async function openProtocol(name) {
   const t0 = performance.now();
-  const db = await new Promise((resolve, reject) => {
-    const req = indexedDB.open(`offline-outbox:${name}`);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
+  const db = await openDb(`offline-outbox:${name}`);
   // Held until the page closes, as a leader holds it.
   await new Promise((granted) => navigator.locks.request(`protocol:${name}`, () => { granted(); return never(); }));
   const first = await new Promise((resolve, reject) => {
